@@ -1,0 +1,1 @@
+"""Kafka adapters over aiokafka: the one producer, topic creation, dead letters."""

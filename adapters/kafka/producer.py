@@ -1,0 +1,64 @@
+"""KafkaEventPublisher: the one way this service writes to Kafka.
+
+A raw aiokafka producer (not FastStream's publisher) because dead letters must carry the
+original headers byte for byte and outbox rows carry headers we chose; FastStream adds its own.
+"""
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from domain.errors import TransientError
+from runtime.settings import Settings
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class KafkaEventPublisher:
+    def __init__(self, settings: Settings, *, client_id: str = "tenant-service") -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            # Idempotence removes duplicates from the producer's own retries and keeps per-key
+            # order across them; acks=all is implied.
+            enable_idempotence=True,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            max_request_size=settings.max_message_bytes + 64 * 1024,
+            linger_ms=5,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as e:
+            await self._producer.stop()
+            raise TransientError(f"kafka producer start: {e}") from e
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Send and wait for the broker's acknowledgement."""
+        await self.publish_many([(topic, key, value, headers)])
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes | None, bytes, Headers]]
+    ) -> None:
+        """Send a batch (kept in order per partition) and wait until all are acknowledged."""
+        try:
+            futures = [
+                await self._producer.send(topic, value=value, key=key, headers=list(headers))
+                for topic, key, value, headers in messages
+            ]
+            for future in futures:
+                await future
+        except KafkaError as e:
+            raise TransientError(f"kafka publish: {type(e).__name__}: {e}") from e
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """Asks the broker for metadata; used by readiness."""
+        try:
+            return await self._producer.partitions_for(topic)
+        except KafkaError as e:
+            raise TransientError(f"kafka metadata: {e}") from e

@@ -1,0 +1,36 @@
+"""Creates the service's topics at start-up with the configured partition count."""
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from contracts import topics
+from domain.errors import TransientError
+from runtime.settings import Settings
+
+
+async def ensure_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=name,
+                num_partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            )
+            for name in topics.ALL_TOPICS
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it between our list and create
+    except KafkaError as e:
+        raise TransientError(f"kafka topic creation: {e}") from e
+    finally:
+        await admin.close()

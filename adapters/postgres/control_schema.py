@@ -1,0 +1,62 @@
+"""Creates and migrates the service's control schema, the shared app role and extensions.
+
+Runs at every start-up under an advisory lock, so replicas starting together do it once.
+"""
+
+import asyncpg
+
+from adapters.migration_files import load_migrations, required_extensions
+from adapters.postgres.errors import translated
+from domain.tenant_ids import quote_ident
+from migrations import CONTROL_DIR, TENANT_DIR
+
+EXTENSIONS_SCHEMA = "extensions"
+_BOOTSTRAP_LOCK = 7_311_000
+
+
+async def ensure_control_schema(conn: asyncpg.Connection, control_schema: str, app_role: str) -> None:
+    schema = quote_ident(control_schema)
+    with translated("control schema bootstrap"):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {schema}.control_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {
+                r["version"]
+                for r in await conn.fetch(f"SELECT version FROM {schema}.control_migrations")
+            }
+            for migration in load_migrations(CONTROL_DIR):
+                if migration.version in applied:
+                    continue
+                await conn.execute(f"SET LOCAL search_path TO {schema}")
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    f"INSERT INTO {schema}.control_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            await _ensure_app_role(conn, app_role)
+            await _ensure_extensions(conn)
+
+
+async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:
+    # NOINHERIT: tenant_app holds every tenant role but gets a tenant's privileges only after
+    # SET ROLE tenant_<id>, so a connection that forgot to pick a tenant sees nothing.
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", app_role)
+    verb = "ALTER" if exists else "CREATE"
+    await conn.execute(f"{verb} ROLE {quote_ident(app_role)} LOGIN NOINHERIT")
+
+
+async def _ensure_extensions(conn: asyncpg.Connection) -> None:
+    # Extensions are database-wide; creating them per tenant would race between provisioners.
+    ext_schema = quote_ident(EXTENSIONS_SCHEMA)
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ext_schema}")
+    await conn.execute(f"GRANT USAGE ON SCHEMA {ext_schema} TO PUBLIC")
+    for name in required_extensions(load_migrations(TENANT_DIR)):
+        await conn.execute(
+            f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} SCHEMA {ext_schema}"
+        )

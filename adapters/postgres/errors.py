@@ -1,0 +1,38 @@
+"""asyncpg errors -> TransientError / PermanentError, decided by SQLSTATE class."""
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from domain.errors import PermanentError, TransientError
+
+# 08 connection, 40 serialization/deadlock, 53 resources, 57 operator intervention (admin
+# shutdown, statement timeout), 58 system error; 55P03 lock_not_available (lock_timeout).
+_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
+_TRANSIENT_STATES = {"55P03", "55006"}
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.PostgresError):
+        state = getattr(error, "sqlstate", None) or ""
+        return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+    return isinstance(
+        error,
+        OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+    )
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Re-raise driver errors inside the block as our own, keeping the cause."""
+    try:
+        yield
+    except (TransientError, PermanentError):
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+        detail = f"{what}: {type(e).__name__}: {e}"
+        if is_transient(e):
+            raise TransientError(detail) from e
+        raise PermanentError("database_error", detail) from e

@@ -1,0 +1,76 @@
+"""The outbox: result events written with the effect, read back by the relay."""
+
+import json
+from dataclasses import dataclass
+
+import asyncpg
+
+from contracts import codec, topics
+from contracts.envelope import Envelope
+from domain.tenant_ids import quote_ident
+
+NOTIFY_CHANNEL = "tenant_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    event_id: str
+    topic: str
+    key: bytes
+    event_type: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+class PostgresOutbox:
+    def __init__(self, control_schema: str) -> None:
+        self._table = f"{quote_ident(control_schema)}.outbox"
+
+    async def add(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
+        """Stage ``envelope`` for publication; same id twice is one row (results have stable ids)."""
+        await conn.execute(
+            f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (event_id) DO NOTHING",
+            envelope.id,
+            topics.EVENTS,
+            topics.partition_key(envelope.subject),
+            envelope.type,
+            codec.encode(envelope),
+            json.dumps(codec.headers_for(envelope)),
+        )
+        # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+    async def unsent(self, conn: asyncpg.Connection, limit: int) -> list[OutboxRow]:
+        rows = await conn.fetch(
+            f"SELECT id, event_id, topic, key, event_type, payload, headers FROM {self._table}"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [
+            OutboxRow(
+                id=r["id"],
+                event_id=r["event_id"],
+                topic=r["topic"],
+                key=bytes(r["key"]),
+                event_type=r["event_type"],
+                payload=bytes(r["payload"]),
+                headers=json.loads(r["headers"]),
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        await conn.execute(
+            f"UPDATE {self._table} SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
+        )
+
+    async def backlog(self, conn: asyncpg.Connection) -> tuple[int, float]:
+        """(unsent rows, age in seconds of the oldest unsent row)."""
+        row = await conn.fetchrow(
+            f"SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
+            f" AS age FROM {self._table} WHERE sent_at IS NULL"
+        )
+        assert row is not None
+        return int(row["n"]), float(row["age"])

@@ -1,0 +1,136 @@
+"""PostgresTenantStore: the registry rows and the DDL that makes a tenant schema.
+
+Every statement runs on the caller's connection, inside the caller's transaction: the schema,
+role, tables, policies and registry row appear together or not at all.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
+from domain.lifecycle import TenantStatus
+from domain.migrations import Migration
+from domain.provisioning import ExistingTenant
+from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
+
+POLICY_NAME = "tenant_isolation"
+_TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant_id: str
+    schema_name: str
+    role_name: str
+    plan: str
+    status: TenantStatus
+    schema_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PostgresTenantStore:
+    def __init__(self, control_schema: str, app_role: str) -> None:
+        self._tenants = f"{quote_ident(control_schema)}.tenants"
+        self._app_role = app_role
+
+    async def lock_tenant(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        """Serialise all work on one tenant, whichever topic it came from, until commit."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _TENANT_LOCK_CLASS, tenant_id
+        )
+
+    async def get(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
+        row = await conn.fetchrow(f"SELECT * FROM {self._tenants} WHERE tenant_id = $1", tenant_id)
+        return _record(row) if row else None
+
+    async def all(self, conn: asyncpg.Connection) -> list[TenantRecord]:
+        return [_record(r) for r in await conn.fetch(f"SELECT * FROM {self._tenants} ORDER BY 1")]
+
+    async def existing(self, conn: asyncpg.Connection, tenant_id: str) -> ExistingTenant | None:
+        record = await self.get(conn, tenant_id)
+        return ExistingTenant(record.plan, record.status) if record else None
+
+    async def count_live(self, conn: asyncpg.Connection) -> int:
+        return int(
+            await conn.fetchval(f"SELECT count(*) FROM {self._tenants} WHERE status <> 'erased'")
+        )
+
+    async def create(
+        self, conn: asyncpg.Connection, tenant_id: str, plan: str, migrations: list[Migration]
+    ) -> TenantRecord:
+        """Schema, role, template tables at the latest version, RLS, grants, registry row."""
+        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        q_schema, q_role = quote_ident(schema), quote_ident(role)
+        await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
+        await conn.execute(f"CREATE SCHEMA {q_schema}")
+        await conn.execute(f"SET LOCAL search_path TO {q_schema}, {quote_ident(EXTENSIONS_SCHEMA)}")
+        for migration in migrations:
+            await conn.execute(migration.sql)
+        await self._secure(conn, schema, role)
+        await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
+        await conn.execute("RESET search_path")
+        version = max((m.version for m in migrations), default=0)
+        row = await conn.fetchrow(
+            f"INSERT INTO {self._tenants}"
+            " (tenant_id, schema_name, role_name, plan, status, schema_version)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            tenant_id,
+            schema,
+            role,
+            plan,
+            TenantStatus.ACTIVE.value,
+            version,
+        )
+        return _record(row)
+
+    async def _secure(self, conn: asyncpg.Connection, schema: str, role: str) -> None:
+        """Grants on the tenant's own schema only, and RLS on every table in it."""
+        q_schema, q_role = quote_ident(schema), quote_ident(role)
+        await conn.execute(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {q_schema} TO {q_role}"
+        )
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {q_schema} TO {q_role}")
+        # Tables added by later migrations inherit the same grants.
+        await conn.execute(
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema}"
+            f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {q_role}"
+        )
+        await conn.execute(
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema} GRANT USAGE, SELECT ON SEQUENCES TO {q_role}"
+        )
+        tables = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
+            " AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)",
+            schema,
+            POLICY_NAME,
+        )
+        # Rows are visible only to a session acting as exactly this tenant's role: a grant that
+        # leaked to another role would still show it nothing.
+        predicate = f"current_user = {quote_literal(role)}"
+        for table in tables:
+            q_table = f"{q_schema}.{quote_ident(table['relname'])}"
+            # Not FORCEd: the owning service role must still read every row (pg_dump refuses
+            # to dump tables whose rows a policy would hide from it).
+            await conn.execute(f"ALTER TABLE {q_table} ENABLE ROW LEVEL SECURITY")
+            await conn.execute(
+                f"CREATE POLICY {quote_ident(POLICY_NAME)} ON {q_table}"
+                f" USING ({predicate}) WITH CHECK ({predicate})"
+            )
+
+
+def _record(row: asyncpg.Record) -> TenantRecord:
+    return TenantRecord(
+        tenant_id=row["tenant_id"],
+        schema_name=row["schema_name"],
+        role_name=row["role_name"],
+        plan=row["plan"],
+        status=TenantStatus(row["status"]),
+        schema_version=row["schema_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

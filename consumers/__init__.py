@@ -1,0 +1,1 @@
+"""Kafka consumers: thin entrypoints that decode a record and call a use case."""

@@ -1,0 +1,174 @@
+"""What happens to one Kafka record, for every consumer group alike.
+
+decode -> (dead letter | handler with bounded retries) -> commit. The offset is committed only
+after the handler's transaction committed (or the record was dead-lettered), so nothing is lost;
+the inbox makes a redelivery a no-op, so nothing is done twice.
+"""
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from contracts.codec import Decoded, InvalidMessage, decode
+from contracts.events import Event, Result
+from domain.errors import PermanentError, TransientError
+from runtime import metrics
+from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Decoded[Any]], Awaitable[Result | None]]
+NOT_HANDLED = "not_handled"
+HANDLER_ERROR = "handler_error"
+
+
+class AckableMessage(Protocol):
+    """The part of FastStream's KafkaAckableMessage we use (ack = commit, nack = seek back)."""
+
+    raw_message: Any
+
+    async def ack(self) -> None: ...
+    async def nack(self) -> None: ...
+
+
+class DeadLetters(Protocol):
+    async def send(self, record: Any, *, group: str, reason: str, detail: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int
+    base_delay_s: float
+    max_delay_s: float
+    poison_redeliveries: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        return cls(
+            settings.retry_attempts,
+            settings.retry_base_delay_s,
+            settings.retry_max_delay_s,
+            settings.poison_redeliveries,
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so replicas don't retry in lockstep."""
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+
+
+class Delivery:
+    """Callable given every record of one consumer group."""
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        handlers: Mapping[type[Event], Handler],
+        dead_letters: DeadLetters,
+        retry: RetryPolicy,
+        max_message_bytes: int,
+    ) -> None:
+        self.group = group
+        self._handlers = {cls.__name__: h for cls, h in handlers.items()}
+        self._dead_letters = dead_letters
+        self._retry = retry
+        self._max_bytes = max_message_bytes
+        # Unexpected errors per record, in this process: a bug must not loop forever.
+        self._failures: dict[tuple[str, int, int], int] = {}
+
+    async def __call__(self, msg: AckableMessage) -> None:
+        try:
+            await self._deliver(msg)
+        except Exception:
+            # Under MANUAL acks an escaped error would let the next record's commit skip this
+            # one; seeking back keeps it (e.g. the dead-letter topic was unreachable).
+            log.exception("delivery_failed")
+            await msg.nack()
+
+    async def _deliver(self, msg: AckableMessage) -> None:
+        record = msg.raw_message
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            group=self.group, topic=record.topic, partition=record.partition, offset=record.offset
+        )
+        try:
+            decoded = decode(
+                record.value or b"", key=record.key, topic=record.topic, max_bytes=self._max_bytes
+            )
+        except InvalidMessage as e:
+            await self._dead_letter(msg, "invalid", e.reason, e.detail)
+            return
+        envelope = decoded.envelope
+        structlog.contextvars.bind_contextvars(
+            event_id=envelope.id,
+            event_type=envelope.type,
+            correlation_id=envelope.correlationid,
+            tenant_id=envelope.subject,
+        )
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            await self._dead_letter(msg, envelope.type, NOT_HANDLED, f"group {self.group}")
+            return
+        started = time.perf_counter()
+        outcome = await self._handle(msg, decoded, handler)
+        metrics.HANDLER_SECONDS.labels(self.group, envelope.type).observe(
+            time.perf_counter() - started
+        )
+        metrics.EVENTS.labels(self.group, envelope.type, outcome).inc()
+
+    async def _handle(self, msg: AckableMessage, decoded: Decoded[Any], handler: Handler) -> str:
+        record = msg.raw_message
+        for attempt in range(self._retry.attempts):
+            try:
+                result = await handler(decoded)
+            except TransientError as e:
+                if attempt + 1 >= self._retry.attempts:
+                    # Hand the record back (seek): it is redelivered, and meanwhile the
+                    # consumer serves its other partitions.
+                    log.warning("handed_back", error=str(e), attempts=attempt + 1)
+                    await msg.nack()
+                    return "handed_back"
+                metrics.EVENTS.labels(self.group, decoded.envelope.type, "retried").inc()
+                delay = self._retry.delay(attempt)
+                log.info("retrying", error=str(e), attempt=attempt + 1, delay_s=round(delay, 3))
+                await asyncio.sleep(delay)
+            except PermanentError as e:
+                await self._dead_letter(msg, decoded.envelope.type, e.reason, e.detail)
+                return "dead_lettered"
+            except Exception as e:  # a bug: redeliver a few times, then dead-letter
+                slot = (record.topic, record.partition, record.offset)
+                self._failures[slot] = failures = self._failures.get(slot, 0) + 1
+                log.exception("handler_error", failures=failures)
+                if failures >= self._retry.poison_redeliveries:
+                    del self._failures[slot]
+                    await self._dead_letter(msg, decoded.envelope.type, HANDLER_ERROR, repr(e))
+                    return "dead_lettered"
+                await msg.nack()
+                return "handed_back"
+            else:
+                await self._commit(msg)
+                if result is None:
+                    log.info("duplicate_skipped")
+                    return "duplicate"
+                log.info("handled", result=type(result).__name__)
+                return "processed"
+        raise AssertionError("unreachable")
+
+    async def _dead_letter(self, msg: AckableMessage, type_: str, reason: str, detail: str) -> None:
+        log.warning("dead_lettered", reason=reason, detail=detail)
+        # If the DLQ publish fails, the exception propagates, nothing is committed and the record
+        # comes back: a dead letter is never dropped on the floor.
+        await self._dead_letters.send(msg.raw_message, group=self.group, reason=reason, detail=detail)
+        metrics.EVENTS.labels(self.group, type_, "dead_lettered").inc()
+        await self._commit(msg)
+
+    async def _commit(self, msg: AckableMessage) -> None:
+        try:
+            await msg.ack()
+        except Exception as e:  # e.g. CommitFailedError after a rebalance: the inbox absorbs it
+            log.warning("commit_failed", error=repr(e))

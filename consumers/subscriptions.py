@@ -1,0 +1,45 @@
+"""Wires a Delivery to a FastStream subscriber with the settings every group shares."""
+
+from typing import Any
+
+from faststream import AckPolicy, StreamMessage
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from consumers.delivery import Delivery
+from runtime.settings import Settings
+
+
+async def raw_body(msg: StreamMessage[Any]) -> bytes:
+    """Hand the handler the bytes as received: decoding (and its failures) is ours, not FastStream's."""
+    return msg.body
+
+
+def subscribe(
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    topic: str,
+    delivery: Delivery,
+    description: str,
+) -> Any:
+    subscriber = broker.subscriber(
+        topic,
+        group_id=delivery.group,
+        # MANUAL: Delivery commits after the effect is durable, or seeks back (see delivery.py).
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        decoder=raw_body,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_partition_fetch_bytes=settings.max_message_bytes + 64 * 1024,
+        title=f"{topic}:{delivery.group}",
+        description=description,
+    )
+
+    @subscriber
+    async def on_record(body: bytes, msg: KafkaMessage) -> None:
+        await delivery(msg)
+
+    return subscriber

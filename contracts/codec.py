@@ -1,0 +1,112 @@
+"""Bytes <-> (envelope, typed event). Every way a message can be unusable has a reason code."""
+
+import json
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
+
+from contracts.envelope import CONTENT_TYPE, SOURCE, Envelope, new_event_id, now, result_event_id
+from contracts.events import EVENT_TYPES, Event
+
+E = TypeVar("E", bound=Event)
+
+# Reason codes written to the dead-letter header ``x-dlq-reason``.
+TOO_LARGE = "too_large"
+INVALID_JSON = "invalid_json"
+NOT_CLOUDEVENT = "not_cloudevent"
+UNKNOWN_TYPE = "unknown_type"
+WRONG_TOPIC = "wrong_topic"
+INVALID_DATA = "invalid_data"
+KEY_MISMATCH = "key_mismatch"
+
+
+class InvalidMessage(Exception):
+    """The bytes are not an event this consumer can act on; they belong in the dead-letter topic."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail[:1000]
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[E]):
+    envelope: Envelope
+    event: E
+
+
+def decode(value: bytes, *, key: bytes | None, topic: str, max_bytes: int) -> Decoded[Event]:
+    """Validate a structured-mode CloudEvent read from ``topic`` and type its ``data``."""
+    if len(value) > max_bytes:
+        raise InvalidMessage(TOO_LARGE, f"{len(value)} bytes > {max_bytes}")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidMessage(INVALID_JSON, str(e)) from e
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as e:
+        raise InvalidMessage(NOT_CLOUDEVENT, _summary(e)) from e
+    model = EVENT_TYPES.get(envelope.type)
+    if model is None:
+        raise InvalidMessage(UNKNOWN_TYPE, f"type {envelope.type!r}")
+    if model.topic != topic:
+        raise InvalidMessage(WRONG_TOPIC, f"{envelope.type} belongs on {model.topic}")
+    try:
+        event = model.model_validate(envelope.data)
+    except ValidationError as e:
+        raise InvalidMessage(INVALID_DATA, _summary(e)) from e
+    if envelope.subject != event.subject:
+        raise InvalidMessage(KEY_MISMATCH, "subject differs from the data's tenant id")
+    if key is None or key != envelope.subject.encode("utf-8"):
+        raise InvalidMessage(KEY_MISMATCH, "Kafka key differs from the subject")
+    return Decoded(envelope, event)
+
+
+def envelope_for(
+    event: Event,
+    *,
+    correlation_id: str | None = None,
+    cause: Envelope | None = None,
+    event_id: str | None = None,
+    source: str = SOURCE,
+) -> Envelope:
+    """Wrap ``event``. A result of ``cause`` gets a deterministic id, its causation and correlation."""
+    type_name = type(event).__name__
+    if cause is not None:
+        event_id = event_id or result_event_id(cause.id, type_name)
+        correlation_id = cause.correlationid
+    event_id = event_id or new_event_id()
+    return Envelope(
+        specversion="1.0",
+        id=event_id,
+        source=source,
+        type=type_name,
+        time=now(),
+        subject=event.subject,
+        correlationid=correlation_id or event_id,
+        causationid=cause.id if cause is not None else None,
+        data=event.model_dump(mode="json"),
+    )
+
+
+def encode(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def headers_for(envelope: Envelope) -> dict[str, str]:
+    """Kafka headers that let tools (Kafka UI, kcat) filter without parsing the value."""
+    return {
+        "content-type": CONTENT_TYPE,
+        "ce_type": envelope.type,
+        "ce_id": envelope.id,
+        "ce_correlationid": envelope.correlationid,
+    }
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in error.errors()[:5]
+    )

@@ -1,0 +1,18 @@
+"""The one exception root. Adapters translate library errors into these two kinds."""
+
+
+class TenantServiceError(Exception):
+    """Root of every error this service raises on purpose."""
+
+
+class TransientError(TenantServiceError):
+    """Retrying later may succeed (connection lost, lock timeout, broker unavailable)."""
+
+
+class PermanentError(TenantServiceError):
+    """Retrying will not help; the caller turns it into a *Failed result or a dead letter."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,47 @@
+"""What to do with a TenantRequested, given what the registry already knows."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from domain.lifecycle import TenantStatus
+from domain.tenant_ids import InvalidTenantId, validate_tenant_id
+
+
+class Decision(StrEnum):
+    PROVISION = "provision"  # create schema, role, tables, registry row
+    ALREADY_PROVISIONED = "already_provisioned"  # answer TenantProvisioned again, no DDL
+    INVALID_TENANT_ID = "invalid_tenant_id"
+    UNKNOWN_PLAN = "unknown_plan"
+    CONFLICT = "conflict"  # exists with another plan, or erased (ids are never reused)
+    QUOTA_EXCEEDED = "quota_exceeded"
+
+
+@dataclass(frozen=True)
+class ExistingTenant:
+    plan: str
+    status: TenantStatus
+
+
+def decide_provisioning(
+    tenant_id: str,
+    plan: str,
+    existing: ExistingTenant | None,
+    *,
+    allowed_plans: frozenset[str],
+    tenant_count: int,
+    max_tenants: int,
+) -> Decision:
+    """Decide the provisioning outcome; every non-PROVISION answer means: no DDL."""
+    try:
+        validate_tenant_id(tenant_id)
+    except InvalidTenantId:
+        return Decision.INVALID_TENANT_ID
+    if plan not in allowed_plans:
+        return Decision.UNKNOWN_PLAN
+    if existing is not None:
+        if existing.status == TenantStatus.ERASED or existing.plan != plan:
+            return Decision.CONFLICT
+        return Decision.ALREADY_PROVISIONED
+    if tenant_count >= max_tenants:
+        return Decision.QUOTA_EXCEEDED
+    return Decision.PROVISION

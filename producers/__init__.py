@@ -1,0 +1,1 @@
+"""Producers: the outbox relay and (later) the scheduler."""

@@ -1,0 +1,1 @@
+"""Process plumbing: settings, logging, metrics, health endpoints and the composition root."""

@@ -1,0 +1,31 @@
+"""Consumer lag per assigned partition (highwater - committed): FastStream doesn't export it."""
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from runtime import metrics
+
+log = structlog.get_logger(__name__)
+
+
+async def watch_lag(subscribers: list[tuple[str, Any]], interval_s: float) -> None:
+    """``subscribers`` are (group, FastStream subscriber) pairs; runs until cancelled."""
+    while True:
+        for group, subscriber in subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            try:
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    committed = await consumer.committed(tp)
+                    if highwater is None:
+                        continue
+                    metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(
+                        max(0, highwater - (committed or 0))
+                    )
+            except Exception as e:  # a rebalance in progress; next round will do
+                log.debug("lag_unavailable", error=repr(e))
+        await asyncio.sleep(interval_s)

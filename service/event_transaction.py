@@ -1,0 +1,38 @@
+"""The unit of work every handler shares: inbox row + effect + outbox row, one transaction."""
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from adapters.postgres.errors import translated
+from adapters.postgres.inbox import PostgresInbox
+from adapters.postgres.outbox import PostgresOutbox
+from contracts.codec import envelope_for
+from contracts.envelope import Envelope
+from contracts.events import Result
+
+Effect = Callable[[asyncpg.Connection], Awaitable[Result]]
+
+
+class EventTransaction:
+    def __init__(
+        self, pool: asyncpg.Pool, inbox: PostgresInbox, outbox: PostgresOutbox, group: str
+    ) -> None:
+        self._pool = pool
+        self._inbox = inbox
+        self._outbox = outbox
+        self.group = group
+
+    async def run(self, cause: Envelope, effect: Effect, *, source: str) -> Result | None:
+        """Run ``effect`` once per event id; None means the id was already processed.
+
+        Anything raised rolls the whole transaction back, inbox row included, so a redelivery
+        tries again from scratch.
+        """
+        with translated(f"{self.group} {cause.type}"):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await self._inbox.claim(conn, self.group, cause):
+                    return None
+                result = await effect(conn)
+                await self._outbox.add(conn, envelope_for(result, cause=cause, source=source))
+                return result

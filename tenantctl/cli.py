@@ -1,0 +1,129 @@
+"""tenantctl: request and inspect tenants, follow events, run workers, drive the local stack."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runtime.logging import configure_logging
+from runtime.settings import Settings, load_settings
+from tenantctl import ops
+
+app = typer.Typer(
+    help="Operate the Tenant Service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SystemExit as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def request(
+    tenant_id: str,
+    plan: Annotated[str | None, typer.Option(help="Plan; default TENANT_DEFAULT_PLAN")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 60.0,
+) -> None:
+    """Publish TenantRequested for TENANT_ID."""
+    settings = _settings()
+    envelope, result = asyncio.run(
+        ops.request_tenant(settings, tenant_id, plan or settings.default_plan, wait, timeout)
+    )
+    console.print(f"published TenantRequested id={envelope.id}", style="dim")
+    if not wait:
+        return
+    if result is None:
+        console.print(f"[red]no result within {timeout:.0f}s[/red]")
+        raise typer.Exit(3)
+    print(json.dumps(result.model_dump(mode="json"), indent=2))
+    if result.type.endswith("Failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one tenant's registry row."""
+    record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
+    if record is None:
+        console.print(f"[red]unknown tenant {tenant_id!r}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(record, default=str, indent=2))
+        return
+    _table([record])
+
+
+@app.command("list")
+def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List every tenant in the registry."""
+    records = asyncio.run(ops.list_tenants(_settings()))
+    if as_json:
+        print(json.dumps(records, default=str, indent=2))
+        return
+    _table(records)
+
+
+@app.command()
+def watch(
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    limit: Annotated[int, typer.Option(help="Stop after this many events (0 = follow)")] = 0,
+) -> None:
+    """Follow tenants.events as a readable live table (Ctrl-C to stop)."""
+    try:
+        asyncio.run(ops.watch_events(_settings(), console, from_beginning, limit))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def run(
+    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, or all")],
+) -> None:
+    """Run worker roles in this process until SIGTERM/SIGINT."""
+    from runtime.worker import expand_roles, run_worker
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings, expand_roles(roles)))
+
+
+@app.command()
+def stack(action: Annotated[str, typer.Argument(help="up | down | status")]) -> None:
+    """Drive the local stack (scripts/stack): Kafka, PostgreSQL, Redis on loopback."""
+    script = REPO_ROOT / "scripts" / "stack"
+    raise typer.Exit(subprocess.call([str(script), action], env=os.environ.copy()))
+
+
+def _table(records: list[dict[str, object]]) -> None:
+    table = Table("tenant", "status", "plan", "schema", "version", "created", "updated")
+    for r in records:
+        table.add_row(
+            str(r["tenant_id"]), str(r["status"]), str(r["plan"]), str(r["schema_name"]),
+            str(r["schema_version"]), str(r["created_at"])[:19], str(r["updated_at"])[:19],
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app(prog_name="tenantctl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
