@@ -19,10 +19,13 @@ from contracts.events import Event, Result
 from domain.errors import PermanentError, TransientError
 from runtime import metrics
 from runtime.settings import Settings
+from service.event_transaction import Accepted
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Decoded[Any]], Awaitable[Result | None]]
+# A handler answers the result it staged in the outbox, an acceptance of a longer job, or None
+# when the inbox says the event was already processed.
+Handler = Callable[[Decoded[Any]], Awaitable[Result | Accepted | None]]
 NOT_HANDLED = "not_handled"
 HANDLER_ERROR = "handler_error"
 
@@ -155,6 +158,9 @@ class Delivery:
                 if result is None:
                     log.info("duplicate_skipped")
                     return "duplicate"
+                if isinstance(result, Accepted):
+                    log.info("accepted", job_id=result.job_id)
+                    return "accepted"
                 log.info("handled", result=type(result).__name__)
                 return "processed"
         raise AssertionError("unreachable")

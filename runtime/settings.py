@@ -3,7 +3,9 @@
 A wrong value stops start-up with a message naming the variable; secrets have no defaults.
 """
 
-from typing import Annotated
+import re
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +57,43 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_lock_id: int = 7_311_001
 
+    # Backups: where, how, how long kept. The service holds public keys only; the master
+    # identity (which unwraps per-tenant keys) is given to restore-capable workers alone.
+    backup_target: Literal["local", "s3", "sftp"] = "local"
+    backup_local_dir: Path = Path.home() / ".cache" / "tenant-service" / "backups"
+    backup_master_recipient: str | None = Field(default=None, pattern=r"^age1[0-9a-z]{58}$")
+    backup_master_identity_file: Path | None = None
+    backup_operator_recipients: Annotated[tuple[str, ...], NoDecode] = ()
+    backup_zstd_level: int = Field(default=3, ge=1, le=19)
+    backup_zstd_threads: int = Field(default=0, ge=0, le=64)  # 0 = one per core
+    backup_chunk_bytes: int = Field(default=1 << 20, ge=64 * 1024, le=64 << 20)
+    backup_rate_limit_bytes: int = Field(default=0, ge=0)  # per second; 0 = unlimited
+    backup_max_attempts: int = Field(default=5, ge=1, le=50)
+    backup_retry_base_s: float = Field(default=2.0, gt=0)
+    backup_retry_max_s: float = Field(default=300.0, gt=0)
+    backup_lease_s: float = Field(default=30.0, ge=3)
+    backup_poll_interval_s: float = Field(default=1.0, gt=0)
+    backup_retention: Annotated[dict[str, tuple[int, int, int]], NoDecode] = {
+        "free": (3, 7, 0), "pro": (7, 14, 8), "enterprise": (14, 30, 52)
+    }
+    restore_grace_s: float = Field(default=7 * 24 * 3600, ge=0)
+
+    s3_bucket: str = "tenant-backups"
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_create_bucket: bool = False
+    s3_part_bytes: int = Field(default=8 << 20, ge=5 << 20)
+
+    sftp_host: str = "127.0.0.1"
+    sftp_port: int = Field(default=22, ge=1, le=65535)
+    sftp_user: str = "backup"
+    sftp_key_file: Path | None = None
+    sftp_known_hosts: Path | None = None
+    sftp_dir: str = "/backups"
+
     # Process
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -69,10 +108,45 @@ class Settings(BaseSettings):
             return frozenset(p.strip() for p in value.split(",") if p.strip())
         return value
 
+    @field_validator("backup_operator_recipients", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(r.strip() for r in value.split(",") if r.strip())
+        return value
+
+    @field_validator("backup_operator_recipients")
+    @classmethod
+    def _recipients_are_age(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for recipient in value:
+            if not re.fullmatch(r"age1[0-9a-z]{58}", recipient):
+                raise ValueError(f"not an age X25519 recipient: {recipient[:12]}...")
+        return value
+
+    @field_validator("backup_retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        # "free=3/7/0,pro=7/14/8": keep-last / dailies / weeklies per plan
+        if isinstance(value, str):
+            parsed = {}
+            for item in filter(None, (i.strip() for i in value.split(","))):
+                plan, _, spec = item.partition("=")
+                parsed[plan.strip()] = tuple(int(n) for n in spec.split("/"))
+            return parsed
+        return value
+
     @model_validator(mode="after")
     def _default_plan_is_a_plan(self) -> "Settings":
         if self.default_plan not in self.plans:
             raise ValueError(f"default_plan {self.default_plan!r} is not one of plans")
+        return self
+
+    @model_validator(mode="after")
+    def _target_is_configured(self) -> "Settings":
+        if self.backup_target == "sftp" and not (self.sftp_key_file and self.sftp_known_hosts):
+            raise ValueError("backup_target sftp needs sftp_key_file and sftp_known_hosts")
+        if self.backup_target == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError("backup_target s3 needs s3_access_key_id and s3_secret_access_key")
         return self
 
     @field_validator("pg_dsn")
@@ -81,6 +155,11 @@ class Settings(BaseSettings):
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+
+def _named_in(message: str) -> str:
+    names = [ENV_PREFIX + f.upper() for f in Settings.model_fields if re.search(rf"\b{f}\b", message)]
+    return ", ".join(names) or "settings"
 
 
 class SettingsError(SystemExit):
@@ -94,6 +173,8 @@ def load_settings() -> Settings:
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            name = ENV_PREFIX + ("_".join(str(p) for p in err["loc"]).upper() or "DEFAULT_PLAN")
+            field = "_".join(str(p) for p in err["loc"]).upper()
+            # model-level checks have no location: name the variables their message mentions
+            name = ENV_PREFIX + field if field else _named_in(err["msg"])
             lines.append(f"  {name}: {err['msg']}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

@@ -22,7 +22,10 @@ from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
 from adapters.postgres.tenant_store import PostgresTenantStore
-from consumers import provisioner
+from consumers import backups, provisioner
+from runtime.backup_wiring import build_backup_parts
+from service.backups import BackupRequests
+from service.job_runner import JobRunner
 from contracts import topics
 from domain.errors import TransientError
 from migrations import TENANT_DIR
@@ -35,7 +38,7 @@ from service.provisioning import ProvisioningService
 
 log = structlog.get_logger(__name__)
 
-ROLES = ("provisioner", "relay")
+ROLES = ("provisioner", "relay", "backup")
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -98,6 +101,10 @@ class Worker:
                 source=s.source,
             )
             provisioner.register(self.broker, s, service, KafkaDeadLetters(self.publisher))
+        self.runner: JobRunner | None = None
+        if "backup" in self.roles:
+            self.runner = await self._backup_role(KafkaDeadLetters(self.publisher))
+            self._tasks.append(asyncio.create_task(self.runner.run()))
         await self.broker.start()
         subscribers = [(sub.group_id, sub) for sub in self.broker.subscribers]
         self._tasks.append(asyncio.create_task(watch_lag(subscribers, 5.0)))
@@ -116,6 +123,23 @@ class Worker:
         )
         await self.http.start()
         log.info("worker_started", roles=self.roles)
+
+    async def _backup_role(self, dead_letters: KafkaDeadLetters) -> JobRunner:
+        s = self.settings
+        parts = await build_backup_parts(s, self.pool)
+        self.target = parts.target
+        requests = BackupRequests(
+            EventTransaction(self.pool, PostgresInbox(s.control_schema), self.outbox,
+                             backups.GROUP),
+            parts.store, parts.jobs, s.source,
+        )
+        backups.register(self.broker, s, requests, dead_letters)
+        return JobRunner(
+            pool=self.pool, jobs=parts.jobs, outbox=self.outbox, store=parts.store,
+            taker=parts.taker, restorer=parts.restorer, lease_s=s.backup_lease_s,
+            poll_s=s.backup_poll_interval_s, max_attempts=s.backup_max_attempts,
+            retry_base_s=s.backup_retry_base_s, retry_max_s=s.backup_retry_max_s, source=s.source,
+        )
 
     async def _probe_postgres(self) -> None:
         async with self.pool.acquire(timeout=2) as conn:
@@ -143,6 +167,10 @@ class Worker:
         await self.broker.stop()
         if self.relay is not None:
             self.relay.stop()  # finishes the batch in flight, then returns
+        if self.runner is not None:
+            # A job in flight is cancelled: its partial artifact is aborted, its lease lapses
+            # and another runner (or this one after a restart) takes it again.
+            self.runner.stop()
         for task in self._tasks:
             if task is not self._relay_task:
                 task.cancel()

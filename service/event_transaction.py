@@ -1,6 +1,7 @@
 """The unit of work every handler shares: inbox row + effect + outbox row, one transaction."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -11,7 +12,16 @@ from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
 
-Effect = Callable[[asyncpg.Connection], Awaitable[Result]]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The event was taken on as a job; its result comes later, through the outbox."""
+
+    job_id: str
+
+
+Effect = Callable[[asyncpg.Connection], Awaitable[Result | Accepted]]
 
 
 class EventTransaction:
@@ -23,7 +33,9 @@ class EventTransaction:
         self._outbox = outbox
         self.group = group
 
-    async def run(self, cause: Envelope, effect: Effect, *, source: str) -> Result | None:
+    async def run(
+        self, cause: Envelope, effect: Effect, *, source: str
+    ) -> Result | Accepted | None:
         """Run ``effect`` once per event id; None means the id was already processed.
 
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery
@@ -34,5 +46,6 @@ class EventTransaction:
                 if not await self._inbox.claim(conn, self.group, cause):
                     return None
                 result = await effect(conn)
-                await self._outbox.add(conn, envelope_for(result, cause=cause, source=source))
+                if isinstance(result, Result):
+                    await self._outbox.add(conn, envelope_for(result, cause=cause, source=source))
                 return result

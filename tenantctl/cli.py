@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,15 +46,7 @@ def request(
     envelope, result = asyncio.run(
         ops.request_tenant(settings, tenant_id, plan or settings.default_plan, wait, timeout)
     )
-    console.print(f"published TenantRequested id={envelope.id}", style="dim")
-    if not wait:
-        return
-    if result is None:
-        console.print(f"[red]no result within {timeout:.0f}s[/red]")
-        raise typer.Exit(3)
-    print(json.dumps(result.model_dump(mode="json"), indent=2))
-    if result.type.endswith("Failed"):
-        raise typer.Exit(1)
+    _print_result(envelope, result, wait, timeout)
 
 
 @app.command()
@@ -80,6 +72,74 @@ def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     _table(records)
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def backup(
+    args: Annotated[list[str], typer.Argument(help="TENANT_ID, or: verify TENANT_ID")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result, with progress")] = False,
+    backup_id: Annotated[str, typer.Option("--backup", help="verify: which backup")] = "latest",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
+) -> None:
+    """Back up a tenant now (BackupDue), or `backup verify TENANT_ID` for a restore drill."""
+    from tenantctl import backup_ops
+
+    settings = _settings()
+    if len(args) == 2 and args[0] == "verify":
+        report = asyncio.run(backup_ops.drill(settings, args[1], backup_id))
+        print(json.dumps(report, indent=2, default=str))
+        raise typer.Exit(0 if report.get("ok") else 1)
+    if len(args) != 1:
+        raise typer.BadParameter("expected TENANT_ID or: verify TENANT_ID")
+    envelope, result = asyncio.run(
+        backup_ops.request_backup(settings, args[0], wait, timeout, console)
+    )
+    _print_result(envelope, result, wait, timeout)
+
+
+@app.command()
+def backups(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List a tenant's catalogued backups, newest first."""
+    from tenantctl import backup_ops
+
+    rows = asyncio.run(backup_ops.list_backups(_settings(), tenant_id))
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("backup", "finished", "MB", "version", "target", "drill", "uri")
+    for r in rows:
+        drill = "-" if r["last_drill_ok"] is None else ("ok" if r["last_drill_ok"] else "FAILED")
+        table.add_row(r["backup_id"], str(r["finished_at"])[:19], f"{r['bytes'] / 1e6:.2f}",
+                      str(r["schema_version"]), r["target"], drill, r["uri"])
+    console.print(table)
+
+
+@app.command()
+def restore(
+    tenant_id: str,
+    backup_id: Annotated[str, typer.Option("--backup", help="Backup id or latest")] = "latest",
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
+) -> None:
+    """Restore a tenant from a backup (RestoreRequested); the old schema is kept for a while."""
+    from tenantctl import backup_ops
+
+    envelope, result = asyncio.run(
+        backup_ops.request_restore(_settings(), tenant_id, backup_id, wait, timeout, console)
+    )
+    _print_result(envelope, result, wait, timeout)
+
+
+def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> None:
+    console.print(f"published {envelope.type} id={envelope.id}", style="dim")
+    if not wait:
+        return
+    if result is None:
+        console.print(f"[red]no result within {timeout:.0f}s[/red]")
+        raise typer.Exit(3)
+    print(json.dumps(result.model_dump(mode="json"), indent=2))
+    if result.type.endswith("Failed"):
+        raise typer.Exit(1)
+
+
 @app.command()
 def watch(
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
@@ -94,7 +154,7 @@ def watch(
 
 @app.command()
 def run(
-    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, or all")],
+    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, backup, or all")],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT."""
     from runtime.worker import expand_roles, run_worker

@@ -40,7 +40,7 @@ async def ensure_control_schema(conn: asyncpg.Connection, control_schema: str, a
                     migration.name,
                 )
             await _ensure_app_role(conn, app_role)
-            await _ensure_extensions(conn)
+            await ensure_extensions(conn)
 
 
 async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:
@@ -51,7 +51,7 @@ async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:
     await conn.execute(f"{verb} ROLE {quote_ident(app_role)} LOGIN NOINHERIT")
 
 
-async def _ensure_extensions(conn: asyncpg.Connection) -> None:
+async def ensure_extensions(conn: asyncpg.Connection) -> None:
     # Extensions are database-wide; creating them per tenant would race between provisioners.
     ext_schema = quote_ident(EXTENSIONS_SCHEMA)
     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ext_schema}")

@@ -36,11 +36,13 @@ class PostgresTenantStore:
         self._tenants = f"{quote_ident(control_schema)}.tenants"
         self._app_role = app_role
 
+    @property
+    def table(self) -> str:
+        return self._tenants
+
     async def lock_tenant(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         """Serialise all work on one tenant, whichever topic it came from, until commit."""
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _TENANT_LOCK_CLASS, tenant_id
-        )
+        await conn.execute(tenant_lock_sql(tenant_id))
 
     async def get(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
         row = await conn.fetchrow(f"SELECT * FROM {self._tenants} WHERE tenant_id = $1", tenant_id)
@@ -66,12 +68,8 @@ class PostgresTenantStore:
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
         await conn.execute(f"CREATE SCHEMA {q_schema}")
-        await conn.execute(f"SET LOCAL search_path TO {q_schema}, {quote_ident(EXTENSIONS_SCHEMA)}")
-        for migration in migrations:
-            await conn.execute(migration.sql)
-        await self._secure(conn, schema, role)
+        await self._apply(conn, schema, role, migrations)
         await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
-        await conn.execute("RESET search_path")
         version = max((m.version for m in migrations), default=0)
         row = await conn.fetchrow(
             f"INSERT INTO {self._tenants}"
@@ -85,6 +83,31 @@ class PostgresTenantStore:
             version,
         )
         return _record(row)
+
+    async def migrate(
+        self, conn: asyncpg.Connection, tenant_id: str, steps: list[Migration]
+    ) -> int:
+        """Apply ``steps`` to the tenant's schema and record the new version (caller's txn)."""
+        await self._apply(conn, schema_name(tenant_id), role_name(tenant_id), steps)
+        version = max(m.version for m in steps)
+        await conn.execute(
+            f"UPDATE {self._tenants} SET schema_version = $2, updated_at = now()"
+            " WHERE tenant_id = $1",
+            tenant_id,
+            version,
+        )
+        return version
+
+    async def _apply(
+        self, conn: asyncpg.Connection, schema: str, role: str, steps: list[Migration]
+    ) -> None:
+        await conn.execute(
+            f"SET LOCAL search_path TO {quote_ident(schema)}, {quote_ident(EXTENSIONS_SCHEMA)}"
+        )
+        for migration in steps:
+            await conn.execute(migration.sql)
+        await conn.execute("RESET search_path")
+        await self._secure(conn, schema, role)
 
     async def _secure(self, conn: asyncpg.Connection, schema: str, role: str) -> None:
         """Grants on the tenant's own schema only, and RLS on every table in it."""
@@ -121,6 +144,13 @@ class PostgresTenantStore:
                 f"CREATE POLICY {quote_ident(POLICY_NAME)} ON {q_table}"
                 f" USING ({predicate}) WITH CHECK ({predicate})"
             )
+
+
+def tenant_lock_sql(tenant_id: str) -> str:
+    """The per-tenant transaction lock, as SQL (also sent through psql by restores)."""
+    return (
+        f"SELECT pg_advisory_xact_lock({_TENANT_LOCK_CLASS}, hashtext({quote_literal(tenant_id)}));"
+    )
 
 
 def _record(row: asyncpg.Record) -> TenantRecord:

@@ -1,0 +1,171 @@
+"""Backup/restore jobs with leases, and the backup catalog.
+
+A job is claimed with a lease that its runner renews; a runner that dies simply stops renewing
+and the job becomes claimable again. Every write that finishes a job is fenced on the lease
+owner, so a runner that lost its lease can never catalogue or report anything.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from domain.tenant_ids import quote_ident
+
+_CLAIM_LOCK = 7_311_002
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    kind: str
+    tenant_id: str
+    cause_id: str
+    correlation_id: str
+    backup_id: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    backup_id: str
+    tenant_id: str
+    target: str
+    uri: str
+    artifact_key: str
+    manifest_key: str
+    bytes: int
+    sha256: str
+    schema_version: int
+    started_at: datetime
+    finished_at: datetime
+    last_drill_at: datetime | None
+    last_drill_ok: bool | None
+
+
+class PostgresBackupJobs:
+    def __init__(self, control_schema: str) -> None:
+        s = quote_ident(control_schema)
+        self.jobs, self.catalog = f"{s}.backup_jobs", f"{s}.backups"
+        self.replaced, self.drills = f"{s}.replaced_schemas", f"{s}.restore_drills"
+
+    async def add(self, conn: asyncpg.Connection, job_id: str, kind: str, tenant_id: str,
+                  cause_id: str, correlation_id: str, backup_id: str | None = None) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.jobs} (job_id, kind, tenant_id, cause_id, correlation_id, backup_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING",
+            job_id, kind, tenant_id, cause_id, correlation_id, backup_id,
+        )
+
+    async def claim(self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float
+                    ) -> Job | None:
+        """Lease the oldest ready job whose tenant has no other job running under a live lease."""
+        async with pool.acquire() as conn, conn.transaction():
+            # Claims are short and rare: serialising them makes "one job per tenant" exact.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK)
+            row = await conn.fetchrow(
+                f"UPDATE {self.jobs} SET status = 'running', lease_owner = $1,"
+                " lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,"
+                " updated_at = now()"
+                f" WHERE job_id = (SELECT c.job_id FROM {self.jobs} c"
+                "  WHERE c.status IN ('pending', 'running') AND c.kind = ANY($3::text[])"
+                "  AND c.not_before <= now() AND (c.lease_until IS NULL OR c.lease_until < now())"
+                f"  AND NOT EXISTS (SELECT 1 FROM {self.jobs} o WHERE o.tenant_id = c.tenant_id"
+                "   AND o.job_id <> c.job_id AND o.status = 'running' AND o.lease_until >= now())"
+                "  ORDER BY c.not_before, c.created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING *",
+                owner, lease_s, kinds,
+            )
+        if row is None:
+            return None
+        return Job(row["job_id"], row["kind"], row["tenant_id"], row["cause_id"],
+                   row["correlation_id"], row["backup_id"], row["attempts"])
+
+    async def renew(self, conn: asyncpg.Connection, job_id: str, owner: str, lease_s: float,
+                    progress_bytes: int) -> bool:
+        status = await conn.execute(
+            f"UPDATE {self.jobs} SET lease_until = now() + make_interval(secs => $3),"
+            " progress_bytes = $4, updated_at = now()"
+            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            job_id, owner, lease_s, progress_bytes,
+        )
+        return status != "UPDATE 0"
+
+    async def finish(self, conn: asyncpg.Connection, job_id: str, owner: str, status: str,
+                     error: str | None = None) -> bool:
+        """Fenced: False when another runner holds the job now."""
+        result = await conn.execute(
+            f"UPDATE {self.jobs} SET status = $3, last_error = $4, lease_owner = NULL,"
+            " lease_until = NULL, updated_at = now()"
+            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            job_id, owner, status, error,
+        )
+        return result != "UPDATE 0"
+
+    async def retry_later(self, conn: asyncpg.Connection, job_id: str, owner: str, delay_s: float,
+                          error: str) -> bool:
+        result = await conn.execute(
+            f"UPDATE {self.jobs} SET status = 'pending', last_error = $4, lease_owner = NULL,"
+            " lease_until = NULL, not_before = now() + make_interval(secs => $3), updated_at = now()"
+            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            job_id, owner, delay_s, error,
+        )
+        return result != "UPDATE 0"
+
+    async def job(self, conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
+        row = await conn.fetchrow(f"SELECT * FROM {self.jobs} WHERE job_id = $1", job_id)
+        return dict(row) if row else None
+
+    # ---- catalog ---------------------------------------------------------------------------
+
+    async def catalogue(self, conn: asyncpg.Connection, row: CatalogRow) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.catalog} (backup_id, tenant_id, target, uri, artifact_key,"
+            " manifest_key, bytes, sha256, schema_version, started_at, finished_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            row.backup_id, row.tenant_id, row.target, row.uri, row.artifact_key, row.manifest_key,
+            row.bytes, row.sha256, row.schema_version, row.started_at, row.finished_at,
+        )
+
+    async def backups(self, conn: asyncpg.Connection, tenant_id: str) -> list[CatalogRow]:
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.catalog} WHERE tenant_id = $1 ORDER BY finished_at DESC",
+            tenant_id,
+        )
+        return [CatalogRow(**dict(r)) for r in rows]
+
+    async def backup(self, conn: asyncpg.Connection, tenant_id: str, backup_id: str
+                     ) -> CatalogRow | None:
+        if backup_id == "latest":
+            rows = await self.backups(conn, tenant_id)
+            return rows[0] if rows else None
+        row = await conn.fetchrow(
+            f"SELECT * FROM {self.catalog} WHERE tenant_id = $1 AND backup_id = $2",
+            tenant_id, backup_id,
+        )
+        return CatalogRow(**dict(row)) if row else None
+
+    async def forget(self, conn: asyncpg.Connection, backup_ids: list[str]) -> None:
+        await conn.execute(f"DELETE FROM {self.catalog} WHERE backup_id = ANY($1::text[])",
+                           backup_ids)
+
+    async def record_drill(self, conn: asyncpg.Connection, backup_id: str, tenant_id: str,
+                           ok: bool, report: str) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.drills} (backup_id, tenant_id, ok, report) VALUES ($1, $2, $3, $4)",
+            backup_id, tenant_id, ok, report,
+        )
+        await conn.execute(
+            f"UPDATE {self.catalog} SET last_drill_at = now(), last_drill_ok = $2"
+            " WHERE backup_id = $1", backup_id, ok,
+        )
+
+    # ---- schemas replaced by restores -------------------------------------------------------
+
+    async def expired_replaced(self, conn: asyncpg.Connection) -> list[str]:
+        rows = await conn.fetch(f"SELECT schema_name FROM {self.replaced} WHERE drop_after < now()")
+        return [r["schema_name"] for r in rows]
+
+    async def forget_replaced(self, conn: asyncpg.Connection, schema: str) -> None:
+        await conn.execute(f"DELETE FROM {self.replaced} WHERE schema_name = $1", schema)

@@ -1,0 +1,70 @@
+"""Runs an SQL script stream through psql inside one explicit transaction.
+
+Used by restores: pg_restore's script is wrapped in BEGIN ... COMMIT that we write ourselves, so
+the caller decides at the very end (after verifying the artifact's sha256) whether to commit.
+"""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+from adapters.dump_pipeline import libpq_target
+from adapters.processes import StderrTail
+from domain.errors import PermanentError, TransientError
+
+
+class PsqlTransaction:
+    def __init__(self, dsn: str) -> None:
+        self._url, self._env = libpq_target(dsn)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr: StderrTail | None = None
+
+    async def start(self, prelude: str) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self._url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **self._env},
+        )
+        self._stderr = StderrTail(self._proc.stderr)
+        await self.write(f"BEGIN;\n{prelude}\n".encode())
+
+    async def write(self, data: bytes) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(data)
+            await self._proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise await self._failure() from e
+
+    async def stream(self, script: AsyncIterator[bytes]) -> None:
+        async for chunk in script:
+            await self.write(chunk)
+
+    async def finish(self, commit: bool, postlude: str = "") -> None:
+        """COMMIT (after ``postlude``) or ROLLBACK, then wait for psql to exit."""
+        assert self._proc is not None and self._proc.stdin is not None
+        tail = f"\n{postlude}\nCOMMIT;\n" if commit else "\nROLLBACK;\n"
+        try:
+            self._proc.stdin.write(tail.encode())
+            await self._proc.stdin.drain()
+            self._proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if await self._proc.wait() != 0:
+            raise await self._failure()
+
+    async def kill(self) -> None:
+        """Abandon: the server rolls back the open transaction when the session ends."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+
+    async def _failure(self) -> Exception:
+        assert self._proc is not None and self._stderr is not None
+        await self._proc.wait()
+        text = (await self._stderr.text())[-500:]
+        if any(h in text.lower() for h in ("could not connect", "connection", "terminating")):
+            return TransientError(f"psql: {text}")
+        return PermanentError("restore_failed", f"psql: {text}")

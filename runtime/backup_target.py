@@ -1,0 +1,37 @@
+"""Chooses the backup target adapter from settings."""
+
+from adapters.backup_targets.base import BackupTarget
+from adapters.backup_targets.local import LocalFolderTarget
+from runtime.settings import Settings
+
+
+async def backup_target(settings: Settings) -> BackupTarget:
+    if settings.backup_target == "s3":
+        from adapters.backup_targets.s3 import S3BackupTarget
+
+        assert settings.s3_access_key_id and settings.s3_secret_access_key
+        s3 = S3BackupTarget(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id.get_secret_value(),
+            secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+            part_size=settings.s3_part_bytes,
+            create_bucket=settings.s3_create_bucket,
+        )
+        await s3.start()
+        return s3
+    if settings.backup_target == "sftp":
+        from adapters.backup_targets.sftp import SftpBackupTarget
+
+        assert settings.sftp_key_file and settings.sftp_known_hosts
+        return SftpBackupTarget(
+            host=settings.sftp_host,
+            port=settings.sftp_port,
+            username=settings.sftp_user,
+            client_key_path=settings.sftp_key_file,
+            known_hosts_path=settings.sftp_known_hosts,
+            root_dir=settings.sftp_dir,
+        )
+    return LocalFolderTarget(settings.backup_local_dir)

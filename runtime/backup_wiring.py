@@ -1,0 +1,53 @@
+"""Builds the backup and restore parts from settings, for workers and for tenantctl alike."""
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from adapters.age_keys import PostgresTenantKeys
+from adapters.backup_targets.base import BackupTarget
+from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.postgres.tenant_store import PostgresTenantStore
+from domain.backups import RetentionPolicy
+from runtime.backup_target import backup_target
+from runtime.settings import Settings, SettingsError
+from service.backups import BackupTaker
+from service.restores import Restorer
+
+
+@dataclass
+class BackupParts:
+    store: PostgresTenantStore
+    jobs: PostgresBackupJobs
+    keys: PostgresTenantKeys
+    target: BackupTarget
+    taker: BackupTaker
+    restorer: Restorer | None  # only where the master identity file is given
+
+
+async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupParts:
+    s = settings
+    if not s.backup_master_recipient:
+        raise SettingsError(
+            "invalid settings:\n  TENANT_BACKUP_MASTER_RECIPIENT: required for backups"
+        )
+    store = PostgresTenantStore(s.control_schema, s.app_role)
+    jobs = PostgresBackupJobs(s.control_schema)
+    keys = PostgresTenantKeys(s.control_schema, s.backup_master_recipient)
+    target = await backup_target(s)
+    dsn = s.pg_dsn.get_secret_value()
+    taker = BackupTaker(
+        dsn=dsn, pool=pool, store=store, keys=keys, jobs=jobs, target=target,
+        operator_recipients=s.backup_operator_recipients,
+        retention={plan: RetentionPolicy(*spec) for plan, spec in s.backup_retention.items()},
+        zstd_level=s.backup_zstd_level, zstd_threads=s.backup_zstd_threads,
+        chunk_bytes=s.backup_chunk_bytes, rate_limit=s.backup_rate_limit_bytes,
+    )
+    restorer = None
+    if s.backup_master_identity_file is not None:
+        restorer = Restorer(
+            dsn=dsn, pool=pool, store=store, keys=keys, jobs=jobs, target=target,
+            master_identity_file=s.backup_master_identity_file, grace_s=s.restore_grace_s,
+            chunk_bytes=s.backup_chunk_bytes,
+        )
+    return BackupParts(store, jobs, keys, target, taker, restorer)

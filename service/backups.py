@@ -1,0 +1,194 @@
+"""BackupDue / RestoreRequested: accepted as jobs in the consumer, taken by a job runner.
+
+Accepting is a short transaction (inbox row + job row), well inside Kafka's poll interval; the
+backup itself runs under a lease outside the poll loop, so a long backup never causes a
+rebalance, and the lease plus the claim rule keep one job per tenant running at a time.
+"""
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from adapters.age_keys import PostgresTenantKeys
+from adapters.backup_targets.base import BackupTarget
+from adapters.dump_pipeline import dump
+from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
+from adapters.postgres.errors import translated
+from adapters.postgres.tenant_store import PostgresTenantStore
+from contracts.codec import Decoded
+from contracts.events import BackupCompleted, BackupDue, BackupFailed, RestoreFailed, RestoreRequested
+from domain import backups as rules
+from domain.errors import PermanentError
+from domain.lifecycle import TenantStatus
+from domain.tenant_ids import quote_ident
+from service.event_transaction import Accepted, EventTransaction
+
+log = structlog.get_logger(__name__)
+
+
+class BackupRequests:
+    """The Kafka side: turns requests into jobs (or into an immediate *Failed result)."""
+
+    def __init__(self, transaction: EventTransaction, store: PostgresTenantStore,
+                 jobs: PostgresBackupJobs, source: str) -> None:
+        self._transaction, self._store, self._jobs, self._source = transaction, store, jobs, source
+
+    async def backup_due(self, decoded: Decoded[BackupDue]) -> Any:
+        env, event = decoded.envelope, decoded.event
+
+        async def effect(conn: asyncpg.Connection) -> BackupFailed | Accepted:
+            record = await self._store.get(conn, event.tenant_id)
+            if record is None or record.status == TenantStatus.ERASED:
+                return BackupFailed(tenant_id=event.tenant_id, reason="unknown_tenant", attempts=0)
+            job_id = rules.backup_id_for(env.id)
+            await self._jobs.add(conn, job_id, "backup", event.tenant_id, env.id, env.correlationid)
+            return Accepted(job_id)
+
+        return await self._transaction.run(env, effect, source=self._source)
+
+    async def restore_requested(self, decoded: Decoded[RestoreRequested]) -> Any:
+        env, event = decoded.envelope, decoded.event
+
+        async def effect(conn: asyncpg.Connection) -> RestoreFailed | Accepted:
+            record = await self._store.get(conn, event.tenant_id)
+            if record is None or record.status == TenantStatus.ERASED:
+                return RestoreFailed(tenant_id=event.tenant_id, backup_id=event.backup_id,
+                                     reason="unknown_tenant")
+            if await self._jobs.backup(conn, event.tenant_id, event.backup_id) is None:
+                return RestoreFailed(tenant_id=event.tenant_id, backup_id=event.backup_id,
+                                     reason="backup_not_found")
+            job_id = "r-" + rules.backup_id_for(env.id)[2:]
+            await self._jobs.add(conn, job_id, "restore", event.tenant_id, env.id,
+                                 env.correlationid, backup_id=event.backup_id)
+            return Accepted(job_id)
+
+        return await self._transaction.run(env, effect, source=self._source)
+
+
+class BackupTaker:
+    """Takes one backup: pg_dump | zstd | age streamed to the target, manifest, catalog row."""
+
+    def __init__(self, *, dsn: str, pool: asyncpg.Pool, store: PostgresTenantStore,
+                 keys: PostgresTenantKeys, jobs: PostgresBackupJobs, target: BackupTarget,
+                 operator_recipients: tuple[str, ...], retention: dict[str, rules.RetentionPolicy],
+                 zstd_level: int, zstd_threads: int, chunk_bytes: int, rate_limit: int) -> None:
+        self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
+        self._jobs, self._target = jobs, target
+        self._operators = operator_recipients
+        self._retention = retention
+        self._zstd = (zstd_level, zstd_threads)
+        self._chunk, self._rate = chunk_bytes, rate_limit
+        self._pg_dump_version: str | None = None
+
+    async def take(self, job: Job, progress: Callable[[int], None]) -> tuple[BackupCompleted, CatalogRow]:
+        """Write the artifact and manifest; returns what the runner commits (fenced)."""
+        backup_id, tenant_id = job.job_id, job.tenant_id
+        akey, mkey = rules.artifact_key(tenant_id, backup_id), rules.manifest_key(tenant_id, backup_id)
+        if await self._target.exists(mkey):  # an earlier attempt finished but lost its lease
+            return await self._from_manifest(mkey, akey)
+        if await self._target.exists(akey):  # artifact without manifest: incomplete, redo
+            await self._target.delete(akey)
+        started = datetime.now(UTC)
+        async with self._pool.acquire() as conn:
+            with translated("backup preparation"):
+                record = await self._store.get(conn, tenant_id)
+                if record is None or record.status == TenantStatus.ERASED:
+                    raise PermanentError("unknown_tenant", tenant_id)
+                recipients = [await self._keys.recipient(conn, tenant_id), *self._operators]
+            # One REPEATABLE READ snapshot shared with pg_dump: the row counts in the manifest
+            # describe exactly the data in the artifact, whatever the tenant writes meanwhile.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                with translated("backup snapshot"):
+                    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                    counts = await _row_counts(conn, record.schema_name)
+                writer = await self._target.open_writer(akey)
+                sent = 0
+
+                async def sink(chunk: bytes) -> None:
+                    nonlocal sent
+                    await writer.write(chunk)
+                    sent += len(chunk)
+                    progress(sent)
+
+                try:
+                    stats = await dump(
+                        self._dsn, record.schema_name, recipients, sink, snapshot=snapshot,
+                        zstd_level=self._zstd[0], zstd_threads=self._zstd[1],
+                        chunk_size=self._chunk, rate_limit=self._rate,
+                    )
+                    await writer.commit()
+                except BaseException:
+                    await asyncio.shield(writer.abort())  # a half-written artifact never stays
+                    raise
+        manifest = {
+            "tenant_id": tenant_id, "backup_id": backup_id, "schema": record.schema_name,
+            "schema_version": record.schema_version, "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(), "bytes": stats.bytes,
+            "sha256": stats.sha256, "pg_dump_version": await self._version(),
+            "recipients": recipients, "row_counts": counts,
+            "format": "pg_dump custom (uncompressed) | zstd | age",
+        }
+        try:
+            await self._target.put(mkey, json.dumps(manifest, indent=2).encode())
+        except BaseException:
+            await asyncio.shield(self._target.delete(akey))
+            raise
+        row = CatalogRow(backup_id, tenant_id, self._target.kind, self._target.uri(akey), akey,
+                         mkey, stats.bytes, stats.sha256, record.schema_version, started,
+                         datetime.fromisoformat(manifest["finished_at"]), None, None)
+        result = BackupCompleted(tenant_id=tenant_id, backup_id=backup_id, uri=row.uri,
+                                 bytes=stats.bytes, sha256=stats.sha256)
+        return result, row
+
+    async def _from_manifest(self, mkey: str, akey: str) -> tuple[BackupCompleted, CatalogRow]:
+        m = json.loads(b"".join([c async for c in self._target.read(mkey)]))
+        row = CatalogRow(m["backup_id"], m["tenant_id"], self._target.kind, self._target.uri(akey),
+                         akey, mkey, m["bytes"], m["sha256"], m["schema_version"],
+                         datetime.fromisoformat(m["started_at"]),
+                         datetime.fromisoformat(m["finished_at"]), None, None)
+        return BackupCompleted(tenant_id=row.tenant_id, backup_id=row.backup_id, uri=row.uri,
+                               bytes=row.bytes, sha256=row.sha256), row
+
+    async def expire(self, conn: asyncpg.Connection, tenant_id: str, plan: str) -> list[CatalogRow]:
+        """Apply the plan's retention inside the caller's transaction; returns rows dropped."""
+        policy = self._retention.get(plan)
+        if policy is None:
+            return []
+        rows = await self._jobs.backups(conn, tenant_id)
+        gone = set(rules.expired([rules.CatalogEntry(r.backup_id, r.finished_at) for r in rows],
+                                 policy, datetime.now(UTC)))
+        if gone:
+            await self._jobs.forget(conn, list(gone))
+        return [r for r in rows if r.backup_id in gone]
+
+    async def delete_artifacts(self, rows: list[CatalogRow]) -> None:
+        for row in rows:
+            try:
+                await self._target.delete(row.artifact_key)
+                await self._target.delete(row.manifest_key)
+            except Exception as e:  # uncatalogued leftovers are harmless; say so and go on
+                log.warning("expired_artifact_not_deleted", backup_id=row.backup_id, error=str(e))
+
+    async def _version(self) -> str:
+        if self._pg_dump_version is None:
+            proc = await asyncio.create_subprocess_exec(
+                "pg_dump", "--version", stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            self._pg_dump_version = out.decode().strip()
+        return self._pg_dump_version
+
+
+async def _row_counts(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+    tables = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1", schema)
+    return {
+        t["relname"]: int(await conn.fetchval(
+            f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(t['relname'])}"))
+        for t in tables
+    }

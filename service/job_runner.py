@@ -1,0 +1,162 @@
+"""Claims backup and restore jobs with a lease, runs them, and reports through the outbox.
+
+The runner renews its lease while a job runs; finishing writes (catalog row, job status,
+outbox result) are one transaction fenced on the lease owner. Transient failures are retried
+with exponential backoff and jitter up to a limit; the last failure becomes a *Failed result.
+"""
+
+import asyncio
+import contextlib
+import random
+import socket
+import uuid
+
+import asyncpg
+import structlog
+
+from adapters.postgres.backup_jobs import Job, PostgresBackupJobs
+from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.tenant_store import PostgresTenantStore
+from contracts.codec import envelope_for
+from contracts.envelope import Envelope, now
+from contracts.events import BackupFailed, RestoreFailed, Result
+from domain.backups import retry_delay
+from domain.errors import PermanentError, TransientError
+from service.backups import BackupTaker
+from service.restores import Restorer
+
+log = structlog.get_logger(__name__)
+
+
+class JobRunner:
+    def __init__(self, *, pool: asyncpg.Pool, jobs: PostgresBackupJobs, outbox: PostgresOutbox,
+                 store: PostgresTenantStore, taker: BackupTaker, restorer: Restorer | None,
+                 lease_s: float, poll_s: float, max_attempts: int, retry_base_s: float,
+                 retry_max_s: float, source: str) -> None:
+        self._pool, self._jobs, self._outbox, self._store = pool, jobs, outbox, store
+        self._taker, self._restorer = taker, restorer
+        self._lease, self._poll = lease_s, poll_s
+        self._attempts, self._retry = max_attempts, (retry_base_s, retry_max_s)
+        self._source = source
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._stopping = asyncio.Event()
+        # Only workers given the master identity can restore; the others never claim restores.
+        self._kinds = ["backup", "restore"] if restorer else ["backup"]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = await self._jobs.claim(self._pool, self.owner, self._kinds, self._lease)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("job_claim_failed", error=str(e))
+                job = None
+            if job is None:
+                await self._housekeeping()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+                continue
+            await self.run_job(job)
+
+    async def run_job(self, job: Job) -> None:
+        structlog.contextvars.bind_contextvars(job_id=job.job_id, tenant_id=job.tenant_id,
+                                               event_id=job.cause_id,
+                                               correlation_id=job.correlation_id)
+        progress = {"bytes": 0}
+        work = asyncio.create_task(self._work(job, lambda n: progress.__setitem__("bytes", n)))
+        heartbeat = asyncio.create_task(self._heartbeat(job, work, progress))
+        try:
+            result, row = await work
+            await self._succeed(job, result, row)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():  # lease lost: another runner owns the job now
+                log.warning("job_abandoned_lease_lost")
+            else:
+                raise
+        except TransientError as e:
+            await self._transient(job, str(e))
+        except PermanentError as e:
+            await self._fail(job, e.reason, str(e))
+        except Exception as e:  # a bug must not leave the job running forever
+            log.exception("job_crashed")
+            await self._fail(job, "internal_error", repr(e))
+        finally:
+            heartbeat.cancel()
+            structlog.contextvars.unbind_contextvars("job_id")
+
+    async def _work(self, job: Job, progress: object) -> tuple[Result, object]:
+        log.info("job_started", kind=job.kind, attempt=job.attempts)
+        if job.kind == "backup":
+            return await self._taker.take(job, progress)  # type: ignore[arg-type]
+        assert self._restorer is not None
+        return await self._restorer.restore(job), None
+
+    async def _heartbeat(self, job: Job, work: asyncio.Task[object], progress: dict[str, int]
+                         ) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                async with self._pool.acquire() as conn:
+                    alive = await self._jobs.renew(conn, job.job_id, self.owner, self._lease,
+                                                   progress["bytes"])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("lease_renewal_failed", error=str(e))
+                continue  # the lease still has two thirds left; try again
+            if not alive:
+                work.cancel()
+                return
+
+    async def _succeed(self, job: Job, result: Result, row: object) -> None:
+        expired: list[object] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await self._jobs.finish(conn, job.job_id, self.owner, "succeeded"):
+                log.warning("job_result_dropped_lease_lost")
+                raise asyncio.CancelledError  # rolls back; the artifact is uncatalogued
+            if row is not None:
+                await self._jobs.catalogue(conn, row)  # type: ignore[arg-type]
+                record = await self._store.get(conn, job.tenant_id)
+                if record is not None:
+                    expired = await self._taker.expire(conn, job.tenant_id, record.plan)
+            await self._outbox.add(conn, envelope_for(result, cause=_cause(job), source=self._source))
+        log.info("job_succeeded", result=type(result).__name__, expired=len(expired))
+        await self._taker.delete_artifacts(expired)  # type: ignore[arg-type]
+
+    async def _transient(self, job: Job, error: str) -> None:
+        if job.attempts >= self._attempts:
+            await self._fail(job, "retries_exhausted", error)
+            return
+        delay = retry_delay(job.attempts, *self._retry, jitter=random.random())
+        log.warning("job_retry_scheduled", error=error, attempt=job.attempts, delay_s=round(delay, 2))
+        async with self._pool.acquire() as conn:
+            await self._jobs.retry_later(conn, job.job_id, self.owner, delay, error[:1000])
+
+    async def _fail(self, job: Job, reason: str, detail: str) -> None:
+        failed: Result
+        if job.kind == "backup":
+            failed = BackupFailed(tenant_id=job.tenant_id, reason=reason, attempts=job.attempts)
+        else:
+            failed = RestoreFailed(tenant_id=job.tenant_id, backup_id=job.backup_id or "latest",
+                                   reason=reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await self._jobs.finish(conn, job.job_id, self.owner, "failed", detail[:1000]):
+                await self._outbox.add(conn, envelope_for(failed, cause=_cause(job),
+                                                          source=self._source))
+        log.warning("job_failed", reason=reason, detail=detail[:300])
+
+    async def _housekeeping(self) -> None:
+        if self._restorer is None:
+            return
+        try:
+            for schema in await self._restorer.drop_expired_replaced():
+                log.info("replaced_schema_dropped", schema=schema)
+        except Exception as e:
+            log.warning("housekeeping_failed", error=repr(e))
+
+
+def _cause(job: Job) -> Envelope:
+    """The result's envelope needs only the causing event's id and correlation id."""
+    return Envelope(specversion="1.0", id=job.cause_id, source="urn:tenant-service",
+                    type="BackupDue", time=now(), subject=job.tenant_id,
+                    correlationid=job.correlation_id, data={})

@@ -1,0 +1,89 @@
+"""tenantctl's backup, restore and drill operations."""
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from adapters.kafka.event_reader import EventReader
+from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.postgres.pool import create_pool
+from contracts import codec
+from contracts.envelope import Envelope
+from contracts.events import BackupDue, Event, RestoreRequested
+from domain.backups import backup_id_for
+from runtime.backup_wiring import build_backup_parts
+from runtime.settings import Settings
+from tenantctl.ops import CLI_SOURCE, first_result, publish_event
+
+
+async def _request(settings: Settings, event: Event, job_id_of: Any, wait: bool, timeout: float,
+                   console: Console) -> tuple[Envelope, Envelope | None]:
+    envelope = codec.envelope_for(event, source=CLI_SOURCE)
+    if not wait:
+        await publish_event(settings, envelope)
+        return envelope, None
+    async with EventReader(settings) as reader:
+        await publish_event(settings, envelope)
+        result = asyncio.create_task(first_result(reader, envelope.id, timeout))
+        await _show_progress(settings, job_id_of(envelope.id), result, console)
+        return envelope, await result
+
+
+async def _show_progress(settings: Settings, job_id: str, result: "asyncio.Task[Any]",
+                         console: Console) -> None:
+    """A live line with the job's state and bytes written, until the result arrives."""
+    jobs = PostgresBackupJobs(settings.control_schema)
+    conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            line = progress.add_task(f"{job_id}: waiting")
+            while not result.done():
+                job = await jobs.job(conn, job_id)
+                if job:
+                    progress.update(line, description=(
+                        f"{job_id}: {job['status']} attempt {job['attempts']}"
+                        f" {job['progress_bytes'] / 1e6:.1f} MB written"))
+                await asyncio.wait([result], timeout=0.5)
+    finally:
+        await conn.close()
+
+
+async def request_backup(settings: Settings, tenant_id: str, wait: bool, timeout: float,
+                         console: Console) -> tuple[Envelope, Envelope | None]:
+    return await _request(settings, BackupDue(tenant_id=tenant_id, trigger="manual"),
+                          backup_id_for, wait, timeout, console)
+
+
+async def request_restore(settings: Settings, tenant_id: str, backup_id: str, wait: bool,
+                          timeout: float, console: Console) -> tuple[Envelope, Envelope | None]:
+    return await _request(settings, RestoreRequested(tenant_id=tenant_id, backup_id=backup_id),
+                          lambda event_id: "r-" + backup_id_for(event_id)[2:], wait, timeout,
+                          console)
+
+
+async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        rows = await PostgresBackupJobs(settings.control_schema).backups(conn, tenant_id)
+        return [dataclasses.asdict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def drill(settings: Settings, tenant_id: str, backup_id: str) -> dict[str, object]:
+    pool = await create_pool(settings, max_size=2)
+    try:
+        parts = await build_backup_parts(settings, pool)
+        if parts.restorer is None:
+            raise SystemExit("a drill decrypts backups: set TENANT_BACKUP_MASTER_IDENTITY_FILE")
+        try:
+            return await parts.restorer.drill(tenant_id, backup_id)
+        finally:
+            await parts.target.close()
+    finally:
+        await pool.close()
