@@ -6,18 +6,29 @@ from consumers.delivery import DeadLetters, Delivery, RetryPolicy
 from consumers.subscriptions import subscribe
 from contracts import events, topics
 from runtime.settings import Settings
+from service.lifecycle import LifecycleService
 from service.provisioning import ProvisioningService
 
 GROUP = topics.PROVISIONER_GROUP
 
 
 def register(
-    broker: KafkaBroker, settings: Settings, service: ProvisioningService,
+    broker: KafkaBroker,
+    settings: Settings,
+    service: ProvisioningService,
+    lifecycle: LifecycleService,
     dead_letters: DeadLetters,
 ) -> Delivery:
     delivery = Delivery(
         group=GROUP,
-        handlers={events.TenantRequested: service.handle},
+        # One group for the whole lifecycle topic: per-tenant order holds across these types.
+        handlers={
+            events.TenantRequested: service.handle,
+            events.TenantDeactivated: lifecycle.deactivated,
+            events.TenantReactivated: lifecycle.reactivated,
+            events.TenantEraseRequested: lifecycle.erase_requested,
+            events.TenantMigrationDue: lifecycle.migration_due,
+        },
         dead_letters=dead_letters,
         retry=RetryPolicy.from_settings(settings),
         max_message_bytes=settings.max_message_bytes,
@@ -27,6 +38,6 @@ def register(
         settings,
         topic=topics.LIFECYCLE,
         delivery=delivery,
-        description="TenantRequested -> tenant schema, role, RLS, registry row -> TenantProvisioned",
+        description="Tenant lifecycle: provision, suspend, resume, erase (as a job), migrate",
     )
     return delivery

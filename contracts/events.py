@@ -118,6 +118,14 @@ class TenantErased(Result):
     erased: list[str]
 
 
+class TenantEraseFailed(Result):
+    """Added in contract v1.1 (additive): an erase that cannot proceed as asked."""
+
+    tenant_id: str = TenantIdField
+    reason: str
+    detail: str = Field(default="", max_length=1000)
+
+
 class TenantMigrated(Result):
     tenant_id: str = TenantIdField
     rollout_id: str
@@ -198,6 +206,7 @@ RESULTS: tuple[type[Result], ...] = (
     TenantSuspended,
     TenantResumed,
     TenantErased,
+    TenantEraseFailed,
     TenantMigrated,
     TenantMigrationFailed,
     BackupCompleted,

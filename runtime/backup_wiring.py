@@ -38,7 +38,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
     dsn = s.pg_dsn.get_secret_value()
     taker = BackupTaker(
         dsn=dsn, pool=pool, store=store, keys=keys, jobs=jobs, target=target,
-        operator_recipients=s.backup_operator_recipients,
+        archive_recipients=s.erase_archive_recipients,
         retention={plan: RetentionPolicy(*spec) for plan, spec in s.backup_retention.items()},
         zstd_level=s.backup_zstd_level, zstd_threads=s.backup_zstd_threads,
         chunk_bytes=s.backup_chunk_bytes, rate_limit=s.backup_rate_limit_bytes,

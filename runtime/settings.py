@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     backup_local_dir: Path = Path.home() / ".cache" / "tenant-service" / "backups"
     backup_master_recipient: str | None = Field(default=None, pattern=r"^age1[0-9a-z]{58}$")
     backup_master_identity_file: Path | None = None
-    backup_operator_recipients: Annotated[tuple[str, ...], NoDecode] = ()
+    # Operators' keys an erase's final archive is encrypted to (it must outlive the tenant's
+    # key); regular backups are encrypted to the tenant's key alone. Empty: archives refused.
+    erase_archive_recipients: Annotated[tuple[str, ...], NoDecode] = ()
     backup_zstd_level: int = Field(default=3, ge=1, le=19)
     backup_zstd_threads: int = Field(default=0, ge=0, le=64)  # 0 = one per core
     backup_chunk_bytes: int = Field(default=1 << 20, ge=64 * 1024, le=64 << 20)
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     backup_retention: Annotated[dict[str, tuple[int, int, int]], NoDecode] = {
         "free": (3, 7, 0), "pro": (7, 14, 8), "enterprise": (14, 30, 52)
     }
+    erase_drop_batch: int = Field(default=100, ge=1, le=10_000)  # tables per transaction
+    migration_lock_timeout_ms: int = Field(default=2_000, ge=50)
+    migration_statement_timeout_ms: int = Field(default=60_000, ge=100)
     restore_grace_s: float = Field(default=7 * 24 * 3600, ge=0)
 
     s3_bucket: str = "tenant-backups"
@@ -108,14 +113,14 @@ class Settings(BaseSettings):
             return frozenset(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("backup_operator_recipients", mode="before")
+    @field_validator("erase_archive_recipients", mode="before")
     @classmethod
     def _split_recipients(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(r.strip() for r in value.split(",") if r.strip())
         return value
 
-    @field_validator("backup_operator_recipients")
+    @field_validator("erase_archive_recipients")
     @classmethod
     def _recipients_are_age(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for recipient in value:

@@ -75,18 +75,23 @@ class BackupTaker:
 
     def __init__(self, *, dsn: str, pool: asyncpg.Pool, store: PostgresTenantStore,
                  keys: PostgresTenantKeys, jobs: PostgresBackupJobs, target: BackupTarget,
-                 operator_recipients: tuple[str, ...], retention: dict[str, rules.RetentionPolicy],
+                 archive_recipients: tuple[str, ...], retention: dict[str, rules.RetentionPolicy],
                  zstd_level: int, zstd_threads: int, chunk_bytes: int, rate_limit: int) -> None:
         self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
         self._jobs, self._target = jobs, target
-        self._operators = operator_recipients
+        self._operators = archive_recipients
         self._retention = retention
         self._zstd = (zstd_level, zstd_threads)
         self._chunk, self._rate = chunk_bytes, rate_limit
         self._pg_dump_version: str | None = None
 
-    async def take(self, job: Job, progress: Callable[[int], None]) -> tuple[BackupCompleted, CatalogRow]:
-        """Write the artifact and manifest; returns what the runner commits (fenced)."""
+    async def take(self, job: Job, progress: Callable[[int], None], *,
+                   operators_only: bool = False) -> tuple[BackupCompleted, CatalogRow]:
+        """Write the artifact and manifest; returns what the runner commits (fenced).
+
+        ``operators_only``: encrypt to the operator recipients alone (an erase's archive must
+        outlive the tenant's key).
+        """
         backup_id, tenant_id = job.job_id, job.tenant_id
         akey, mkey = rules.artifact_key(tenant_id, backup_id), rules.manifest_key(tenant_id, backup_id)
         if await self._target.exists(mkey):  # an earlier attempt finished but lost its lease
@@ -99,7 +104,14 @@ class BackupTaker:
                 record = await self._store.get(conn, tenant_id)
                 if record is None or record.status == TenantStatus.ERASED:
                     raise PermanentError("unknown_tenant", tenant_id)
-                recipients = [await self._keys.recipient(conn, tenant_id), *self._operators]
+                if operators_only:
+                    if not self._operators:
+                        raise PermanentError("archive_unavailable",
+                                             "no TENANT_ERASE_ARCHIVE_RECIPIENTS configured")
+                    recipients = list(self._operators)
+                else:
+                    # The tenant's key alone: destroying it must make every copy unreadable.
+                    recipients = [await self._keys.recipient(conn, tenant_id)]
             # One REPEATABLE READ snapshot shared with pg_dump: the row counts in the manifest
             # describe exactly the data in the artifact, whatever the tenant writes meanwhile.
             async with conn.transaction(isolation="repeatable_read", readonly=True):

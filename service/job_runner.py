@@ -19,10 +19,11 @@ from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
-from contracts.events import BackupFailed, RestoreFailed, Result
+from contracts.events import BackupFailed, RestoreFailed, Result, TenantEraseFailed
 from domain.backups import retry_delay
 from domain.errors import PermanentError, TransientError
 from service.backups import BackupTaker
+from service.erasure import Eraser
 from service.restores import Restorer
 
 log = structlog.get_logger(__name__)
@@ -31,17 +32,18 @@ log = structlog.get_logger(__name__)
 class JobRunner:
     def __init__(self, *, pool: asyncpg.Pool, jobs: PostgresBackupJobs, outbox: PostgresOutbox,
                  store: PostgresTenantStore, taker: BackupTaker, restorer: Restorer | None,
+                 eraser: Eraser,
                  lease_s: float, poll_s: float, max_attempts: int, retry_base_s: float,
                  retry_max_s: float, source: str) -> None:
         self._pool, self._jobs, self._outbox, self._store = pool, jobs, outbox, store
-        self._taker, self._restorer = taker, restorer
+        self._taker, self._restorer, self._eraser = taker, restorer, eraser
         self._lease, self._poll = lease_s, poll_s
         self._attempts, self._retry = max_attempts, (retry_base_s, retry_max_s)
         self._source = source
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._stopping = asyncio.Event()
         # Only workers given the master identity can restore; the others never claim restores.
-        self._kinds = ["backup", "restore"] if restorer else ["backup"]
+        self._kinds = ["backup", "erase", "restore"] if restorer else ["backup", "erase"]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -90,6 +92,8 @@ class JobRunner:
         log.info("job_started", kind=job.kind, attempt=job.attempts)
         if job.kind == "backup":
             return await self._taker.take(job, progress)  # type: ignore[arg-type]
+        if job.kind == "erase":
+            return await self._eraser.erase(job, job.archive, progress), None
         assert self._restorer is not None
         return await self._restorer.restore(job), None
 
@@ -136,6 +140,8 @@ class JobRunner:
         failed: Result
         if job.kind == "backup":
             failed = BackupFailed(tenant_id=job.tenant_id, reason=reason, attempts=job.attempts)
+        elif job.kind == "erase":
+            failed = TenantEraseFailed(tenant_id=job.tenant_id, reason=reason, detail=detail[:1000])
         else:
             failed = RestoreFailed(tenant_id=job.tenant_id, backup_id=job.backup_id or "latest",
                                    reason=reason)
@@ -156,7 +162,7 @@ class JobRunner:
 
 
 def _cause(job: Job) -> Envelope:
-    """The result's envelope needs only the causing event's id and correlation id."""
+    """Stands in for the causing event: a result's envelope takes only its id and correlation."""
     return Envelope(specversion="1.0", id=job.cause_id, source="urn:tenant-service",
-                    type="BackupDue", time=now(), subject=job.tenant_id,
+                    type=job.kind, time=now(), subject=job.tenant_id,
                     correlationid=job.correlation_id, data={})

@@ -141,6 +141,64 @@ def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> Non
 
 
 @app.command()
+def deactivate(tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False,
+               timeout: float = 60.0) -> None:
+    """Suspend a tenant (TenantDeactivated): access revoked, sessions ended, data kept."""
+    from contracts.events import TenantDeactivated
+    from tenantctl import lifecycle_ops
+
+    _print_result(*asyncio.run(lifecycle_ops.request(
+        _settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout)), wait, timeout)
+
+
+@app.command()
+def reactivate(tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False,
+               timeout: float = 60.0) -> None:
+    """Resume a suspended tenant (TenantReactivated)."""
+    from contracts.events import TenantReactivated
+    from tenantctl import lifecycle_ops
+
+    _print_result(*asyncio.run(lifecycle_ops.request(
+        _settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout)), wait, timeout)
+
+
+@app.command()
+def erase(
+    tenant_id: str,
+    archive: Annotated[bool, typer.Option("--archive", help="Final backup under operator keys")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this destroys the tenant")] = False,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    timeout: float = 600.0,
+) -> None:
+    """Erase a tenant for good (TenantEraseRequested): schema, role, keys, backups."""
+    from contracts.events import TenantEraseRequested
+    from tenantctl import lifecycle_ops
+
+    if not yes:
+        raise typer.BadParameter("erasing destroys the tenant's data: pass --yes")
+    _print_result(*asyncio.run(lifecycle_ops.request(
+        _settings(), TenantEraseRequested(tenant_id=tenant_id, archive=archive), wait, timeout)),
+        wait, timeout)
+
+
+@app.command()
+def migrate(
+    to: Annotated[int | None, typer.Option("--to", help="Target version (default latest)")] = None,
+    canary: Annotated[int, typer.Option(help="Tenants migrated first; the rest wait")] = 0,
+    max_failures: Annotated[int, typer.Option(help="Halt the rollout past this many")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait per wave")] = 3600.0,
+) -> None:
+    """Roll tenant schema migrations out as TenantMigrationDue events, with live progress."""
+    from tenantctl import lifecycle_ops
+
+    summary = asyncio.run(
+        lifecycle_ops.rollout(_settings(), console, to, canary, max_failures, timeout))
+    print(json.dumps(summary, indent=2))
+    if summary.get("halted") or summary.get("timed_out"):
+        raise typer.Exit(1)
+
+
+@app.command()
 def watch(
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     limit: Annotated[int, typer.Option(help="Stop after this many events (0 = follow)")] = 0,

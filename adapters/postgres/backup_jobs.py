@@ -25,6 +25,7 @@ class Job:
     correlation_id: str
     backup_id: str | None
     attempts: int
+    archive: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,13 @@ class PostgresBackupJobs:
         self.replaced, self.drills = f"{s}.replaced_schemas", f"{s}.restore_drills"
 
     async def add(self, conn: asyncpg.Connection, job_id: str, kind: str, tenant_id: str,
-                  cause_id: str, correlation_id: str, backup_id: str | None = None) -> None:
+                  cause_id: str, correlation_id: str, backup_id: str | None = None,
+                  archive: bool = False) -> None:
         await conn.execute(
-            f"INSERT INTO {self.jobs} (job_id, kind, tenant_id, cause_id, correlation_id, backup_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING",
-            job_id, kind, tenant_id, cause_id, correlation_id, backup_id,
+            f"INSERT INTO {self.jobs} (job_id, kind, tenant_id, cause_id, correlation_id,"
+            " backup_id, archive) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (job_id) DO NOTHING",
+            job_id, kind, tenant_id, cause_id, correlation_id, backup_id, archive,
         )
 
     async def claim(self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float
@@ -80,7 +83,7 @@ class PostgresBackupJobs:
         if row is None:
             return None
         return Job(row["job_id"], row["kind"], row["tenant_id"], row["cause_id"],
-                   row["correlation_id"], row["backup_id"], row["attempts"])
+                   row["correlation_id"], row["backup_id"], row["attempts"], row["archive"])
 
     async def renew(self, conn: asyncpg.Connection, job_id: str, owner: str, lease_s: float,
                     progress_bytes: int) -> bool:
@@ -165,6 +168,11 @@ class PostgresBackupJobs:
 
     async def expired_replaced(self, conn: asyncpg.Connection) -> list[str]:
         rows = await conn.fetch(f"SELECT schema_name FROM {self.replaced} WHERE drop_after < now()")
+        return [r["schema_name"] for r in rows]
+
+    async def replaced_of(self, conn: asyncpg.Connection, tenant_id: str) -> list[str]:
+        rows = await conn.fetch(
+            f"SELECT schema_name FROM {self.replaced} WHERE tenant_id = $1", tenant_id)
         return [r["schema_name"] for r in rows]
 
     async def forget_replaced(self, conn: asyncpg.Connection, schema: str) -> None:

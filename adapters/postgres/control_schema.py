@@ -49,6 +49,12 @@ async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", app_role)
     verb = "ALTER" if exists else "CREATE"
     await conn.execute(f"{verb} ROLE {quote_ident(app_role)} LOGIN NOINHERIT")
+    # Membership lets the service end the app role's sessions of a suspended tenant
+    # (pg_terminate_backend needs it) and SET ROLE to it in checks. The service role gains no
+    # tenant privileges through it: the app role inherits nothing.
+    member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", app_role)
+    if not member:
+        await conn.execute(f"GRANT {quote_ident(app_role)} TO CURRENT_USER")
 
 
 async def ensure_extensions(conn: asyncpg.Connection) -> None:

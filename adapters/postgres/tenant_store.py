@@ -98,6 +98,74 @@ class PostgresTenantStore:
         )
         return version
 
+    async def set_status(self, conn: asyncpg.Connection, tenant_id: str, status: TenantStatus
+                         ) -> None:
+        await conn.execute(
+            f"UPDATE {self._tenants} SET status = $2, updated_at = now() WHERE tenant_id = $1",
+            tenant_id, status.value,
+        )
+
+    async def revoke_access(self, conn: asyncpg.Connection, tenant_id: str) -> int:
+        """Take the tenant role from the app role and end the tenant's open sessions.
+
+        Applications tag a tenant's connections with application_name = the tenant's schema
+        name (Postgres does not show another backend's SET ROLE); those, and any backend logged
+        in as the tenant role itself, are terminated. Returns how many were terminated.
+        """
+        role = role_name(tenant_id)
+        if await self._is_member(conn, role):
+            await conn.execute(f"REVOKE {quote_ident(role)} FROM {quote_ident(self._app_role)}")
+        return int(await conn.fetchval(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
+            role, schema_name(tenant_id),
+        ))
+
+    async def grant_access(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        role = role_name(tenant_id)
+        if not await self._is_member(conn, role):
+            await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(self._app_role)}")
+
+    async def _is_member(self, conn: asyncpg.Connection, role: str) -> bool:
+        return bool(await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_auth_members m"
+            " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles a ON a.oid = m.member"
+            " WHERE r.rolname = $1 AND a.rolname = $2)", role, self._app_role,
+        ))
+
+    async def tables(self, conn: asyncpg.Connection, schema: str) -> list[str]:
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1", schema,
+        )
+        return [r["relname"] for r in rows]
+
+    async def drop_tables(self, conn: asyncpg.Connection, schema: str, tables: list[str]) -> None:
+        """One batch, in the caller's transaction: keeps each transaction's locks bounded."""
+        if tables:
+            names = ", ".join(f"{quote_ident(schema)}.{quote_ident(t)}" for t in tables)
+            await conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
+
+    async def drop_schema_and_role(self, conn: asyncpg.Connection, tenant_id: str) -> list[str]:
+        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        dropped = []
+        if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
+            dropped.append("schema")
+        if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            # The role owns nothing and its grants (default privileges included) went with the
+            # schema, so it drops cleanly.
+            await conn.execute(f"DROP ROLE {quote_ident(role)}")
+            dropped.append("role")
+        return dropped
+
+    async def tombstone(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        """The registry row stays (ids are never reused) but keeps nothing about the tenant."""
+        await conn.execute(
+            f"UPDATE {self._tenants} SET status = 'erased', plan = '', schema_version = 0,"
+            " updated_at = now() WHERE tenant_id = $1", tenant_id,
+        )
+
     async def _apply(
         self, conn: asyncpg.Connection, schema: str, role: str, steps: list[Migration]
     ) -> None:

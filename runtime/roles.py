@@ -1,0 +1,99 @@
+"""Worker roles: each wires its consumers and background loops onto a started Worker.
+
+Adding a role is one builder here (or in its own module) and one entry in ROLE_BUILDERS.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from adapters.kafka.dead_letters import KafkaDeadLetters
+from adapters.migration_files import load_migrations
+from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.postgres.inbox import PostgresInbox
+from adapters.postgres.tenant_store import PostgresTenantStore
+from consumers import backups, provisioner
+from migrations import TENANT_DIR
+from producers.outbox_relay import OutboxRelay
+from runtime.backup_wiring import build_backup_parts
+from service.backups import BackupRequests
+from service.event_transaction import EventTransaction
+from service.erasure import Eraser
+from service.job_runner import JobRunner
+from service.lifecycle import LifecycleService
+from service.provisioning import ProvisioningService
+
+if TYPE_CHECKING:
+    from runtime.worker import Worker
+
+
+class Background(Protocol):
+    """A loop the worker runs beside its consumers; stop() asks it to finish its current step."""
+
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
+
+
+def transaction(worker: "Worker", group: str) -> EventTransaction:
+    s = worker.settings
+    return EventTransaction(worker.pool, PostgresInbox(s.control_schema), worker.outbox, group)
+
+
+async def provisioner_role(worker: "Worker") -> list[Background]:
+    s = worker.settings
+    service = ProvisioningService(
+        transaction(worker, provisioner.GROUP),
+        PostgresTenantStore(s.control_schema, s.app_role),
+        load_migrations(TENANT_DIR),
+        plans=s.plans,
+        max_tenants=s.max_tenants,
+        source=s.source,
+    )
+    lifecycle = LifecycleService(
+        transaction(worker, provisioner.GROUP),
+        PostgresTenantStore(s.control_schema, s.app_role),
+        PostgresBackupJobs(s.control_schema),
+        load_migrations(TENANT_DIR),
+        control_schema=s.control_schema,
+        migration_lock_timeout_ms=s.migration_lock_timeout_ms,
+        migration_statement_timeout_ms=s.migration_statement_timeout_ms,
+        source=s.source,
+    )
+    provisioner.register(
+        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher)
+    )
+    return []
+
+
+async def relay_role(worker: "Worker") -> list[Background]:
+    return [OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher)]
+
+
+async def backup_role(worker: "Worker") -> list[Background]:
+    s = worker.settings
+    parts = await build_backup_parts(s, worker.pool)
+    worker.closers.append(parts.target.close)
+    requests = BackupRequests(transaction(worker, backups.GROUP), parts.store, parts.jobs, s.source)
+    backups.register(worker.broker, s, requests, KafkaDeadLetters(worker.publisher))
+    # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
+    # lapses, and another runner (or this one after a restart) takes it again.
+    return [
+        JobRunner(
+            pool=worker.pool, jobs=parts.jobs, outbox=worker.outbox, store=parts.store,
+            taker=parts.taker, restorer=parts.restorer,
+            eraser=Eraser(pool=worker.pool, store=parts.store, jobs=parts.jobs, keys=parts.keys,
+                          taker=parts.taker, redis=worker.redis, drop_batch=s.erase_drop_batch),
+            lease_s=s.backup_lease_s,
+            poll_s=s.backup_poll_interval_s, max_attempts=s.backup_max_attempts,
+            retry_base_s=s.backup_retry_base_s, retry_max_s=s.backup_retry_max_s, source=s.source,
+        )
+    ]
+
+
+ROLE_BUILDERS: dict[str, RoleBuilder] = {
+    "provisioner": provisioner_role,
+    "relay": relay_role,
+    "backup": backup_role,
+}

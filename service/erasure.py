@@ -1,0 +1,118 @@
+"""Erase (off-boarding, GDPR): every step is idempotent, so a retry may start anywhere.
+
+Order: optional final archive (encrypted to operator recipients only, per policy) -> tables
+dropped in batches (bounded locks per transaction) -> schema and role -> Redis keys -> the
+tenant's backup key destroyed (crypto-shredding every other backup, wherever copies went) and
+their catalog rows and artifacts removed -> pending jobs cancelled -> registry tombstone.
+"""
+
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+
+from adapters.age_keys import PostgresTenantKeys
+from adapters.postgres.backup_jobs import Job, PostgresBackupJobs
+from adapters.postgres.errors import translated
+from adapters.postgres.tenant_store import PostgresTenantStore
+from contracts.events import TenantErased
+from domain.errors import PermanentError, TransientError
+from domain.lifecycle import TenantStatus
+from domain.tenant_ids import quote_ident, schema_name
+from service.backups import BackupTaker
+
+log = structlog.get_logger(__name__)
+
+
+class Eraser:
+    def __init__(self, *, pool: asyncpg.Pool, store: PostgresTenantStore,
+                 jobs: PostgresBackupJobs, keys: PostgresTenantKeys, taker: BackupTaker,
+                 redis: aioredis.Redis, drop_batch: int, redis_prefix: str = "tenant:") -> None:
+        self._pool, self._store, self._jobs, self._keys = pool, store, jobs, keys
+        self._taker, self._redis = taker, redis
+        self._batch, self._prefix = drop_batch, redis_prefix
+
+    async def erase(self, job: Job, archive: bool, progress: Any) -> TenantErased:
+        tenant_id = job.tenant_id
+        erased: list[str] = []
+        async with self._pool.acquire() as conn:
+            record = await self._store.get(conn, tenant_id)
+        if record is None:
+            raise PermanentError("unknown_tenant", tenant_id)
+        archive_id = None
+        if archive and record.status != TenantStatus.ERASED:
+            archive_id = "a-" + job.job_id[2:]
+            async with self._pool.acquire() as conn:
+                done = await self._jobs.backup(conn, tenant_id, archive_id)
+            if done is None:
+                archive_job = Job(archive_id, "backup", tenant_id, job.cause_id,
+                                  job.correlation_id, None, job.attempts)
+                _, row = await self._taker.take(archive_job, progress, operators_only=True)
+                async with self._pool.acquire() as conn:
+                    await self._jobs.catalogue(conn, row)
+            erased.append("archived")
+        erased += await self._drop_database_objects(tenant_id)
+        erased += await self._drop_redis_keys(tenant_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            with translated(f"erase {tenant_id}"):
+                await self._store.lock_tenant(conn, tenant_id)
+                if await self._keys.destroy(conn, tenant_id):
+                    erased.append("backup_key")
+                doomed = [r for r in await self._jobs.backups(conn, tenant_id)
+                          if r.backup_id != archive_id]
+                await self._jobs.forget(conn, [r.backup_id for r in doomed])
+                await conn.execute(
+                    f"UPDATE {self._jobs.jobs} SET status = 'failed', last_error = 'tenant erased',"
+                    " lease_owner = NULL, lease_until = NULL, updated_at = now()"
+                    " WHERE tenant_id = $1 AND job_id <> $2 AND status = 'pending'",
+                    tenant_id, job.job_id,
+                )
+                await self._store.tombstone(conn, tenant_id)
+        if doomed:
+            erased.append(f"backups:{len(doomed)}")
+        await self._taker.delete_artifacts(doomed)  # unreadable already: the key is gone
+        log.info("tenant_erased", erased=erased, archive_backup_id=archive_id)
+        return TenantErased(tenant_id=tenant_id, archive_backup_id=archive_id, erased=erased)
+
+    async def _drop_database_objects(self, tenant_id: str) -> list[str]:
+        schema = schema_name(tenant_id)
+        while True:  # batches keep each transaction far below max_locks_per_transaction
+            async with self._pool.acquire() as conn, conn.transaction():
+                with translated(f"erase {tenant_id} tables"):
+                    await self._store.lock_tenant(conn, tenant_id)
+                    tables = (await self._store.tables(conn, schema))[: self._batch]
+                    if not tables:
+                        break
+                    await self._store.drop_tables(conn, schema, tables)
+        async with self._pool.acquire() as conn, conn.transaction():
+            with translated(f"erase {tenant_id} schema"):
+                await self._store.lock_tenant(conn, tenant_id)
+                await self._store.revoke_access(conn, tenant_id)
+                # Schemas a restore replaced are the tenant's data too.
+                replaced = await self._jobs.replaced_of(conn, tenant_id)
+                for old in replaced:
+                    await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(old)} CASCADE")
+                    await self._jobs.forget_replaced(conn, old)
+                dropped = await self._store.drop_schema_and_role(conn, tenant_id)
+                return dropped + ([f"replaced_schemas:{len(replaced)}"] if replaced else [])
+
+    async def _drop_redis_keys(self, tenant_id: str) -> list[str]:
+        deleted = 0
+        try:
+            async for batch in _scan_batches(self._redis, f"{self._prefix}{tenant_id}:*"):
+                deleted += await self._redis.unlink(*batch)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as e:
+            raise TransientError(f"redis: {e}") from e
+        return [f"redis_keys:{deleted}"] if deleted else []
+
+
+async def _scan_batches(redis: aioredis.Redis, pattern: str, count: int = 500) -> Any:
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=count):
+        batch.append(key)
+        if len(batch) >= count:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

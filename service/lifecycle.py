@@ -1,0 +1,146 @@
+"""Suspend, resume, erase (accepted as a job) and per-tenant migrations, on tenants.lifecycle.
+
+All of them take the tenant's advisory lock inside their transaction, as provisioning, restores
+and erasure do, so work on one tenant is serialised across topics and workers.
+"""
+
+from typing import Any
+
+import asyncpg
+import structlog
+
+from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.postgres.errors import translated
+from adapters.postgres.tenant_store import PostgresTenantStore, TenantRecord
+from contracts.codec import Decoded
+from contracts.events import (
+    TenantDeactivated,
+    TenantEraseRequested,
+    TenantErased,
+    TenantMigrated,
+    TenantMigrationDue,
+    TenantMigrationFailed,
+    TenantReactivated,
+    TenantResumed,
+    TenantSuspended,
+)
+from domain import backups as rules
+from domain.errors import PermanentError
+from domain.lifecycle import TenantStatus
+from domain.migrations import Migration, plan_migrations
+from domain.tenant_ids import InvalidTenantId, validate_tenant_id, quote_ident
+from service.event_transaction import Accepted, EventTransaction
+
+log = structlog.get_logger(__name__)
+
+
+class LifecycleService:
+    def __init__(self, transaction: EventTransaction, store: PostgresTenantStore,
+                 jobs: PostgresBackupJobs, template: list[Migration], *, control_schema: str,
+                 migration_lock_timeout_ms: int, migration_statement_timeout_ms: int,
+                 source: str) -> None:
+        self._transaction, self._store, self._jobs = transaction, store, jobs
+        self._template = template
+        self._rollouts = f"{quote_ident(control_schema)}.migration_rollouts"
+        self._timeouts = (migration_lock_timeout_ms, migration_statement_timeout_ms)
+        self._source = source
+
+    async def _locked(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
+        try:
+            validate_tenant_id(tenant_id)
+        except InvalidTenantId:
+            return None
+        await self._store.lock_tenant(conn, tenant_id)
+        record = await self._store.get(conn, tenant_id)
+        return None if record is None or record.status == TenantStatus.ERASED else record
+
+    async def deactivated(self, decoded: Decoded[TenantDeactivated]) -> Any:
+        tenant_id = decoded.event.tenant_id
+
+        async def effect(conn: asyncpg.Connection) -> Any:
+            record = await self._locked(conn, tenant_id)
+            if record is None:
+                raise PermanentError("unknown_tenant", tenant_id)
+            terminated = await self._store.revoke_access(conn, tenant_id)
+            await self._store.set_status(conn, tenant_id, TenantStatus.SUSPENDED)
+            log.info("tenant_suspended", sessions_terminated=terminated)
+            return TenantSuspended(tenant_id=tenant_id)
+
+        return await self._transaction.run(decoded.envelope, effect, source=self._source)
+
+    async def reactivated(self, decoded: Decoded[TenantReactivated]) -> Any:
+        tenant_id = decoded.event.tenant_id
+
+        async def effect(conn: asyncpg.Connection) -> Any:
+            record = await self._locked(conn, tenant_id)
+            if record is None:
+                raise PermanentError("unknown_tenant", tenant_id)
+            await self._store.grant_access(conn, tenant_id)
+            await self._store.set_status(conn, tenant_id, TenantStatus.ACTIVE)
+            return TenantResumed(tenant_id=tenant_id)
+
+        return await self._transaction.run(decoded.envelope, effect, source=self._source)
+
+    async def erase_requested(self, decoded: Decoded[TenantEraseRequested]) -> Any:
+        """Access is cut at once; the rest (final backup, drops, key) runs as an erase job."""
+        env, event = decoded.envelope, decoded.event
+
+        async def effect(conn: asyncpg.Connection) -> Any:
+            try:
+                validate_tenant_id(event.tenant_id)
+            except InvalidTenantId:
+                raise PermanentError("unknown_tenant", event.tenant_id) from None
+            await self._store.lock_tenant(conn, event.tenant_id)
+            record = await self._store.get(conn, event.tenant_id)
+            if record is None:
+                raise PermanentError("unknown_tenant", event.tenant_id)
+            if record.status == TenantStatus.ERASED:  # erased before: answer again, no work
+                return TenantErased(tenant_id=event.tenant_id, archive_backup_id=None, erased=[])
+            await self._store.revoke_access(conn, event.tenant_id)
+            job_id = "e-" + rules.backup_id_for(env.id)[2:]
+            await self._jobs.add(conn, job_id, "erase", event.tenant_id, env.id,
+                                 env.correlationid, archive=event.archive)
+            return Accepted(job_id)
+
+        return await self._transaction.run(env, effect, source=self._source)
+
+    async def migration_due(self, decoded: Decoded[TenantMigrationDue]) -> Any:
+        event = decoded.event
+
+        def failed(reason: str, detail: str = "") -> TenantMigrationFailed:
+            return TenantMigrationFailed(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
+                                         version=event.target_version, reason=reason,
+                                         detail=detail[:1000])
+
+        async def effect(conn: asyncpg.Connection) -> Any:
+            status = await conn.fetchval(
+                f"SELECT status FROM {self._rollouts} WHERE rollout_id = $1", event.rollout_id)
+            if status == "halted":
+                return failed("rollout_halted")
+            record = await self._locked(conn, event.tenant_id)
+            if record is None:
+                return failed("unknown_tenant")
+            try:
+                plan = plan_migrations(self._template, record.schema_version, event.target_version)
+            except ValueError as e:
+                return failed("invalid_target", str(e))
+            if plan.is_noop:
+                return TenantMigrated(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
+                                      from_version=record.schema_version,
+                                      to_version=record.schema_version)
+            lock_ms, statement_ms = self._timeouts
+            # A lock timeout raises 55P03, translated to TransientError: the whole transaction
+            # (inbox row included) rolls back and the delivery retries with backoff.
+            await conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
+            await conn.execute(f"SET LOCAL statement_timeout = {int(statement_ms)}")
+            try:
+                with translated(f"migrate {event.tenant_id}"):
+                    async with conn.transaction():
+                        version = await self._store.migrate(conn, event.tenant_id,
+                                                            list(plan.steps))
+            except PermanentError as e:
+                return failed("migration_error", e.detail)
+            return TenantMigrated(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
+                                  from_version=record.schema_version, to_version=version)
+
+        return await self._transaction.run(decoded.envelope, effect, source=self._source)
