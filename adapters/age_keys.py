@@ -84,6 +84,5 @@ class PostgresTenantKeys:
         return await unwrap(bytes(wrapped), master_identity_file) if wrapped else None
 
     async def destroy(self, conn: asyncpg.Connection, tenant_id: str) -> bool:
-        return (
-            await conn.execute(f"DELETE FROM {self._table} WHERE tenant_id = $1", tenant_id)
-        ) != "DELETE 0"
+        status = await conn.execute(f"DELETE FROM {self._table} WHERE tenant_id = $1", tenant_id)
+        return bool(status != "DELETE 0")

@@ -62,4 +62,4 @@ def expired(entries: list[CatalogEntry], policy: RetentionPolicy, now: datetime)
 
 def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
     """Exponential backoff; ``jitter`` in [0, 1) is supplied by the caller (keeps this pure)."""
-    return min(max_s, base_s * 2 ** max(0, attempt - 1)) * (0.5 + jitter / 2)
+    return float(min(max_s, base_s * 2 ** max(0, attempt - 1)) * (0.5 + jitter / 2))

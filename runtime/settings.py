@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from runtime.settings_scheduling import SchedulingSettings
 
 ENV_PREFIX = "TENANT_"
 
 
-class Settings(BaseSettings):
+class Settings(SchedulingSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )

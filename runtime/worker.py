@@ -89,7 +89,7 @@ class Worker:
             self._background += await ROLE_BUILDERS[role](self)
         await self.broker.start()
         self._tasks = [asyncio.create_task(b.run()) for b in self._background]
-        subscribers = [(sub.group_id, sub) for sub in self.broker.subscribers]
+        subscribers = [(getattr(sub, "group_id", ""), sub) for sub in self.broker.subscribers]
         self._lag_task = asyncio.create_task(watch_lag(subscribers, 5.0))
         self.http = HealthServer(
             s.http_host,

@@ -140,7 +140,7 @@ class BackupTaker:
         manifest = {
             "tenant_id": tenant_id, "backup_id": backup_id, "schema": record.schema_name,
             "schema_version": record.schema_version, "started_at": started.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(), "bytes": stats.bytes,
+            "finished_at": (finished := datetime.now(UTC)).isoformat(), "bytes": stats.bytes,
             "sha256": stats.sha256, "pg_dump_version": await self._version(),
             "recipients": recipients, "row_counts": counts,
             "format": "pg_dump custom (uncompressed) | zstd | age",
@@ -152,7 +152,7 @@ class BackupTaker:
             raise
         row = CatalogRow(backup_id, tenant_id, self._target.kind, self._target.uri(akey), akey,
                          mkey, stats.bytes, stats.sha256, record.schema_version, started,
-                         datetime.fromisoformat(manifest["finished_at"]), None, None)
+                         finished, None, None)
         result = BackupCompleted(tenant_id=tenant_id, backup_id=backup_id, uri=row.uri,
                                  bytes=stats.bytes, sha256=stats.sha256)
         return result, row

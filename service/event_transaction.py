@@ -21,7 +21,15 @@ class Accepted:
     job_id: str
 
 
-Effect = Callable[[asyncpg.Connection], Awaitable[Result | Accepted]]
+@dataclass(frozen=True)
+class Staged:
+    """The effect wrote its results to the outbox itself: many of them (e.g. one per tenant),
+    each with a deterministic id, in the same transaction."""
+
+    results: int
+
+
+Effect = Callable[[asyncpg.Connection], Awaitable[Result | Accepted | Staged]]
 
 
 class EventTransaction:
@@ -35,7 +43,7 @@ class EventTransaction:
 
     async def run(
         self, cause: Envelope, effect: Effect, *, source: str
-    ) -> Result | Accepted | None:
+    ) -> Result | Accepted | Staged | None:
         """Run ``effect`` once per event id; None means the id was already processed.
 
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery

@@ -14,7 +14,7 @@ import uuid
 import asyncpg
 import structlog
 
-from adapters.postgres.backup_jobs import Job, PostgresBackupJobs
+from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import envelope_for
@@ -113,7 +113,7 @@ class JobRunner:
                 return
 
     async def _succeed(self, job: Job, result: Result, row: object) -> None:
-        expired: list[object] = []
+        expired: list[CatalogRow] = []
         async with self._pool.acquire() as conn, conn.transaction():
             if not await self._jobs.finish(conn, job.job_id, self.owner, "succeeded"):
                 log.warning("job_result_dropped_lease_lost")
@@ -125,7 +125,7 @@ class JobRunner:
                     expired = await self._taker.expire(conn, job.tenant_id, record.plan)
             await self._outbox.add(conn, envelope_for(result, cause=_cause(job), source=self._source))
         log.info("job_succeeded", result=type(result).__name__, expired=len(expired))
-        await self._taker.delete_artifacts(expired)  # type: ignore[arg-type]
+        await self._taker.delete_artifacts(expired)
 
     async def _transient(self, job: Job, error: str) -> None:
         if job.attempts >= self._attempts:

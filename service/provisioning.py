@@ -11,7 +11,7 @@ from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
 from domain.provisioning import Decision, decide_provisioning
 from domain.tenant_ids import role_name, schema_name
-from service.event_transaction import EventTransaction
+from service.event_transaction import Accepted, EventTransaction
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ class ProvisioningService:
         self._max_tenants = max_tenants
         self._source = source
 
-    async def handle(self, decoded: Decoded[TenantRequested]) -> Result | None:
+    async def handle(self, decoded: Decoded[TenantRequested]) -> Result | Accepted | None:
         request = decoded.event
 
         async def effect(conn: asyncpg.Connection) -> Result:
@@ -77,12 +77,14 @@ class ProvisioningService:
             log.info("tenant_provisioned", schema=record.schema_name)
             return _provisioned(tenant_id, plan, record.schema_version)
         if decision == Decision.ALREADY_PROVISIONED:
-            record = await self._store.get(conn, tenant_id)
-            assert record is not None
-            return _provisioned(tenant_id, plan, record.schema_version)
+            existing_record = await self._store.get(conn, tenant_id)
+            assert existing_record is not None
+            return _provisioned(tenant_id, plan, existing_record.schema_version)
         log.info("provisioning_refused", reason=decision.value)
         return TenantProvisioningFailed(
-            tenant_id=tenant_id, reason=decision.value, detail=_DETAILS[decision]
+            tenant_id=tenant_id,
+            reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
+            detail=_DETAILS[decision],
         )
 
 

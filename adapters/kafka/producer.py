@@ -59,6 +59,6 @@ class KafkaEventPublisher:
     async def partitions_for(self, topic: str) -> set[int]:
         """Asks the broker for metadata; used by readiness."""
         try:
-            return await self._producer.partitions_for(topic)
+            return set(await self._producer.partitions_for(topic))
         except KafkaError as e:
             raise TransientError(f"kafka metadata: {e}") from e

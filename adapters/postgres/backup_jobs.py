@@ -93,7 +93,7 @@ class PostgresBackupJobs:
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
             job_id, owner, lease_s, progress_bytes,
         )
-        return status != "UPDATE 0"
+        return bool(status != "UPDATE 0")
 
     async def finish(self, conn: asyncpg.Connection, job_id: str, owner: str, status: str,
                      error: str | None = None) -> bool:
@@ -104,7 +104,7 @@ class PostgresBackupJobs:
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
             job_id, owner, status, error,
         )
-        return result != "UPDATE 0"
+        return bool(result != "UPDATE 0")
 
     async def retry_later(self, conn: asyncpg.Connection, job_id: str, owner: str, delay_s: float,
                           error: str) -> bool:
@@ -114,7 +114,7 @@ class PostgresBackupJobs:
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
             job_id, owner, delay_s, error,
         )
-        return result != "UPDATE 0"
+        return bool(result != "UPDATE 0")
 
     async def job(self, conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
         row = await conn.fetchrow(f"SELECT * FROM {self.jobs} WHERE job_id = $1", job_id)

@@ -1,0 +1,238 @@
+# ruff: noqa: E501  (the prose tables below read better one entry per line)
+"""The README tables that are derived from code: the event catalogue and the settings table.
+
+Used by scripts/export_contracts.py, which rewrites the text between
+``<!-- BEGIN GENERATED: <name> ... -->`` and ``<!-- END GENERATED: <name> -->``. Names, types,
+defaults and bounds come from the code; the prose (who produces an event, what a setting means)
+lives in the two dictionaries below. A setting's ``Field(description=...)`` wins over them.
+"""
+
+import re
+import types
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from contracts.events import ALL_TENANTS, EVENT_TYPES, INPUTS, Event
+from runtime.settings import ENV_PREFIX, Settings
+
+README_FILE = Path(__file__).resolve().parents[2] / "README.md"
+_PROV = "`tenant-provisioner` via outbox relay"
+_BACKUP = "`tenant-backup` via outbox relay"
+_METRICS = "`tenant-metrics` via outbox relay"
+
+# type -> (producer, meaning). Which of these are built yet is the README's Status section's job.
+EVENTS: dict[str, tuple[str, str]] = {
+    "TenantRequested": (
+        "upstream (sign-up, billing); `tenantctl request`",
+        "Create the tenant: schema, role, template tables, RLS, registry row.",
+    ),
+    "TenantDeactivated": ("upstream (billing)", "Suspend the tenant; its data is kept."),
+    "TenantReactivated": ("upstream (billing)", "Resume a suspended tenant."),
+    "TenantEraseRequested": (
+        "upstream (off-boarding)",
+        "Erase the tenant, optionally after a final archive backup.",
+    ),
+    "TenantMigrationDue": (
+        "`tenantctl migrate`",
+        "Migrate the tenant's schema to `target_version`.",
+    ),
+    "BackupDue": ("scheduler; operator", "Back up one tenant."),
+    "RestoreRequested": ("operator", "Restore a tenant from a backup (`latest` by default)."),
+    "MetricsDue": ("scheduler", "Collect metrics for every tenant in one tick."),
+    "TenantProvisioned": (
+        _PROV,
+        "The tenant exists with this plan (also the answer to a repeated request).",
+    ),
+    "TenantProvisioningFailed": (_PROV, "The request was refused or failed; no DDL was kept."),
+    "TenantSuspended": (_PROV, "The tenant is suspended."),
+    "TenantResumed": (_PROV, "The tenant is active again."),
+    "TenantErased": (_PROV, "The tenant is erased; `erased` lists what was removed."),
+    "TenantEraseFailed": (_PROV, "An erase could not proceed as asked."),
+    "TenantMigrated": (_PROV, "The tenant's schema is at `to_version`."),
+    "TenantMigrationFailed": (_PROV, "Migrating this tenant failed; other tenants are unaffected."),
+    "BackupCompleted": (_BACKUP, "A backup is stored and catalogued."),
+    "BackupFailed": (_BACKUP, "A backup gave up after `attempts` tries."),
+    "RestoreCompleted": (_BACKUP, "A restore was swapped in."),
+    "RestoreFailed": (_BACKUP, "A restore failed."),
+    "TenantMetricsCollected": (_METRICS, "One tenant's metrics snapshot."),
+    "TenantQuotaExceeded": (_METRICS, "A tenant passed a plan limit."),
+}
+
+SETTINGS: dict[str, str] = {
+    "kafka_bootstrap": "Kafka bootstrap servers (`host:port[,host:port]`).",
+    "kafka_partitions": "Partitions of the topics the workers create at start-up (existing topics are left as they are).",
+    "kafka_replication_factor": "Replication factor of those topics.",
+    "kafka_max_poll_interval_ms": "Consumer `max.poll.interval.ms`: a handler slower than this makes the member leave its group.",
+    "kafka_session_timeout_ms": "Consumer group session timeout.",
+    "kafka_heartbeat_interval_ms": "Consumer heartbeat interval.",
+    "kafka_request_timeout_ms": "Request timeout of producers, consumers and the admin client.",
+    "max_message_bytes": "Largest record accepted; a bigger one is dead-lettered (`too_large`). Also sizes producer requests and fetches.",
+    "pg_dsn": "PostgreSQL URL of the service's login role (`postgresql://user:password@host:port/db`). A secret: no default; `scripts/stack up` writes it to `.env`.",
+    "pg_pool_min": "Minimum connections in each worker's pool.",
+    "pg_pool_max": "Maximum connections in each worker's pool.",
+    "pg_statement_timeout_ms": "`statement_timeout` of every pooled session.",
+    "pg_lock_timeout_ms": "`lock_timeout` of every pooled session.",
+    "control_schema": "Schema of the service's own tables: registry, inbox, outbox.",
+    "app_role": "Shared application login role; it is granted every tenant role (NOINHERIT: it must `SET ROLE`).",
+    "redis_url": "Redis URL (checked by `/readyz`).",
+    "plans": "Allowed plans, comma-separated.",
+    "default_plan": "Plan of `tenantctl request` without `--plan`; must be one of the plans.",
+    "max_tenants": "Tenants (not erased) allowed; beyond it `TenantProvisioningFailed{quota_exceeded}`. Soft by up to the number of concurrent provisioners.",
+    "retry_attempts": "Attempts at a transient failure within one delivery before the record is handed back to Kafka (seek back, redelivered).",
+    "retry_base_delay_s": "First backoff delay between those attempts (exponential, full jitter).",
+    "retry_max_delay_s": "Cap of that backoff.",
+    "poison_redeliveries": "Unexpected handler errors on one record before it is dead-lettered (`handler_error`).",
+    "outbox_batch_size": "Outbox rows the relay publishes per batch.",
+    "outbox_poll_interval_s": "Relay poll interval (commits also wake it via NOTIFY); a standby retries the leader lock this often.",
+    "outbox_lock_id": "Advisory-lock key that elects the single relay leader.",
+    "backup_target": "Where backups go: `local`, `s3` or `sftp`.",
+    "backup_local_dir": "Folder of the `local` backup target.",
+    "backup_master_recipient": "age X25519 public key that wraps the per-tenant backup keys.",
+    "backup_master_identity_file": "age identity file; given to restore-capable workers only.",
+    "erase_archive_recipients": "Operator age recipients (comma-separated) an erase archive is encrypted to; empty = archives refused.",
+    "backup_zstd_level": "zstd compression level.",
+    "backup_zstd_threads": "zstd threads (0 = one per core).",
+    "backup_chunk_bytes": "Streaming chunk size of the dump pipeline.",
+    "backup_rate_limit_bytes": "Upload rate limit in bytes/s (0 = unlimited).",
+    "backup_max_attempts": "Attempts of one backup before `BackupFailed`.",
+    "backup_retry_base_s": "First backoff delay between backup attempts.",
+    "backup_retry_max_s": "Cap of that backoff.",
+    "backup_lease_s": "Lease of a running backup job.",
+    "backup_poll_interval_s": "How often backup workers look for jobs.",
+    "backup_retention": "Per plan `keep-last/dailies/weeklies`, e.g. `free=3/7/0,pro=7/14/8`.",
+    "restore_grace_s": "How long the schema replaced by a restore is kept.",
+    "s3_bucket": "S3 bucket.",
+    "s3_prefix": "Key prefix inside the bucket.",
+    "s3_endpoint_url": "S3 endpoint (MinIO, moto); unset = AWS.",
+    "s3_region": "S3 region.",
+    "s3_access_key_id": "S3 access key (required with `backup_target=s3`).",
+    "s3_secret_access_key": "S3 secret key (required with `backup_target=s3`).",
+    "s3_create_bucket": "Create the bucket if it is missing.",
+    "s3_part_bytes": "Multipart upload part size.",
+    "sftp_host": "SFTP server.",
+    "sftp_port": "SFTP port.",
+    "sftp_user": "SFTP user.",
+    "sftp_key_file": "SFTP private key (required with `backup_target=sftp`).",
+    "sftp_known_hosts": "known_hosts file the server's host key is checked against (required with `backup_target=sftp`).",
+    "sftp_dir": "Remote folder for backups.",
+    "http_host": "Address of the `/healthz`, `/readyz`, `/metrics` listener.",
+    "http_port": "Its port (0 = any free port).",
+    "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON logs on stderr).",
+    "shutdown_grace_s": "On SIGTERM, how long in-flight handlers and the relay may finish.",
+    "source": "CloudEvents `source` of the results this service emits.",
+}
+_BACKUP_PREFIXES = ("backup_", "restore_", "s3_", "sftp_")
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pattern = re.compile(
+        rf"(<!-- BEGIN GENERATED: {name}\b[^>]*-->\n).*?(<!-- END GENERATED: {name} -->)", re.S
+    )
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- BEGIN/END GENERATED: {name} --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text, count=1)
+
+
+def event_catalogue() -> str:
+    rows = [
+        "| Type | Topic | Key | Producer | Data fields | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, model in EVENT_TYPES.items():
+        producer, meaning = EVENTS.get(name, ("?", "(not described yet)"))
+        key = f"`{ALL_TENANTS}`" if "tenant_id" not in model.model_fields else "tenant_id"
+        kind = "input" if model in INPUTS else "result"
+        rows.append(
+            _row(f"`{name}` ({kind})", f"`{model.topic}`", key, producer, _fields(model), meaning)
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _fields(model: type[Event]) -> str:
+    parts = []
+    for name, field in model.model_fields.items():
+        label = f"`{name}`" if field.is_required() else f"`{name}`?"
+        literal = _literal_values(field.annotation)
+        parts.append(f"{label} ({'/'.join(literal)})" if literal else label)
+    return ", ".join(parts)
+
+
+def _literal_values(annotation: Any) -> list[str]:
+    if typing.get_origin(annotation) is Literal:
+        return [str(v) for v in typing.get_args(annotation)]
+    return []
+
+
+def settings_table() -> str:
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = field.description or SETTINGS.get(name, "(not described yet)")
+        if name.startswith(_BACKUP_PREFIXES):
+            meaning += " *(backups)*"
+        bounds = _bounds(field)
+        allowed = f" Allowed: {bounds}." if bounds else ""
+        rows.append(_row(f"`{ENV_PREFIX}{name.upper()}`", _default(field), meaning + allowed))
+    return "\n".join(rows) + "\n"
+
+
+def _default(field: FieldInfo) -> str:
+    value = field.default
+    if value is PydanticUndefined:
+        return "**required**"
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, frozenset | set):
+        value = ",".join(sorted(value))
+    elif isinstance(value, tuple | list):
+        value = ",".join(map(str, value))
+    elif isinstance(value, dict):
+        value = ",".join(
+            f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple | list) else v}"
+            for k, v in value.items()
+        )
+    elif isinstance(value, Path):
+        home = str(Path.home())
+        value = "~" + str(value)[len(home) :] if str(value).startswith(home + "/") else str(value)
+    elif isinstance(value, Enum):
+        value = value.value
+    return f"`{value}`" if str(value) != "" else "(empty)"
+
+
+_BOUNDS = (
+    (annotated_types.Ge, "ge", "≥"),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "≤"),
+    (annotated_types.Lt, "lt", "<"),
+)
+
+
+def _bounds(field: FieldInfo) -> str:
+    parts = []
+    for meta in field.metadata:
+        for cls, attr, op in _BOUNDS:
+            if isinstance(meta, cls):
+                parts.append(f"{op} {getattr(meta, attr)}")
+        pattern = getattr(meta, "pattern", None)
+        if pattern:
+            parts.append(f"`{pattern}`")
+    literal = _literal_values(field.annotation)
+    if isinstance(field.annotation, types.UnionType):
+        literal = []
+    if literal:
+        parts.append(" / ".join(f"`{v}`" for v in literal))
+    return ", ".join(parts)
