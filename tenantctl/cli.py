@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -196,6 +195,40 @@ def migrate(
     print(json.dumps(summary, indent=2))
     if summary.get("halted") or summary.get("timed_out"):
         raise typer.Exit(1)
+
+
+dlq_app = typer.Typer(help="Dead letters in tenants.dlq.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show every dead letter with its reason and origin."""
+    from tenantctl import dlq_ops
+
+    letters = [d.summary() for d in asyncio.run(dlq_ops.read_all(_settings()))]
+    if as_json:
+        print(json.dumps(letters, indent=2))
+        return
+    table = Table("id", "reason", "source", "group", "key", "event id", "detail")
+    for d in letters:
+        table.add_row(str(d["id"]), str(d["reason"]), str(d["source"]), str(d["group"]),
+                      str(d["key"])[:20], str(d["event_id"])[:12], str(d["detail"])[:60])
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Option("--id", help="partition:offset; repeatable")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
+) -> None:
+    """Republish dead letters to their source topic (after a fix), original bytes unchanged."""
+    from tenantctl import dlq_ops
+
+    if not ids and not all_:
+        raise typer.BadParameter("pass --id partition:offset (repeatable) or --all")
+    replayed = asyncio.run(dlq_ops.replay(_settings(), ids or None))
+    console.print(f"replayed {len(replayed)}: {', '.join(replayed)}")
 
 
 @app.command()
