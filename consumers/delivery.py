@@ -16,6 +16,7 @@ import structlog
 
 from contracts.codec import Decoded, InvalidMessage, decode
 from contracts.events import Event, Result
+from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
 from runtime import metrics
 from runtime.settings import Settings
@@ -75,12 +76,16 @@ class Delivery:
         dead_letters: DeadLetters,
         retry: RetryPolicy,
         max_message_bytes: int,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.group = group
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
         self._dead_letters = dead_letters
         self._retry = retry
         self._max_bytes = max_message_bytes
+        # Shared by every record of the group: while a dependency is down, the consumer waits
+        # out the breaker instead of hammering it with each record's retries.
+        self.breaker = breaker or CircuitBreaker(retry.attempts, retry.max_delay_s)
         # Unexpected errors per record, in this process: a bug must not loop forever.
         self._failures: dict[tuple[str, int, int], int] = {}
 
@@ -127,9 +132,14 @@ class Delivery:
     async def _handle(self, msg: AckableMessage, decoded: Decoded[Any], handler: Handler) -> str:
         record = msg.raw_message
         for attempt in range(self._retry.attempts):
+            if wait := self.breaker.retry_after():
+                log.info("circuit_open", wait_s=round(wait, 2))
+                metrics.CIRCUIT_OPEN.labels(self.group).set(1)
+                await asyncio.sleep(wait)
             try:
                 result = await handler(decoded)
             except TransientError as e:
+                self.breaker.record_failure()
                 if attempt + 1 >= self._retry.attempts:
                     # Hand the record back (seek): it is redelivered, and meanwhile the
                     # consumer serves its other partitions.
@@ -154,6 +164,8 @@ class Delivery:
                 await msg.nack()
                 return "handed_back"
             else:
+                self.breaker.record_success()
+                metrics.CIRCUIT_OPEN.labels(self.group).set(0)
                 await self._commit(msg)
                 if result is None:
                     log.info("duplicate_skipped")

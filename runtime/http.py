@@ -44,7 +44,8 @@ class HealthServer:
                 return name, "ok"
             except Exception as e:
                 metrics.DEPENDENCY_UP.labels(name).set(0)
-                return name, f"error: {type(e).__name__}"
+                detail = str(e) if isinstance(e, RuntimeError) else type(e).__name__
+                return name, f"error: {detail}"
 
         results = await asyncio.gather(*(check(n, p) for n, p in self._probes.items()))
         return dict(results)

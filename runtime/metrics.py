@@ -26,4 +26,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_PUBLISHED = Counter("tenant_outbox_published_total", "Outbox rows published to Kafka")
 RELAY_LEADER = Gauge("tenant_outbox_relay_leader", "1 while this process holds the relay lease")
+CIRCUIT_OPEN = Gauge(
+    "tenant_circuit_open", "1 while a consumer group's circuit breaker is open", ["group"]
+)
 DEPENDENCY_UP = Gauge("tenant_dependency_up", "Last readiness probe result", ["dependency"])

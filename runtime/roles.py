@@ -61,9 +61,9 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    provisioner.register(
+    worker.deliveries.append(provisioner.register(
         worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher)
-    )
+    ))
     return []
 
 
@@ -76,7 +76,9 @@ async def backup_role(worker: "Worker") -> list[Background]:
     parts = await build_backup_parts(s, worker.pool)
     worker.closers.append(parts.target.close)
     requests = BackupRequests(transaction(worker, backups.GROUP), parts.store, parts.jobs, s.source)
-    backups.register(worker.broker, s, requests, KafkaDeadLetters(worker.publisher))
+    worker.deliveries.append(
+        backups.register(worker.broker, s, requests, KafkaDeadLetters(worker.publisher))
+    )
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
     # lapses, and another runner (or this one after a restart) takes it again.
     return [

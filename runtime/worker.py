@@ -18,7 +18,9 @@ from adapters.kafka.topics import ensure_topics
 from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
+from consumers.delivery import Delivery
 from contracts import topics
+from domain.circuit_breaker import CircuitState
 from domain.errors import TransientError
 from runtime.http import HealthServer
 from runtime.lag import watch_lag
@@ -60,6 +62,7 @@ class Worker:
         self.settings = settings
         self.roles = roles
         self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.deliveries: list[Delivery] = []
         self._background: list[Background] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -94,7 +97,12 @@ class Worker:
         self.http = HealthServer(
             s.http_host,
             s.http_port,
-            {"postgres": self._probe_postgres, "kafka": self._probe_kafka, "redis": self._probe_redis},
+            {
+                "postgres": self._probe_postgres,
+                "kafka": self._probe_kafka,
+                "redis": self._probe_redis,
+                "consumers": self._probe_circuits,
+            },
         )
         await self.http.start()
         self.closers.append(self.http.stop)
@@ -109,6 +117,12 @@ class Worker:
 
     async def _probe_redis(self) -> None:
         await self.redis.ping()
+
+    async def _probe_circuits(self) -> None:
+        """Not ready while a consumer group's breaker is open (its dependency keeps failing)."""
+        open_ = [d.group for d in self.deliveries if d.breaker.state == CircuitState.OPEN]
+        if open_:
+            raise RuntimeError(f"circuit open: {', '.join(open_)}")
 
     def request_stop(self) -> None:
         self._stopped.set()
