@@ -1,5 +1,7 @@
 """Wires a Delivery to a FastStream subscriber with the settings every group shares."""
 
+import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import AckPolicy, StreamMessage
@@ -8,6 +10,21 @@ from faststream.kafka.annotations import KafkaMessage
 
 from consumers.delivery import Delivery
 from runtime.settings import Settings
+
+
+async def keep_binary_headers(
+    record: Any, original: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """FastStream decodes every header value as UTF-8 and would drop a record with a binary
+    header before our code saw it (Kafka headers are bytes). Parse a sanitised copy, then hand
+    on the record exactly as received, so a dead letter keeps the original headers."""
+    safe = dataclasses.replace(
+        record,
+        headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers or ()],
+    )
+    message = await original(safe)
+    message.raw_message = record
+    return message
 
 
 async def raw_body(msg: StreamMessage[Any]) -> bytes:
@@ -29,6 +46,7 @@ def subscribe(
         # MANUAL: Delivery commits after the effect is durable, or seeks back (see delivery.py).
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        parser=keep_binary_headers,
         decoder=raw_body,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,

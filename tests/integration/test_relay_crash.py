@@ -1,0 +1,108 @@
+"""A result committed to the outbox survives the provisioner's crash and is published once by
+the next relay. Needs the only relay and the only provisioners to be this test's own."""
+
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from adapters.kafka.producer import KafkaEventPublisher
+from contracts import topics
+from contracts.envelope import result_event_id
+from runtime.settings import Settings
+from tests.integration.conftest import SessionWorker, TenantIds
+from tests.support import postgres as db
+from tests.support.kafka import ResultLog, group_members, publish, requested
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def no_other_workers(
+    session_worker: SessionWorker, settings: Settings, pg: asyncpg.Connection
+) -> AsyncIterator[None]:
+    """Stop the session worker; refuse to run while a process we did not start relays/consumes."""
+    await session_worker.stop()
+    try:
+        try:
+            await wait_until(
+                lambda: _group_is_empty(settings), 15, what="empty provisioner group", interval=0.5
+            )
+        except AssertionError:
+            pytest.skip("a worker this session did not start is in group tenant-provisioner")
+        holder = await pg.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid",
+            settings.outbox_lock_id,
+        )
+        if holder is not None:
+            pytest.skip(f"a relay this session did not start holds the outbox lease (pid {holder})")
+        yield
+    finally:
+        if session_worker.current is None:  # the test may have restarted it already
+            await session_worker.start()
+
+
+async def _group_is_empty(settings: Settings) -> bool:
+    _, members = await group_members(settings, topics.PROVISIONER_GROUP)
+    return not members
+
+
+async def _end_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client._wait_on_metadata(topics.EVENTS)
+        partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
+        assigned = [TopicPartition(topics.EVENTS, p) for p in partitions]
+        return dict(await consumer.end_offsets(assigned))
+    finally:
+        await consumer.stop()
+
+
+async def test_committed_result_is_published_once_after_provisioner_crash(
+    no_other_workers: None,
+    session_worker: SessionWorker,
+    settings: Settings,
+    pg: asyncpg.Connection,
+    publisher: KafkaEventPublisher,
+    tenants: TenantIds,
+    log_dir: Path,
+) -> None:
+    provisioner = WorkerProcess(["provisioner"], log_dir / "crash-provisioner.log")
+    await provisioner.start()
+    tenant_id = tenants.new()
+    request = requested(tenant_id)
+    result_id = result_event_id(request.id, "TenantProvisioned")
+    try:
+        async with ResultLog(settings) as results:
+            before = await _end_offsets(settings)
+            await publish(publisher, request)
+            row = await wait_until(
+                lambda: db.outbox_row(pg, result_id), 60, what="committed outbox row"
+            )
+            assert row["sent_at"] is None
+            assert await provisioner.kill() == -signal.SIGKILL
+
+            assert await _end_offsets(settings) == before, "published with no relay running"
+            assert results.caused_by(request.id) == []
+            assert await db.registry_row(pg, tenant_id) is not None  # the effect committed
+
+            await session_worker.start()  # brings the relay back
+            published = await results.first(request.id)
+            # A later request on the same key is answered after any republication of the first.
+            sentinel = requested(tenant_id)
+            await publish(publisher, sentinel)
+            await results.first(sentinel.id)
+
+            assert published.id == result_id and published.type == "TenantProvisioned"
+            assert [e.id for e in results.caused_by(request.id)] == [result_id]
+            assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1
+    finally:
+        if provisioner.running:
+            await provisioner.kill()

@@ -1,0 +1,135 @@
+"""contracts.codec: round trip, every dead-letter reason, deterministic result ids."""
+
+import json
+from typing import Any
+
+import pytest
+
+from contracts import codec, topics
+from contracts.envelope import CONTENT_TYPE, Envelope, result_event_id
+from contracts.events import TenantProvisioned, TenantProvisioningFailed, TenantRequested
+
+MAX = 1_048_576
+
+
+def _request(tenant_id: str = "acme", **envelope_kw: Any) -> Envelope:
+    return codec.envelope_for(TenantRequested(tenant_id=tenant_id, plan="free"), **envelope_kw)
+
+
+def _raw(**overrides: Any) -> bytes:
+    body = json.loads(codec.encode(_request()))
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+def _reason(value: bytes, *, key: bytes | None = b"acme", topic: str = topics.LIFECYCLE,
+            max_bytes: int = MAX) -> str:
+    with pytest.raises(codec.InvalidMessage) as caught:
+        codec.decode(value, key=key, topic=topic, max_bytes=max_bytes)
+    return caught.value.reason
+
+
+def test_round_trip_keeps_envelope_and_event() -> None:
+    envelope = _request(correlation_id="corr-1")
+    decoded = codec.decode(codec.encode(envelope), key=b"acme", topic=topics.LIFECYCLE,
+                           max_bytes=MAX)
+    assert decoded.envelope == envelope
+    assert decoded.event == TenantRequested(tenant_id="acme", plan="free")
+    assert decoded.envelope.correlationid == "corr-1"
+
+
+def test_uncaused_envelope_correlates_with_itself_and_omits_causation() -> None:
+    envelope = _request()
+    assert envelope.correlationid == envelope.id
+    assert envelope.causationid is None
+    assert "causationid" not in json.loads(codec.encode(envelope))
+
+
+def test_too_large() -> None:
+    value = codec.encode(_request())
+    assert _reason(value, max_bytes=len(value) - 1) == codec.TOO_LARGE
+    codec.decode(value, key=b"acme", topic=topics.LIFECYCLE, max_bytes=len(value))  # at the limit
+
+
+@pytest.mark.parametrize("value", [b"\xff\xfe not json", b"{not json", b"", b'{"a": 1'])
+def test_invalid_json(value: bytes) -> None:
+    assert _reason(value) == codec.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'{"hello": "world"}', b"[1, 2]", b'"text"', _raw(specversion="0.3"), _raw(extra="x"),
+     _raw(id=""), _raw(data="not an object")],
+)
+def test_not_cloudevent(value: bytes) -> None:
+    assert _reason(value) == codec.NOT_CLOUDEVENT
+
+
+def test_unknown_type() -> None:
+    assert _reason(_raw(type="TenantTeleported")) == codec.UNKNOWN_TYPE
+
+
+def test_wrong_topic() -> None:
+    assert _reason(codec.encode(_request()), topic=topics.BACKUPS) == codec.WRONG_TOPIC
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"tenant_id": "acme"}, {"tenant_id": "acme", "plan": "free", "extra": 1},
+     {"tenant_id": "acme", "plan": ""}, {"tenant_id": "", "plan": "free"}],
+)
+def test_invalid_data(data: dict[str, Any]) -> None:
+    assert _reason(_raw(data=data)) == codec.INVALID_DATA
+
+
+@pytest.mark.parametrize("key", [b"other", None, b"ACME"])
+def test_key_differs_from_subject(key: bytes | None) -> None:
+    assert _reason(codec.encode(_request()), key=key) == codec.KEY_MISMATCH
+
+
+def test_subject_differs_from_data_tenant_id() -> None:
+    value = _raw(subject="other")
+    with pytest.raises(codec.InvalidMessage) as caught:
+        codec.decode(value, key=b"other", topic=topics.LIFECYCLE, max_bytes=MAX)
+    assert caught.value.reason == codec.KEY_MISMATCH
+    assert "subject" in caught.value.detail
+
+
+def test_invalid_message_detail_is_bounded() -> None:
+    assert len(codec.InvalidMessage("x", "y" * 5000).detail) == 1000
+
+
+def _provisioned() -> TenantProvisioned:
+    return TenantProvisioned(tenant_id="acme", plan="free", schema_name="tenant_acme",
+                             role_name="tenant_acme", schema_version=1)
+
+
+def test_result_id_is_deterministic_and_linked_to_its_cause() -> None:
+    cause = _request(correlation_id="corr-1")
+    first = codec.envelope_for(_provisioned(), cause=cause)
+    second = codec.envelope_for(_provisioned(), cause=cause)
+    assert first.id == second.id == result_event_id(cause.id, "TenantProvisioned")
+    assert first.causationid == cause.id
+    assert first.correlationid == "corr-1"
+    assert first.subject == "acme" and first.type == "TenantProvisioned"
+
+
+def test_result_ids_differ_by_type_and_by_cause() -> None:
+    cause = _request()
+    failed = TenantProvisioningFailed(tenant_id="acme", reason="conflict")
+    ids = {
+        codec.envelope_for(_provisioned(), cause=cause).id,
+        codec.envelope_for(failed, cause=cause).id,
+        codec.envelope_for(_provisioned(), cause=_request()).id,
+    }
+    assert len(ids) == 3
+
+
+def test_headers_mirror_the_envelope() -> None:
+    envelope = _request(correlation_id="corr-1")
+    assert codec.headers_for(envelope) == {
+        "content-type": CONTENT_TYPE,
+        "ce_type": "TenantRequested",
+        "ce_id": envelope.id,
+        "ce_correlationid": "corr-1",
+    }
