@@ -15,9 +15,10 @@ from consumers import backups, provisioner
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
 from runtime.backup_wiring import build_backup_parts
+from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
-from service.event_transaction import EventTransaction
 from service.erasure import Eraser
+from service.event_transaction import EventTransaction
 from service.job_runner import JobRunner
 from service.lifecycle import LifecycleService
 from service.provisioning import ProvisioningService
@@ -98,4 +99,6 @@ ROLE_BUILDERS: dict[str, RoleBuilder] = {
     "provisioner": provisioner_role,
     "relay": relay_role,
     "backup": backup_role,
+    "scheduler": scheduler_role,
+    "metrics": metrics_role,
 }

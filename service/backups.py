@@ -21,7 +21,13 @@ from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.errors import translated
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import Decoded
-from contracts.events import BackupCompleted, BackupDue, BackupFailed, RestoreFailed, RestoreRequested
+from contracts.events import (
+    BackupCompleted,
+    BackupDue,
+    BackupFailed,
+    RestoreFailed,
+    RestoreRequested,
+)
 from domain import backups as rules
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus

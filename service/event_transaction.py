@@ -13,7 +13,6 @@ from contracts.envelope import Envelope
 from contracts.events import Result
 
 
-
 @dataclass(frozen=True)
 class Accepted:
     """The event was taken on as a job; its result comes later, through the outbox."""

@@ -15,8 +15,8 @@ from adapters.postgres.tenant_store import PostgresTenantStore, TenantRecord
 from contracts.codec import Decoded
 from contracts.events import (
     TenantDeactivated,
-    TenantEraseRequested,
     TenantErased,
+    TenantEraseRequested,
     TenantMigrated,
     TenantMigrationDue,
     TenantMigrationFailed,
@@ -28,7 +28,7 @@ from domain import backups as rules
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration, plan_migrations
-from domain.tenant_ids import InvalidTenantId, validate_tenant_id, quote_ident
+from domain.tenant_ids import InvalidTenantId, quote_ident, validate_tenant_id
 from service.event_transaction import Accepted, EventTransaction
 
 log = structlog.get_logger(__name__)

@@ -262,6 +262,48 @@ def stack(action: Annotated[str, typer.Argument(help="up | down | status")]) -> 
     raise typer.Exit(subprocess.call([str(script), action], env=os.environ.copy()))
 
 
+
+@app.command()
+def metrics(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a tenant's latest metrics snapshot (Redis, else the Postgres history)."""
+    from tenantctl import metrics_ops
+
+    origin, snapshot = asyncio.run(metrics_ops.latest_snapshot(_settings(), tenant_id))
+    if snapshot is None:
+        console.print(f"[red]no metrics for {tenant_id!r} yet[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(snapshot, default=str, indent=2))
+        return
+    table = Table("metric", "value", title=f"{tenant_id} (from {origin})")
+    for key, value in snapshot.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def top(
+    by: Annotated[str, typer.Option(help="size | connections | dead_tuples")] = "size",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+) -> None:
+    """Tenants of the latest metrics tick, largest first."""
+    from tenantctl import metrics_ops
+
+    if by not in metrics_ops.TOP_COLUMNS:
+        raise typer.BadParameter("--by must be size, connections or dead_tuples")
+    rows = asyncio.run(metrics_ops.top_tenants(_settings(), by, limit))
+    table = Table("tenant", "plan", "MB", "tables", "live", "dead", "bloat MB", "cache hit",
+                  "conns", "redis KB", "window", title=f"top {limit} by {by}")
+    for r in rows:
+        hit = "-" if r["cache_hit_ratio"] is None else f"{r['cache_hit_ratio']:.1%}"
+        table.add_row(
+            str(r["tenant_id"]), str(r["plan"]), f"{r['size_bytes'] / 1e6:.2f}",
+            str(r["table_count"]), str(r["live_tuples"]), str(r["dead_tuples"]),
+            f"{r['bloat_bytes'] / 1e6:.2f}", hit, str(r["connections"]),
+            f"{r['redis_bytes'] / 1e3:.1f}", str(r["window_start"])[:19],
+        )
+    console.print(table)
+
 def _table(records: list[dict[str, object]]) -> None:
     table = Table("tenant", "status", "plan", "schema", "version", "created", "updated")
     for r in records:

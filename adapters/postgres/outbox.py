@@ -1,6 +1,7 @@
 """The outbox: result events written with the effect, read back by the relay."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -29,15 +30,25 @@ class PostgresOutbox:
 
     async def add(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         """Stage ``envelope`` for publication; same id twice is one row (results have stable ids)."""
+        await self.add_many(conn, [envelope])
+
+    async def add_many(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+        """Stage ``envelopes`` in the caller's transaction, in the order given, with ONE
+        statement whatever their number (a metrics tick over 10,000 tenants stages 10,000)."""
+        if not envelopes:
+            return
         await conn.execute(
             f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (event_id) DO NOTHING",
-            envelope.id,
+            " SELECT e.id, $1, e.key, e.type, e.payload, e.headers::jsonb"
+            " FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::text[])"
+            " WITH ORDINALITY AS e(id, key, type, payload, headers, n)"
+            " ORDER BY e.n ON CONFLICT (event_id) DO NOTHING",
             topics.EVENTS,
-            topics.partition_key(envelope.subject),
-            envelope.type,
-            codec.encode(envelope),
-            json.dumps(codec.headers_for(envelope)),
+            [e.id for e in envelopes],
+            [topics.partition_key(e.subject) for e in envelopes],
+            [e.type for e in envelopes],
+            [codec.encode(e) for e in envelopes],
+            [json.dumps(codec.headers_for(e)) for e in envelopes],
         )
         # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

@@ -1,0 +1,238 @@
+"""PostgresTenantMetrics: per-tenant database figures for ALL tenants in one statement, and the
+bounded history of them.
+
+The number of statements never depends on the tenant count: ``collect`` is one query joining
+the registry with pg_namespace/pg_class, pg_stat_user_tables, pg_statio_user_tables and
+pg_stat_activity, grouped per tenant; ``record`` is three. ``statements`` counts what this
+adapter ran, so tests and the bench can assert it.
+
+What the figures mean:
+
+- ``size_bytes``: pg_total_relation_size (heap, TOAST, indexes) of every table, materialised
+  view and sequence in the tenant's schema.
+- ``bloat_bytes``: an estimate, per table dead_tuples / (live + dead) x heap size, summed. It is
+  the space dead tuples hold until VACUUM; it ignores free space already inside pages (exact
+  figures need pgstattuple, which reads every page: too costly for a tick over every tenant).
+- ``cache_hit_ratio``: (heap + index + TOAST block hits) / (hits + reads) since the statistics
+  were reset; None when nothing was read yet.
+- ``last_vacuum`` / ``last_analyze``: the most recent manual or auto run on any of its tables.
+- ``connections``: pg_stat_activity shows the LOGIN role of a session (``usename``), never a
+  role taken with SET ROLE, so a session of the shared ``tenant_app`` login cannot be attributed
+  from the catalogue. We count the backends in this database whose ``usename`` is the tenant's
+  role (if it is ever given LOGIN) or whose ``application_name`` is ``tenant:<id>``, the
+  convention for tenant_app connections. Both columns stay visible without pg_read_all_stats.
+"""
+
+# SQL names are quote_ident()-ed from settings, never from input; values are bind parameters.
+# ruff: noqa: S608
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from domain.tenant_ids import quote_ident
+
+APPLICATION_NAME_PREFIX = "tenant:"
+
+
+@dataclass(frozen=True)
+class TenantFigures:
+    tenant_id: str
+    plan: str
+    size_bytes: int
+    table_count: int
+    live_tuples: int
+    dead_tuples: int
+    bloat_bytes: int
+    seq_scans: int
+    idx_scans: int
+    cache_hit_ratio: float | None
+    last_vacuum: datetime | None
+    last_analyze: datetime | None
+    connections: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One tenant's figures at one tick, Postgres and Redis together."""
+
+    figures: TenantFigures
+    window_start: datetime
+    collected_at: datetime
+    redis_bytes: int
+    redis_keys: int
+    redis_estimated: bool
+
+
+_COLLECT = """
+WITH reg AS (
+    SELECT tenant_id, plan, schema_name, role_name FROM {tenants}
+    WHERE status IN ('active', 'suspended')
+), rel AS (
+    SELECT r.tenant_id,
+           count(*) FILTER (WHERE c.relkind IN ('r', 'p')) AS table_count,
+           sum(pg_total_relation_size(c.oid)) AS size_bytes,
+           sum(s.n_live_tup) AS live_tuples,
+           sum(s.n_dead_tup) AS dead_tuples,
+           sum(pg_relation_size(c.oid) * s.n_dead_tup
+               / nullif(s.n_live_tup + s.n_dead_tup, 0)) AS bloat_bytes,
+           sum(s.seq_scan) AS seq_scans,
+           sum(s.idx_scan) AS idx_scans,
+           sum(io.heap_blks_hit + coalesce(io.idx_blks_hit, 0) + coalesce(io.toast_blks_hit, 0))
+               AS hits,
+           sum(io.heap_blks_read + coalesce(io.idx_blks_read, 0)
+               + coalesce(io.toast_blks_read, 0)) AS reads,
+           max(greatest(s.last_vacuum, s.last_autovacuum)) AS last_vacuum,
+           max(greatest(s.last_analyze, s.last_autoanalyze)) AS last_analyze
+    FROM reg r
+    JOIN pg_namespace n ON n.nspname = r.schema_name
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'm', 'S')
+    LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    LEFT JOIN pg_statio_user_tables io ON io.relid = c.oid
+    GROUP BY r.tenant_id
+), sessions AS (
+    SELECT coalesce(substring(a.application_name FROM '^tenant:([a-z][a-z0-9_]{{2,39}})$'),
+                    by_role.tenant_id) AS tenant_id
+    FROM pg_stat_activity a
+    LEFT JOIN reg by_role ON by_role.role_name = a.usename
+    WHERE a.datname = current_database()
+), conns AS (
+    SELECT tenant_id, count(*) AS n FROM sessions WHERE tenant_id IS NOT NULL GROUP BY tenant_id
+)
+SELECT r.tenant_id, r.plan,
+       coalesce(rel.size_bytes, 0)::bigint AS size_bytes,
+       coalesce(rel.table_count, 0)::int AS table_count,
+       coalesce(rel.live_tuples, 0)::bigint AS live_tuples,
+       coalesce(rel.dead_tuples, 0)::bigint AS dead_tuples,
+       coalesce(rel.bloat_bytes, 0)::bigint AS bloat_bytes,
+       coalesce(rel.seq_scans, 0)::bigint AS seq_scans,
+       coalesce(rel.idx_scans, 0)::bigint AS idx_scans,
+       (rel.hits::float8 / nullif(rel.hits + rel.reads, 0)) AS cache_hit_ratio,
+       rel.last_vacuum, rel.last_analyze,
+       coalesce(conns.n, 0)::int AS connections
+FROM reg r
+LEFT JOIN rel ON rel.tenant_id = r.tenant_id
+LEFT JOIN conns ON conns.tenant_id = r.tenant_id
+ORDER BY r.tenant_id
+"""
+
+_HISTORY_COLUMNS = (
+    "tenant_id", "plan", "size_bytes", "table_count", "live_tuples", "dead_tuples",
+    "bloat_bytes", "seq_scans", "idx_scans", "cache_hit_ratio", "last_vacuum", "last_analyze",
+    "connections", "redis_bytes", "redis_keys", "redis_estimated",
+)
+_HISTORY_TYPES = (
+    "text", "text", "bigint", "int", "bigint", "bigint", "bigint", "bigint", "bigint", "float8",
+    "timestamptz", "timestamptz", "int", "bigint", "bigint", "bool",
+)
+
+
+class PostgresTenantMetrics:
+    def __init__(self, control_schema: str) -> None:
+        s = quote_ident(control_schema)
+        self._tenants, self._backups = f"{s}.tenants", f"{s}.backups"
+        self._ticks, self._history = f"{s}.metrics_ticks", f"{s}.tenant_metrics"
+        self.statements = 0
+
+    async def collect(self, conn: asyncpg.Connection) -> list[TenantFigures]:
+        """Figures of every active or suspended tenant: one statement."""
+        self.statements += 1
+        rows = await conn.fetch(_COLLECT.format(tenants=self._tenants))
+        return [TenantFigures(**dict(r)) for r in rows]
+
+    async def record(
+        self, conn: asyncpg.Connection, *, window_start: datetime, event_id: str,
+        collected_at: datetime, snapshots: Sequence[Snapshot], statements: int,
+        duration_s: float, keep_ticks: int,
+    ) -> bool:
+        """Tick row, one history row per tenant, prune to the newest ``keep_ticks`` ticks.
+
+        Three statements. False when this window was already recorded (a second MetricsDue for
+        the same window under another id): the history is then left as it is.
+        """
+        self.statements += 1
+        inserted = await conn.fetchval(
+            f"INSERT INTO {self._ticks} (window_start, event_id, collected_at, tenants,"
+            " statements, duration_s) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (window_start) DO NOTHING RETURNING true",
+            window_start, event_id, collected_at, len(snapshots), statements, duration_s,
+        )
+        if not inserted:
+            return False
+        columns = ", ".join(_HISTORY_COLUMNS)
+        arrays = ", ".join(f"${i + 3}::{t}[]" for i, t in enumerate(_HISTORY_TYPES))
+        self.statements += 1
+        await conn.execute(
+            f"INSERT INTO {self._history} (window_start, collected_at, {columns})"
+            f" SELECT $1, $2, * FROM unnest({arrays})",
+            window_start, collected_at, *_columns(snapshots),
+        )
+        # Older ticks cascade to their history rows.
+        self.statements += 1
+        await conn.execute(
+            f"DELETE FROM {self._ticks} WHERE window_start < (SELECT min(window_start) FROM"
+            f" (SELECT window_start FROM {self._ticks} ORDER BY window_start DESC LIMIT $1) k)",
+            keep_ticks,
+        )
+        return True
+
+    async def backup_freshness(
+        self, conn: asyncpg.Connection, rpo_s: float, buckets: Sequence[float]
+    ) -> tuple[float, int, int, list[int]]:
+        """(oldest age s, tenants, tenants over the RPO, tenants with age <= each bucket).
+
+        Age is seconds since the last catalogued backup; a tenant never backed up counts from
+        its creation. One statement, aggregated in Postgres.
+        """
+        self.statements += 1
+        row = await conn.fetchrow(
+            f"WITH ages AS (SELECT EXTRACT(EPOCH FROM now() - coalesce(max(b.finished_at),"
+            f" t.created_at))::float8 AS age FROM {self._tenants} t LEFT JOIN {self._backups} b"
+            " ON b.tenant_id = t.tenant_id WHERE t.status IN ('active', 'suspended')"
+            " GROUP BY t.tenant_id, t.created_at)"
+            " SELECT coalesce(max(age), 0) AS oldest, count(*) AS tenants,"
+            " count(*) FILTER (WHERE age > $1) AS over,"
+            " array(SELECT (SELECT count(*) FROM ages a WHERE a.age <= l.le)"
+            "  FROM unnest($2::float8[]) WITH ORDINALITY AS l(le, n) ORDER BY l.n) AS le_counts"
+            " FROM ages",
+            rpo_s, list(buckets),
+        )
+        assert row is not None
+        return float(row["oldest"]), int(row["tenants"]), int(row["over"]), list(row["le_counts"])
+
+    async def latest(self, conn: asyncpg.Connection, tenant_id: str) -> dict[str, object] | None:
+        """The newest history row of a tenant (tenantctl's fallback when Redis has none)."""
+        row = await conn.fetchrow(
+            f"SELECT * FROM {self._history} WHERE tenant_id = $1"
+            " ORDER BY window_start DESC LIMIT 1",
+            tenant_id,
+        )
+        return dict(row) if row else None
+
+    async def top(self, conn: asyncpg.Connection, by: str, limit: int) -> list[dict[str, object]]:
+        """Tenants of the newest recorded tick, largest ``by`` first."""
+        if by not in ("size_bytes", "connections", "dead_tuples"):
+            raise ValueError(f"cannot sort by {by!r}")
+        rows = await conn.fetch(
+            f"SELECT * FROM {self._history} WHERE window_start ="
+            f" (SELECT max(window_start) FROM {self._ticks})"
+            f" ORDER BY {by} DESC, tenant_id LIMIT $1",
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+
+def _columns(snapshots: Sequence[Snapshot]) -> list[list[object]]:
+    rows = [
+        (
+            s.figures.tenant_id, s.figures.plan, s.figures.size_bytes, s.figures.table_count,
+            s.figures.live_tuples, s.figures.dead_tuples, s.figures.bloat_bytes,
+            s.figures.seq_scans, s.figures.idx_scans, s.figures.cache_hit_ratio,
+            s.figures.last_vacuum, s.figures.last_analyze, s.figures.connections,
+            s.redis_bytes, s.redis_keys, s.redis_estimated,
+        )
+        for s in snapshots
+    ]
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _HISTORY_TYPES]
