@@ -72,7 +72,9 @@ class PostgresTenantKeys:
             wrapped,
         )
         return str(
-            await conn.fetchval(f"SELECT recipient FROM {self._table} WHERE tenant_id = $1", tenant_id)
+            await conn.fetchval(
+                f"SELECT recipient FROM {self._table} WHERE tenant_id = $1", tenant_id
+            )
         )
 
     async def identity(

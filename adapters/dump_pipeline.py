@@ -54,12 +54,17 @@ class Throttle:
             await asyncio.sleep(ahead)
 
 
-async def _spawn(*args: str, stdin: int, stdout: int, env: dict[str, str], **kw: object
-                 ) -> asyncio.subprocess.Process:
+async def _spawn(
+    *args: str, stdin: int, stdout: int, env: dict[str, str], **kw: object
+) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            *args, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env}, **kw,  # type: ignore[arg-type]
+            *args,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+            **kw,  # type: ignore[arg-type]
         )
     except FileNotFoundError as e:
         raise PermanentError("tool_missing", f"{args[0]} is not installed") from e
@@ -104,10 +109,16 @@ async def dump(
         for name, args, stdin, stdout in (
             ("pg_dump", dump_args, asyncio.subprocess.DEVNULL, w1),
             ("zstd", ["zstd", "-q", "-c", f"-{zstd_level}", f"-T{zstd_threads}"], r1, w2),
-            ("age", ["age", *(a for r in recipients for a in ("-r", r))], r2,
-             asyncio.subprocess.PIPE),
+            (
+                "age",
+                ["age", *(a for r in recipients for a in ("-r", r))],
+                r2,
+                asyncio.subprocess.PIPE,
+            ),
         ):
-            proc = await _spawn(*args, stdin=stdin, stdout=stdout, env=env if name == "pg_dump" else {})
+            proc = await _spawn(
+                *args, stdin=stdin, stdout=stdout, env=env if name == "pg_dump" else {}
+            )
             procs.append((name, proc, StderrTail(proc.stderr)))
     except BaseException:
         for _, proc, _ in procs:

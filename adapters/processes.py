@@ -34,7 +34,9 @@ async def run(
         await proc.wait()
         raise TransientError(f"{args[0]} timed out after {timeout}s") from e
     if proc.returncode != 0:
-        raise PermanentError(f"{os.path.basename(args[0])}_failed", err.decode(errors="replace")[-500:])
+        raise PermanentError(
+            f"{os.path.basename(args[0])}_failed", err.decode(errors="replace")[-500:]
+        )
     return out
 
 

@@ -21,7 +21,13 @@ class PsqlTransaction:
 
     async def start(self, prelude: str) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self._url,
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            self._url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

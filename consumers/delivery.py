@@ -15,18 +15,18 @@ from typing import Any, Protocol
 import structlog
 
 from contracts.codec import Decoded, InvalidMessage, decode
-from contracts.events import Event, Result
+from contracts.events import Event
 from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
 from runtime import metrics
 from runtime.settings import Settings
-from service.event_transaction import Accepted
+from service.event_transaction import Accepted, Outcome, Staged
 
 log = structlog.get_logger(__name__)
 
 # A handler answers the result it staged in the outbox, an acceptance of a longer job, or None
 # when the inbox says the event was already processed.
-Handler = Callable[[Decoded[Any]], Awaitable[Result | Accepted | None]]
+Handler = Callable[[Decoded[Any]], Awaitable[Outcome]]
 NOT_HANDLED = "not_handled"
 HANDLER_ERROR = "handler_error"
 
@@ -173,6 +173,9 @@ class Delivery:
                 if isinstance(result, Accepted):
                     log.info("accepted", job_id=result.job_id)
                     return "accepted"
+                if isinstance(result, Staged):
+                    log.info("handled", results=result.results)
+                    return "processed"
                 log.info("handled", result=type(result).__name__)
                 return "processed"
         raise AssertionError("unreachable")
@@ -181,7 +184,9 @@ class Delivery:
         log.warning("dead_lettered", reason=reason, detail=detail)
         # If the DLQ publish fails, the exception propagates, nothing is committed and the record
         # comes back: a dead letter is never dropped on the floor.
-        await self._dead_letters.send(msg.raw_message, group=self.group, reason=reason, detail=detail)
+        await self._dead_letters.send(
+            msg.raw_message, group=self.group, reason=reason, detail=detail
+        )
         metrics.EVENTS.labels(self.group, type_, "dead_lettered").inc()
         await self._commit(msg)
 

@@ -12,7 +12,9 @@ GROUP = topics.METRICS_GROUP
 
 
 def register(
-    broker: KafkaBroker, settings: Settings, collection: MetricsCollection,
+    broker: KafkaBroker,
+    settings: Settings,
+    collection: MetricsCollection,
     dead_letters: DeadLetters,
 ) -> Delivery:
     delivery = Delivery(

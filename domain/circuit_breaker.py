@@ -16,8 +16,12 @@ class CircuitState(StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(self, failure_threshold: int, reset_timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        failure_threshold: int,
+        reset_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._threshold = failure_threshold
         self._reset = reset_timeout_s
         self._clock = clock

@@ -28,14 +28,23 @@ CatchUp = Literal["latest", "all"]
 _SEARCH_DAYS = 366 * 8
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MACROS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
 _EVERY = re.compile(r"^@every\s+(?P<n>\d+)\s*(?P<unit>[smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-           ("day of week", 0, 7))
+_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,13 @@ def parse_schedule(expr: str) -> Schedule:
         _field(part, name, lo, hi) for part, (name, lo, hi) in zip(parts, _FIELDS, strict=True)
     )
     return Cron(
-        minutes=tuple(sorted(minutes)), hours=tuple(sorted(hours)), days=frozenset(days),
-        months=frozenset(months), weekdays=frozenset(d % 7 for d in weekdays),
-        days_restricted=parts[2] != "*", weekdays_restricted=parts[4] != "*",
+        minutes=tuple(sorted(minutes)),
+        hours=tuple(sorted(hours)),
+        days=frozenset(days),
+        months=frozenset(months),
+        weekdays=frozenset(d % 7 for d in weekdays),
+        days_restricted=parts[2] != "*",
+        weekdays_restricted=parts[4] != "*",
     )
 
 

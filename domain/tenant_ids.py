@@ -28,7 +28,9 @@ def validate_tenant_id(tenant_id: str) -> str:
 
 def _derived(tenant_id: str) -> str:
     name = NAME_PREFIX + validate_tenant_id(tenant_id)
-    if len(name.encode()) > PG_MAX_IDENTIFIER_BYTES:  # unreachable with the pattern; kept as a guard
+    if (
+        len(name.encode()) > PG_MAX_IDENTIFIER_BYTES
+    ):  # unreachable with the pattern; kept as a guard
         raise InvalidTenantId("derived identifier longer than 63 bytes")
     return name
 

@@ -130,7 +130,8 @@ class Scheduler:
         if ticks:
             log.info("scheduler_round", ticks=len(ticks), seconds=time.perf_counter() - started)
         upcoming = [
-            w for s in (self._metrics_schedule, self._default, *self._plans.values())
+            w
+            for s in (self._metrics_schedule, self._default, *self._plans.values())
             if (w := next_window(s, now)) is not None
         ]
         return min(upcoming, default=now + timedelta(seconds=self._s.metrics_interval))
@@ -139,12 +140,17 @@ class Scheduler:
         policy, cap = self._s.scheduler_catch_up, self._s.scheduler_catch_up_max
         last_metrics = await conn.fetchval(
             f"SELECT last_window FROM {self._state} WHERE kind = $1 AND subject = $2",
-            METRICS_KIND, ALL_TENANTS,
+            METRICS_KIND,
+            ALL_TENANTS,
         )
         since = last_metrics or now - timedelta(seconds=self._s.metrics_interval)
         ticks: list[Tick] = [
-            (METRICS_KIND, ALL_TENANTS, w,
-             MetricsDue(window_start=w, interval_seconds=self._s.metrics_interval))
+            (
+                METRICS_KIND,
+                ALL_TENANTS,
+                w,
+                MetricsDue(window_start=w, interval_seconds=self._s.metrics_interval),
+            )
             for w in due_windows(self._metrics_schedule, since, now, policy, cap)
         ]
         rows = await conn.fetch(
@@ -160,8 +166,12 @@ class Scheduler:
                 schedule = self._plans.get(key[0], self._default)
                 windows[key] = due_windows(schedule, key[1], now, policy, cap)
             ticks += [
-                (BACKUP_KIND, row["tenant_id"], w,
-                 BackupDue(tenant_id=row["tenant_id"], window_start=w, trigger="scheduled"))
+                (
+                    BACKUP_KIND,
+                    row["tenant_id"],
+                    w,
+                    BackupDue(tenant_id=row["tenant_id"], window_start=w, trigger="scheduled"),
+                )
                 for w in windows[key]
             ]
         return ticks
@@ -189,7 +199,9 @@ class Scheduler:
             " ON CONFLICT (kind, subject) DO UPDATE"
             " SET last_window = greatest(st.last_window, excluded.last_window),"
             " updated_at = now()",
-            [k for k, _ in latest], [s for _, s in latest], list(latest.values()),
+            [k for k, _ in latest],
+            [s for _, s in latest],
+            list(latest.values()),
         )
         for kind, n in counts.items():
             metrics.SCHEDULER_TICKS.labels(kind).inc(n)

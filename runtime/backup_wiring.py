@@ -37,17 +37,30 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
     target = await backup_target(s)
     dsn = s.pg_dsn.get_secret_value()
     taker = BackupTaker(
-        dsn=dsn, pool=pool, store=store, keys=keys, jobs=jobs, target=target,
+        dsn=dsn,
+        pool=pool,
+        store=store,
+        keys=keys,
+        jobs=jobs,
+        target=target,
         archive_recipients=s.erase_archive_recipients,
         retention={plan: RetentionPolicy(*spec) for plan, spec in s.backup_retention.items()},
-        zstd_level=s.backup_zstd_level, zstd_threads=s.backup_zstd_threads,
-        chunk_bytes=s.backup_chunk_bytes, rate_limit=s.backup_rate_limit_bytes,
+        zstd_level=s.backup_zstd_level,
+        zstd_threads=s.backup_zstd_threads,
+        chunk_bytes=s.backup_chunk_bytes,
+        rate_limit=s.backup_rate_limit_bytes,
     )
     restorer = None
     if s.backup_master_identity_file is not None:
         restorer = Restorer(
-            dsn=dsn, pool=pool, store=store, keys=keys, jobs=jobs, target=target,
-            master_identity_file=s.backup_master_identity_file, grace_s=s.restore_grace_s,
+            dsn=dsn,
+            pool=pool,
+            store=store,
+            keys=keys,
+            jobs=jobs,
+            target=target,
+            master_identity_file=s.backup_master_identity_file,
+            grace_s=s.restore_grace_s,
             chunk_bytes=s.backup_chunk_bytes,
         )
     return BackupParts(store, jobs, keys, target, taker, restorer)

@@ -78,5 +78,9 @@ class HealthServer:
             checks = await self.readiness()
             ok = all(v == "ok" for v in checks.values())
             body = json.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
-            return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body.encode()
+            return (
+                ("200 OK" if ok else "503 Service Unavailable"),
+                "application/json",
+                body.encode(),
+            )
         return "404 Not Found", "text/plain", b"not found"

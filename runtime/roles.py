@@ -62,9 +62,11 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    worker.deliveries.append(provisioner.register(
-        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher)
-    ))
+    worker.deliveries.append(
+        provisioner.register(
+            worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher)
+        )
+    )
     return []
 
 
@@ -84,13 +86,27 @@ async def backup_role(worker: "Worker") -> list[Background]:
     # lapses, and another runner (or this one after a restart) takes it again.
     return [
         JobRunner(
-            pool=worker.pool, jobs=parts.jobs, outbox=worker.outbox, store=parts.store,
-            taker=parts.taker, restorer=parts.restorer,
-            eraser=Eraser(pool=worker.pool, store=parts.store, jobs=parts.jobs, keys=parts.keys,
-                          taker=parts.taker, redis=worker.redis, drop_batch=s.erase_drop_batch),
+            pool=worker.pool,
+            jobs=parts.jobs,
+            outbox=worker.outbox,
+            store=parts.store,
+            taker=parts.taker,
+            restorer=parts.restorer,
+            eraser=Eraser(
+                pool=worker.pool,
+                store=parts.store,
+                jobs=parts.jobs,
+                keys=parts.keys,
+                taker=parts.taker,
+                redis=worker.redis,
+                drop_batch=s.erase_drop_batch,
+            ),
             lease_s=s.backup_lease_s,
-            poll_s=s.backup_poll_interval_s, max_attempts=s.backup_max_attempts,
-            retry_base_s=s.backup_retry_base_s, retry_max_s=s.backup_retry_max_s, source=s.source,
+            poll_s=s.backup_poll_interval_s,
+            max_attempts=s.backup_max_attempts,
+            retry_base_s=s.backup_retry_base_s,
+            retry_max_s=s.backup_retry_max_s,
+            source=s.source,
         )
     ]
 

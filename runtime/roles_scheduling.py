@@ -30,8 +30,10 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
         ),
         figures,
         RedisTenantUsage(
-            worker.redis, scan_count=s.metrics_redis_scan_count,
-            max_keys=s.metrics_redis_max_keys, sample_keys=s.metrics_redis_sample_keys,
+            worker.redis,
+            scan_count=s.metrics_redis_scan_count,
+            max_keys=s.metrics_redis_max_keys,
+            sample_keys=s.metrics_redis_sample_keys,
         ),
         worker.outbox,
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),

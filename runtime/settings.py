@@ -78,7 +78,9 @@ class Settings(SchedulingSettings):
     backup_lease_s: float = Field(default=30.0, ge=3)
     backup_poll_interval_s: float = Field(default=1.0, gt=0)
     backup_retention: Annotated[dict[str, tuple[int, int, int]], NoDecode] = {
-        "free": (3, 7, 0), "pro": (7, 14, 8), "enterprise": (14, 30, 52)
+        "free": (3, 7, 0),
+        "pro": (7, 14, 8),
+        "enterprise": (14, 30, 52),
     }
     erase_drop_batch: int = Field(default=100, ge=1, le=10_000)  # tables per transaction
     migration_lock_timeout_ms: int = Field(default=2_000, ge=50)
@@ -165,7 +167,9 @@ class Settings(SchedulingSettings):
 
 
 def _named_in(message: str) -> str:
-    names = [ENV_PREFIX + f.upper() for f in Settings.model_fields if re.search(rf"\b{f}\b", message)]
+    names = [
+        ENV_PREFIX + f.upper() for f in Settings.model_fields if re.search(rf"\b{f}\b", message)
+    ]
     return ", ".join(names) or "settings"
 
 

@@ -33,7 +33,9 @@ class SchedulingSettings(BaseSettings):
     # Scheduler producer
     metrics_interval: int = Field(default=300, ge=5)  # TENANT_METRICS_INTERVAL, seconds
     backup_schedules: Annotated[dict[str, str], NoDecode] = {
-        "free": _DAILY_2AM, "pro": _DAILY_2AM, "enterprise": _DAILY_2AM
+        "free": _DAILY_2AM,
+        "pro": _DAILY_2AM,
+        "enterprise": _DAILY_2AM,
     }
     backup_default_schedule: str = _DAILY_2AM  # for plans missing from backup_schedules
     scheduler_catch_up: Literal["latest", "all"] = "latest"
@@ -53,10 +55,14 @@ class SchedulingSettings(BaseSettings):
     metrics_history_length: int = Field(default=288, ge=1, le=100_000)  # ticks kept
     # Per-plan limits; a plan without an entry has no limit of that kind.
     quota_size_bytes: Annotated[dict[str, int], NoDecode] = {
-        "free": 1 << 30, "pro": 50 << 30, "enterprise": 1 << 40
+        "free": 1 << 30,
+        "pro": 50 << 30,
+        "enterprise": 1 << 40,
     }
     quota_connections: Annotated[dict[str, int], NoDecode] = {
-        "free": 5, "pro": 50, "enterprise": 500
+        "free": 5,
+        "pro": 50,
+        "enterprise": 500,
     }
     # Backup freshness for Prometheus: the RPO and how often every metrics worker recomputes it.
     backup_rpo_s: float = Field(default=26 * 3600, gt=0)

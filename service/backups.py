@@ -40,8 +40,13 @@ log = structlog.get_logger(__name__)
 class BackupRequests:
     """The Kafka side: turns requests into jobs (or into an immediate *Failed result)."""
 
-    def __init__(self, transaction: EventTransaction, store: PostgresTenantStore,
-                 jobs: PostgresBackupJobs, source: str) -> None:
+    def __init__(
+        self,
+        transaction: EventTransaction,
+        store: PostgresTenantStore,
+        jobs: PostgresBackupJobs,
+        source: str,
+    ) -> None:
         self._transaction, self._store, self._jobs, self._source = transaction, store, jobs, source
 
     async def backup_due(self, decoded: Decoded[BackupDue]) -> Any:
@@ -63,14 +68,23 @@ class BackupRequests:
         async def effect(conn: asyncpg.Connection) -> RestoreFailed | Accepted:
             record = await self._store.get(conn, event.tenant_id)
             if record is None or record.status == TenantStatus.ERASED:
-                return RestoreFailed(tenant_id=event.tenant_id, backup_id=event.backup_id,
-                                     reason="unknown_tenant")
+                return RestoreFailed(
+                    tenant_id=event.tenant_id, backup_id=event.backup_id, reason="unknown_tenant"
+                )
             if await self._jobs.backup(conn, event.tenant_id, event.backup_id) is None:
-                return RestoreFailed(tenant_id=event.tenant_id, backup_id=event.backup_id,
-                                     reason="backup_not_found")
+                return RestoreFailed(
+                    tenant_id=event.tenant_id, backup_id=event.backup_id, reason="backup_not_found"
+                )
             job_id = "r-" + rules.backup_id_for(env.id)[2:]
-            await self._jobs.add(conn, job_id, "restore", event.tenant_id, env.id,
-                                 env.correlationid, backup_id=event.backup_id)
+            await self._jobs.add(
+                conn,
+                job_id,
+                "restore",
+                event.tenant_id,
+                env.id,
+                env.correlationid,
+                backup_id=event.backup_id,
+            )
             return Accepted(job_id)
 
         return await self._transaction.run(env, effect, source=self._source)
@@ -79,10 +93,22 @@ class BackupRequests:
 class BackupTaker:
     """Takes one backup: pg_dump | zstd | age streamed to the target, manifest, catalog row."""
 
-    def __init__(self, *, dsn: str, pool: asyncpg.Pool, store: PostgresTenantStore,
-                 keys: PostgresTenantKeys, jobs: PostgresBackupJobs, target: BackupTarget,
-                 archive_recipients: tuple[str, ...], retention: dict[str, rules.RetentionPolicy],
-                 zstd_level: int, zstd_threads: int, chunk_bytes: int, rate_limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        pool: asyncpg.Pool,
+        store: PostgresTenantStore,
+        keys: PostgresTenantKeys,
+        jobs: PostgresBackupJobs,
+        target: BackupTarget,
+        archive_recipients: tuple[str, ...],
+        retention: dict[str, rules.RetentionPolicy],
+        zstd_level: int,
+        zstd_threads: int,
+        chunk_bytes: int,
+        rate_limit: int,
+    ) -> None:
         self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
         self._jobs, self._target = jobs, target
         self._operators = archive_recipients
@@ -91,15 +117,19 @@ class BackupTaker:
         self._chunk, self._rate = chunk_bytes, rate_limit
         self._pg_dump_version: str | None = None
 
-    async def take(self, job: Job, progress: Callable[[int], None], *,
-                   operators_only: bool = False) -> tuple[BackupCompleted, CatalogRow]:
+    async def take(
+        self, job: Job, progress: Callable[[int], None], *, operators_only: bool = False
+    ) -> tuple[BackupCompleted, CatalogRow]:
         """Write the artifact and manifest; returns what the runner commits (fenced).
 
         ``operators_only``: encrypt to the operator recipients alone (an erase's archive must
         outlive the tenant's key).
         """
         backup_id, tenant_id = job.job_id, job.tenant_id
-        akey, mkey = rules.artifact_key(tenant_id, backup_id), rules.manifest_key(tenant_id, backup_id)
+        akey, mkey = (
+            rules.artifact_key(tenant_id, backup_id),
+            rules.manifest_key(tenant_id, backup_id),
+        )
         if await self._target.exists(mkey):  # an earlier attempt finished but lost its lease
             return await self._from_manifest(mkey, akey)
         if await self._target.exists(akey):  # artifact without manifest: incomplete, redo
@@ -112,8 +142,9 @@ class BackupTaker:
                     raise PermanentError("unknown_tenant", tenant_id)
                 if operators_only:
                     if not self._operators:
-                        raise PermanentError("archive_unavailable",
-                                             "no TENANT_ERASE_ARCHIVE_RECIPIENTS configured")
+                        raise PermanentError(
+                            "archive_unavailable", "no TENANT_ERASE_ARCHIVE_RECIPIENTS configured"
+                        )
                     recipients = list(self._operators)
                 else:
                     # The tenant's key alone: destroying it must make every copy unreadable.
@@ -135,20 +166,32 @@ class BackupTaker:
 
                 try:
                     stats = await dump(
-                        self._dsn, record.schema_name, recipients, sink, snapshot=snapshot,
-                        zstd_level=self._zstd[0], zstd_threads=self._zstd[1],
-                        chunk_size=self._chunk, rate_limit=self._rate,
+                        self._dsn,
+                        record.schema_name,
+                        recipients,
+                        sink,
+                        snapshot=snapshot,
+                        zstd_level=self._zstd[0],
+                        zstd_threads=self._zstd[1],
+                        chunk_size=self._chunk,
+                        rate_limit=self._rate,
                     )
                     await writer.commit()
                 except BaseException:
                     await asyncio.shield(writer.abort())  # a half-written artifact never stays
                     raise
         manifest = {
-            "tenant_id": tenant_id, "backup_id": backup_id, "schema": record.schema_name,
-            "schema_version": record.schema_version, "started_at": started.isoformat(),
-            "finished_at": (finished := datetime.now(UTC)).isoformat(), "bytes": stats.bytes,
-            "sha256": stats.sha256, "pg_dump_version": await self._version(),
-            "recipients": recipients, "row_counts": counts,
+            "tenant_id": tenant_id,
+            "backup_id": backup_id,
+            "schema": record.schema_name,
+            "schema_version": record.schema_version,
+            "started_at": started.isoformat(),
+            "finished_at": (finished := datetime.now(UTC)).isoformat(),
+            "bytes": stats.bytes,
+            "sha256": stats.sha256,
+            "pg_dump_version": await self._version(),
+            "recipients": recipients,
+            "row_counts": counts,
             "format": "pg_dump custom (uncompressed) | zstd | age",
         }
         try:
@@ -156,21 +199,54 @@ class BackupTaker:
         except BaseException:
             await asyncio.shield(self._target.delete(akey))
             raise
-        row = CatalogRow(backup_id, tenant_id, self._target.kind, self._target.uri(akey), akey,
-                         mkey, stats.bytes, stats.sha256, record.schema_version, started,
-                         finished, None, None)
-        result = BackupCompleted(tenant_id=tenant_id, backup_id=backup_id, uri=row.uri,
-                                 bytes=stats.bytes, sha256=stats.sha256)
+        row = CatalogRow(
+            backup_id,
+            tenant_id,
+            self._target.kind,
+            self._target.uri(akey),
+            akey,
+            mkey,
+            stats.bytes,
+            stats.sha256,
+            record.schema_version,
+            started,
+            finished,
+            None,
+            None,
+        )
+        result = BackupCompleted(
+            tenant_id=tenant_id,
+            backup_id=backup_id,
+            uri=row.uri,
+            bytes=stats.bytes,
+            sha256=stats.sha256,
+        )
         return result, row
 
     async def _from_manifest(self, mkey: str, akey: str) -> tuple[BackupCompleted, CatalogRow]:
         m = json.loads(b"".join([c async for c in self._target.read(mkey)]))
-        row = CatalogRow(m["backup_id"], m["tenant_id"], self._target.kind, self._target.uri(akey),
-                         akey, mkey, m["bytes"], m["sha256"], m["schema_version"],
-                         datetime.fromisoformat(m["started_at"]),
-                         datetime.fromisoformat(m["finished_at"]), None, None)
-        return BackupCompleted(tenant_id=row.tenant_id, backup_id=row.backup_id, uri=row.uri,
-                               bytes=row.bytes, sha256=row.sha256), row
+        row = CatalogRow(
+            m["backup_id"],
+            m["tenant_id"],
+            self._target.kind,
+            self._target.uri(akey),
+            akey,
+            mkey,
+            m["bytes"],
+            m["sha256"],
+            m["schema_version"],
+            datetime.fromisoformat(m["started_at"]),
+            datetime.fromisoformat(m["finished_at"]),
+            None,
+            None,
+        )
+        return BackupCompleted(
+            tenant_id=row.tenant_id,
+            backup_id=row.backup_id,
+            uri=row.uri,
+            bytes=row.bytes,
+            sha256=row.sha256,
+        ), row
 
     async def expire(self, conn: asyncpg.Connection, tenant_id: str, plan: str) -> list[CatalogRow]:
         """Apply the plan's retention inside the caller's transaction; returns rows dropped."""
@@ -178,8 +254,13 @@ class BackupTaker:
         if policy is None:
             return []
         rows = await self._jobs.backups(conn, tenant_id)
-        gone = set(rules.expired([rules.CatalogEntry(r.backup_id, r.finished_at) for r in rows],
-                                 policy, datetime.now(UTC)))
+        gone = set(
+            rules.expired(
+                [rules.CatalogEntry(r.backup_id, r.finished_at) for r in rows],
+                policy,
+                datetime.now(UTC),
+            )
+        )
         if gone:
             await self._jobs.forget(conn, list(gone))
         return [r for r in rows if r.backup_id in gone]
@@ -195,7 +276,8 @@ class BackupTaker:
     async def _version(self) -> str:
         if self._pg_dump_version is None:
             proc = await asyncio.create_subprocess_exec(
-                "pg_dump", "--version", stdout=asyncio.subprocess.PIPE)
+                "pg_dump", "--version", stdout=asyncio.subprocess.PIPE
+            )
             out, _ = await proc.communicate()
             self._pg_dump_version = out.decode().strip()
         return self._pg_dump_version
@@ -204,9 +286,14 @@ class BackupTaker:
 async def _row_counts(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
     tables = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1", schema)
+        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+        schema,
+    )
     return {
-        t["relname"]: int(await conn.fetchval(
-            f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(t['relname'])}"))
+        t["relname"]: int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(t['relname'])}"
+            )
+        )
         for t in tables
     }

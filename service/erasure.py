@@ -26,9 +26,18 @@ log = structlog.get_logger(__name__)
 
 
 class Eraser:
-    def __init__(self, *, pool: asyncpg.Pool, store: PostgresTenantStore,
-                 jobs: PostgresBackupJobs, keys: PostgresTenantKeys, taker: BackupTaker,
-                 redis: aioredis.Redis, drop_batch: int, redis_prefix: str = "tenant:") -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        store: PostgresTenantStore,
+        jobs: PostgresBackupJobs,
+        keys: PostgresTenantKeys,
+        taker: BackupTaker,
+        redis: aioredis.Redis,
+        drop_batch: int,
+        redis_prefix: str = "tenant:",
+    ) -> None:
         self._pool, self._store, self._jobs, self._keys = pool, store, jobs, keys
         self._taker, self._redis = taker, redis
         self._batch, self._prefix = drop_batch, redis_prefix
@@ -46,8 +55,15 @@ class Eraser:
             async with self._pool.acquire() as conn:
                 done = await self._jobs.backup(conn, tenant_id, archive_id)
             if done is None:
-                archive_job = Job(archive_id, "backup", tenant_id, job.cause_id,
-                                  job.correlation_id, None, job.attempts)
+                archive_job = Job(
+                    archive_id,
+                    "backup",
+                    tenant_id,
+                    job.cause_id,
+                    job.correlation_id,
+                    None,
+                    job.attempts,
+                )
                 _, row = await self._taker.take(archive_job, progress, operators_only=True)
                 async with self._pool.acquire() as conn:
                     await self._jobs.catalogue(conn, row)
@@ -59,14 +75,18 @@ class Eraser:
                 await self._store.lock_tenant(conn, tenant_id)
                 if await self._keys.destroy(conn, tenant_id):
                     erased.append("backup_key")
-                doomed = [r for r in await self._jobs.backups(conn, tenant_id)
-                          if r.backup_id != archive_id]
+                doomed = [
+                    r
+                    for r in await self._jobs.backups(conn, tenant_id)
+                    if r.backup_id != archive_id
+                ]
                 await self._jobs.forget(conn, [r.backup_id for r in doomed])
                 await conn.execute(
                     f"UPDATE {self._jobs.jobs} SET status = 'failed', last_error = 'tenant erased',"
                     " lease_owner = NULL, lease_until = NULL, updated_at = now()"
                     " WHERE tenant_id = $1 AND job_id <> $2 AND status = 'pending'",
-                    tenant_id, job.job_id,
+                    tenant_id,
+                    job.job_id,
                 )
                 await self._store.tombstone(conn, tenant_id)
         if doomed:

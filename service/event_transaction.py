@@ -29,6 +29,8 @@ class Staged:
 
 
 Effect = Callable[[asyncpg.Connection], Awaitable[Result | Accepted | Staged]]
+# What a handler answers; None means the inbox had the event already.
+Outcome = Result | Accepted | Staged | None
 
 
 class EventTransaction:
@@ -40,9 +42,7 @@ class EventTransaction:
         self._outbox = outbox
         self.group = group
 
-    async def run(
-        self, cause: Envelope, effect: Effect, *, source: str
-    ) -> Result | Accepted | Staged | None:
+    async def run(self, cause: Envelope, effect: Effect, *, source: str) -> Outcome:
         """Run ``effect`` once per event id; None means the id was already processed.
 
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery

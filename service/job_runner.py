@@ -30,11 +30,23 @@ log = structlog.get_logger(__name__)
 
 
 class JobRunner:
-    def __init__(self, *, pool: asyncpg.Pool, jobs: PostgresBackupJobs, outbox: PostgresOutbox,
-                 store: PostgresTenantStore, taker: BackupTaker, restorer: Restorer | None,
-                 eraser: Eraser,
-                 lease_s: float, poll_s: float, max_attempts: int, retry_base_s: float,
-                 retry_max_s: float, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        jobs: PostgresBackupJobs,
+        outbox: PostgresOutbox,
+        store: PostgresTenantStore,
+        taker: BackupTaker,
+        restorer: Restorer | None,
+        eraser: Eraser,
+        lease_s: float,
+        poll_s: float,
+        max_attempts: int,
+        retry_base_s: float,
+        retry_max_s: float,
+        source: str,
+    ) -> None:
         self._pool, self._jobs, self._outbox, self._store = pool, jobs, outbox, store
         self._taker, self._restorer, self._eraser = taker, restorer, eraser
         self._lease, self._poll = lease_s, poll_s
@@ -63,9 +75,12 @@ class JobRunner:
             await self.run_job(job)
 
     async def run_job(self, job: Job) -> None:
-        structlog.contextvars.bind_contextvars(job_id=job.job_id, tenant_id=job.tenant_id,
-                                               event_id=job.cause_id,
-                                               correlation_id=job.correlation_id)
+        structlog.contextvars.bind_contextvars(
+            job_id=job.job_id,
+            tenant_id=job.tenant_id,
+            event_id=job.cause_id,
+            correlation_id=job.correlation_id,
+        )
         progress = {"bytes": 0}
         work = asyncio.create_task(self._work(job, lambda n: progress.__setitem__("bytes", n)))
         heartbeat = asyncio.create_task(self._heartbeat(job, work, progress))
@@ -97,14 +112,16 @@ class JobRunner:
         assert self._restorer is not None
         return await self._restorer.restore(job), None
 
-    async def _heartbeat(self, job: Job, work: asyncio.Task[object], progress: dict[str, int]
-                         ) -> None:
+    async def _heartbeat(
+        self, job: Job, work: asyncio.Task[object], progress: dict[str, int]
+    ) -> None:
         while True:
             await asyncio.sleep(self._lease / 3)
             try:
                 async with self._pool.acquire() as conn:
-                    alive = await self._jobs.renew(conn, job.job_id, self.owner, self._lease,
-                                                   progress["bytes"])
+                    alive = await self._jobs.renew(
+                        conn, job.job_id, self.owner, self._lease, progress["bytes"]
+                    )
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("lease_renewal_failed", error=str(e))
                 continue  # the lease still has two thirds left; try again
@@ -123,7 +140,9 @@ class JobRunner:
                 record = await self._store.get(conn, job.tenant_id)
                 if record is not None:
                     expired = await self._taker.expire(conn, job.tenant_id, record.plan)
-            await self._outbox.add(conn, envelope_for(result, cause=_cause(job), source=self._source))
+            await self._outbox.add(
+                conn, envelope_for(result, cause=_cause(job), source=self._source)
+            )
         log.info("job_succeeded", result=type(result).__name__, expired=len(expired))
         await self._taker.delete_artifacts(expired)
 
@@ -132,7 +151,9 @@ class JobRunner:
             await self._fail(job, "retries_exhausted", error)
             return
         delay = retry_delay(job.attempts, *self._retry, jitter=random.random())
-        log.warning("job_retry_scheduled", error=error, attempt=job.attempts, delay_s=round(delay, 2))
+        log.warning(
+            "job_retry_scheduled", error=error, attempt=job.attempts, delay_s=round(delay, 2)
+        )
         async with self._pool.acquire() as conn:
             await self._jobs.retry_later(conn, job.job_id, self.owner, delay, error[:1000])
 
@@ -143,12 +164,14 @@ class JobRunner:
         elif job.kind == "erase":
             failed = TenantEraseFailed(tenant_id=job.tenant_id, reason=reason, detail=detail[:1000])
         else:
-            failed = RestoreFailed(tenant_id=job.tenant_id, backup_id=job.backup_id or "latest",
-                                   reason=reason)
+            failed = RestoreFailed(
+                tenant_id=job.tenant_id, backup_id=job.backup_id or "latest", reason=reason
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             if await self._jobs.finish(conn, job.job_id, self.owner, "failed", detail[:1000]):
-                await self._outbox.add(conn, envelope_for(failed, cause=_cause(job),
-                                                          source=self._source))
+                await self._outbox.add(
+                    conn, envelope_for(failed, cause=_cause(job), source=self._source)
+                )
         log.warning("job_failed", reason=reason, detail=detail[:300])
 
     async def _housekeeping(self) -> None:
@@ -163,6 +186,13 @@ class JobRunner:
 
 def _cause(job: Job) -> Envelope:
     """Stands in for the causing event: a result's envelope takes only its id and correlation."""
-    return Envelope(specversion="1.0", id=job.cause_id, source="urn:tenant-service",
-                    type=job.kind, time=now(), subject=job.tenant_id,
-                    correlationid=job.correlation_id, data={})
+    return Envelope(
+        specversion="1.0",
+        id=job.cause_id,
+        source="urn:tenant-service",
+        type=job.kind,
+        time=now(),
+        subject=job.tenant_id,
+        correlationid=job.correlation_id,
+        data={},
+    )

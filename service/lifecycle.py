@@ -35,10 +35,18 @@ log = structlog.get_logger(__name__)
 
 
 class LifecycleService:
-    def __init__(self, transaction: EventTransaction, store: PostgresTenantStore,
-                 jobs: PostgresBackupJobs, template: list[Migration], *, control_schema: str,
-                 migration_lock_timeout_ms: int, migration_statement_timeout_ms: int,
-                 source: str) -> None:
+    def __init__(
+        self,
+        transaction: EventTransaction,
+        store: PostgresTenantStore,
+        jobs: PostgresBackupJobs,
+        template: list[Migration],
+        *,
+        control_schema: str,
+        migration_lock_timeout_ms: int,
+        migration_statement_timeout_ms: int,
+        source: str,
+    ) -> None:
         self._transaction, self._store, self._jobs = transaction, store, jobs
         self._template = template
         self._rollouts = f"{quote_ident(control_schema)}.migration_rollouts"
@@ -98,8 +106,15 @@ class LifecycleService:
                 return TenantErased(tenant_id=event.tenant_id, archive_backup_id=None, erased=[])
             await self._store.revoke_access(conn, event.tenant_id)
             job_id = "e-" + rules.backup_id_for(env.id)[2:]
-            await self._jobs.add(conn, job_id, "erase", event.tenant_id, env.id,
-                                 env.correlationid, archive=event.archive)
+            await self._jobs.add(
+                conn,
+                job_id,
+                "erase",
+                event.tenant_id,
+                env.id,
+                env.correlationid,
+                archive=event.archive,
+            )
             return Accepted(job_id)
 
         return await self._transaction.run(env, effect, source=self._source)
@@ -108,13 +123,18 @@ class LifecycleService:
         event = decoded.event
 
         def failed(reason: str, detail: str = "") -> TenantMigrationFailed:
-            return TenantMigrationFailed(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
-                                         version=event.target_version, reason=reason,
-                                         detail=detail[:1000])
+            return TenantMigrationFailed(
+                tenant_id=event.tenant_id,
+                rollout_id=event.rollout_id,
+                version=event.target_version,
+                reason=reason,
+                detail=detail[:1000],
+            )
 
         async def effect(conn: asyncpg.Connection) -> Any:
             status = await conn.fetchval(
-                f"SELECT status FROM {self._rollouts} WHERE rollout_id = $1", event.rollout_id)
+                f"SELECT status FROM {self._rollouts} WHERE rollout_id = $1", event.rollout_id
+            )
             if status == "halted":
                 return failed("rollout_halted")
             record = await self._locked(conn, event.tenant_id)
@@ -125,9 +145,12 @@ class LifecycleService:
             except ValueError as e:
                 return failed("invalid_target", str(e))
             if plan.is_noop:
-                return TenantMigrated(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
-                                      from_version=record.schema_version,
-                                      to_version=record.schema_version)
+                return TenantMigrated(
+                    tenant_id=event.tenant_id,
+                    rollout_id=event.rollout_id,
+                    from_version=record.schema_version,
+                    to_version=record.schema_version,
+                )
             lock_ms, statement_ms = self._timeouts
             # A lock timeout raises 55P03, translated to TransientError: the whole transaction
             # (inbox row included) rolls back and the delivery retries with backoff.
@@ -136,11 +159,14 @@ class LifecycleService:
             try:
                 with translated(f"migrate {event.tenant_id}"):
                     async with conn.transaction():
-                        version = await self._store.migrate(conn, event.tenant_id,
-                                                            list(plan.steps))
+                        version = await self._store.migrate(conn, event.tenant_id, list(plan.steps))
             except PermanentError as e:
                 return failed("migration_error", e.detail)
-            return TenantMigrated(tenant_id=event.tenant_id, rollout_id=event.rollout_id,
-                                  from_version=record.schema_version, to_version=version)
+            return TenantMigrated(
+                tenant_id=event.tenant_id,
+                rollout_id=event.rollout_id,
+                from_version=record.schema_version,
+                to_version=version,
+            )
 
         return await self._transaction.run(decoded.envelope, effect, source=self._source)

@@ -53,9 +53,16 @@ class TickStats:
 
 class MetricsCollection:
     def __init__(
-        self, transaction: EventTransaction, figures: PostgresTenantMetrics,
-        usage: RedisTenantUsage, outbox: PostgresOutbox, quotas: Quotas, *,
-        snapshot_ttl_s: int, history_length: int, source: str,
+        self,
+        transaction: EventTransaction,
+        figures: PostgresTenantMetrics,
+        usage: RedisTenantUsage,
+        outbox: PostgresOutbox,
+        quotas: Quotas,
+        *,
+        snapshot_ttl_s: int,
+        history_length: int,
+        source: str,
     ) -> None:
         self._transaction, self._figures, self._usage = transaction, figures, usage
         self._outbox, self._quotas = outbox, quotas
@@ -88,8 +95,14 @@ class MetricsCollection:
             usage = await self._usage.measure(f.tenant_id for f in figures)
             collected_at = datetime.now(UTC)
             snapshots = [
-                Snapshot(f, event.window_start, collected_at, usage[f.tenant_id].bytes,
-                         usage[f.tenant_id].keys, usage[f.tenant_id].estimated)
+                Snapshot(
+                    f,
+                    event.window_start,
+                    collected_at,
+                    usage[f.tenant_id].bytes,
+                    usage[f.tenant_id].keys,
+                    usage[f.tenant_id].estimated,
+                )
                 for f in figures
             ]
             results = [r for s in snapshots for r in self._results(s)]
@@ -97,9 +110,13 @@ class MetricsCollection:
             # The statement count recorded is the one of the whole tick: the two outbox
             # statements and the three of record() are added before they run.
             recorded = await self._figures.record(
-                conn, window_start=event.window_start, event_id=env.id,
-                collected_at=collected_at, snapshots=snapshots,
-                statements=statements + 5, duration_s=time.perf_counter() - started,
+                conn,
+                window_start=event.window_start,
+                event_id=env.id,
+                collected_at=collected_at,
+                snapshots=snapshots,
+                statements=statements + 5,
+                duration_s=time.perf_counter() - started,
                 keep_ticks=self._keep,
             )
             if recorded:
@@ -114,37 +131,58 @@ class MetricsCollection:
         self.last_tick = TickStats(event.window_start, len(snapshots), statements, exceeded)
         metrics.METRICS_TENANTS.set(len(snapshots))
         metrics.METRICS_TICK_STATEMENTS.set(statements)
-        log.info("metrics_collected", window_start=event.window_start.isoformat(),
-                 tenants=len(snapshots), statements=statements, quota_exceeded=exceeded,
-                 recorded=recorded)
+        log.info(
+            "metrics_collected",
+            window_start=event.window_start.isoformat(),
+            tenants=len(snapshots),
+            statements=statements,
+            quota_exceeded=exceeded,
+            recorded=recorded,
+        )
         return Staged(len(envelopes) if recorded else 0)
 
     def _results(self, s: Snapshot) -> list[Result]:
         f = s.figures
-        out: list[Result] = [TenantMetricsCollected(
-            tenant_id=f.tenant_id, collected_at=s.collected_at, size_bytes=f.size_bytes,
-            table_count=f.table_count, live_tuples=f.live_tuples, dead_tuples=f.dead_tuples,
-            bloat_bytes=f.bloat_bytes, seq_scans=f.seq_scans, idx_scans=f.idx_scans,
-            cache_hit_ratio=f.cache_hit_ratio, connections=f.connections,
-            redis_bytes=s.redis_bytes, redis_keys=s.redis_keys,
-        )]
+        out: list[Result] = [
+            TenantMetricsCollected(
+                tenant_id=f.tenant_id,
+                collected_at=s.collected_at,
+                size_bytes=f.size_bytes,
+                table_count=f.table_count,
+                live_tuples=f.live_tuples,
+                dead_tuples=f.dead_tuples,
+                bloat_bytes=f.bloat_bytes,
+                seq_scans=f.seq_scans,
+                idx_scans=f.idx_scans,
+                cache_hit_ratio=f.cache_hit_ratio,
+                connections=f.connections,
+                redis_bytes=s.redis_bytes,
+                redis_keys=s.redis_keys,
+            )
+        ]
         for quota, observed, limits in (
             ("size_bytes", f.size_bytes, self._quotas.size_bytes),
             ("connections", f.connections, self._quotas.connections),
         ):
             limit = limits.get(f.plan)
             if limit is not None and observed > limit:
-                out.append(TenantQuotaExceeded(
-                    tenant_id=f.tenant_id, quota=quota,  # type: ignore[arg-type]
-                    limit=limit, observed=observed,
-                ))
+                out.append(
+                    TenantQuotaExceeded(
+                        tenant_id=f.tenant_id,
+                        quota=quota,  # type: ignore[arg-type]
+                        limit=limit,
+                        observed=observed,
+                    )
+                )
         return out
 
 
 def _driver_internal(query: str) -> bool:
     """asyncpg's own statements: type introspection on a connection's first use of a type."""
-    return "typeinfo_tree" in query or "current_setting('jit')" in query or (
-        "set_config('jit'" in query
+    return (
+        "typeinfo_tree" in query
+        or "current_setting('jit')" in query
+        or ("set_config('jit'" in query)
     )
 
 
@@ -160,9 +198,12 @@ def _envelope(result: Result, cause: Envelope, source: str) -> Envelope:
 
 def _snapshot_json(s: Snapshot) -> dict[str, Any]:
     return {
-        **dataclasses.asdict(s.figures), "window_start": s.window_start.isoformat(),
-        "collected_at": s.collected_at.isoformat(), "redis_bytes": s.redis_bytes,
-        "redis_keys": s.redis_keys, "redis_estimated": s.redis_estimated,
+        **dataclasses.asdict(s.figures),
+        "window_start": s.window_start.isoformat(),
+        "collected_at": s.collected_at.isoformat(),
+        "redis_bytes": s.redis_bytes,
+        "redis_keys": s.redis_keys,
+        "redis_estimated": s.redis_estimated,
     }
 
 
@@ -170,8 +211,9 @@ class BackupFreshness:
     """Every metrics worker refreshes the backup-age gauges from Postgres, so all instances
     export the same aggregate (see runtime/metrics.py for why there is no per-tenant series)."""
 
-    def __init__(self, pool: asyncpg.Pool, figures: PostgresTenantMetrics, rpo_s: float,
-                 interval_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, figures: PostgresTenantMetrics, rpo_s: float, interval_s: float
+    ) -> None:
         self._pool, self._figures, self._rpo, self._interval = pool, figures, rpo_s, interval_s
         self._stopping = asyncio.Event()
 
@@ -189,8 +231,9 @@ class BackupFreshness:
                 metrics.BACKUP_OLDEST_AGE.set(oldest)
                 metrics.BACKUP_OVER_RPO.set(over)
                 for le, n in zip(FRESHNESS_BUCKETS_S, le_counts, strict=True):
-                    metrics.BACKUP_AGE_TENANTS.labels("+Inf" if le == float("inf") else
-                                                      str(int(le))).set(n)
+                    metrics.BACKUP_AGE_TENANTS.labels(
+                        "+Inf" if le == float("inf") else str(int(le))
+                    ).set(n)
             except Exception as e:  # a gauge that is late is better than a dead loop
                 log.warning("backup_freshness_failed", error=str(e))
             with contextlib.suppress(TimeoutError):

@@ -11,7 +11,7 @@ from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
 from domain.provisioning import Decision, decide_provisioning
 from domain.tenant_ids import role_name, schema_name
-from service.event_transaction import Accepted, EventTransaction
+from service.event_transaction import EventTransaction, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ class ProvisioningService:
         self._max_tenants = max_tenants
         self._source = source
 
-    async def handle(self, decoded: Decoded[TenantRequested]) -> Result | Accepted | None:
+    async def handle(self, decoded: Decoded[TenantRequested]) -> Outcome:
         request = decoded.event
 
         async def effect(conn: asyncpg.Connection) -> Result:

@@ -34,9 +34,19 @@ log = structlog.get_logger(__name__)
 
 
 class Restorer:
-    def __init__(self, *, dsn: str, pool: asyncpg.Pool, store: PostgresTenantStore,
-                 keys: PostgresTenantKeys, jobs: PostgresBackupJobs, target: BackupTarget,
-                 master_identity_file: Path, grace_s: float, chunk_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        pool: asyncpg.Pool,
+        store: PostgresTenantStore,
+        keys: PostgresTenantKeys,
+        jobs: PostgresBackupJobs,
+        target: BackupTarget,
+        master_identity_file: Path,
+        grace_s: float,
+        chunk_bytes: int,
+    ) -> None:
         self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
         self._jobs, self._target = jobs, target
         self._master = master_identity_file
@@ -59,27 +69,32 @@ class Restorer:
 
     async def restore(self, job: Job) -> RestoreCompleted:
         backup, identity, _ = await self._resolve(job.tenant_id, job.backup_id or "latest")
-        record_schema = (await self._schema(job.tenant_id))
+        record_schema = await self._schema(job.tenant_id)
         replaced = f"replaced_{uuid.uuid4().hex[:16]}"
-        prelude = "\n".join([
-            tenant_lock_sql(job.tenant_id),
-            f"ALTER SCHEMA {quote_ident(record_schema)} RENAME TO {quote_ident(replaced)};",
-            # The old copy stays for the grace period, out of the tenant's reach.
-            f"REVOKE ALL ON SCHEMA {quote_ident(replaced)} FROM PUBLIC,"
-            f" {quote_ident(role_name(job.tenant_id))};",
-        ])
-        postlude = "\n".join([
-            f"UPDATE {self._store.table} SET schema_version = {int(backup.schema_version)},"
-            f" updated_at = now() WHERE tenant_id = {quote_literal(job.tenant_id)};",
-            f"INSERT INTO {self._jobs.replaced} (schema_name, tenant_id, drop_after) VALUES"
-            f" ({quote_literal(replaced)}, {quote_literal(job.tenant_id)},"
-            f" {quote_literal((datetime.now(UTC) + self._grace).isoformat())});",
-        ])
+        prelude = "\n".join(
+            [
+                tenant_lock_sql(job.tenant_id),
+                f"ALTER SCHEMA {quote_ident(record_schema)} RENAME TO {quote_ident(replaced)};",
+                # The old copy stays for the grace period, out of the tenant's reach.
+                f"REVOKE ALL ON SCHEMA {quote_ident(replaced)} FROM PUBLIC,"
+                f" {quote_ident(role_name(job.tenant_id))};",
+            ]
+        )
+        postlude = "\n".join(
+            [
+                f"UPDATE {self._store.table} SET schema_version = {int(backup.schema_version)},"
+                f" updated_at = now() WHERE tenant_id = {quote_literal(job.tenant_id)};",
+                f"INSERT INTO {self._jobs.replaced} (schema_name, tenant_id, drop_after) VALUES"
+                f" ({quote_literal(replaced)}, {quote_literal(job.tenant_id)},"
+                f" {quote_literal((datetime.now(UTC) + self._grace).isoformat())});",
+            ]
+        )
         await self._run(backup, identity, prelude, postlude)
         version = await self._migrate_forward(job.tenant_id)
         log.info("restored", backup_id=backup.backup_id, replaced_schema=replaced, version=version)
-        return RestoreCompleted(tenant_id=job.tenant_id, backup_id=backup.backup_id,
-                                schema_version=version)
+        return RestoreCompleted(
+            tenant_id=job.tenant_id, backup_id=backup.backup_id, schema_version=version
+        )
 
     async def drill(self, tenant_id: str, backup_id: str = "latest") -> dict[str, object]:
         """Restore into a scratch database, compare row counts with the manifest, record it."""
@@ -101,22 +116,30 @@ class Restorer:
             conn = await asyncpg.connect(scratch_dsn)
             try:
                 counts = {
-                    t: int(await conn.fetchval(
-                        f"SELECT count(*) FROM {quote_ident(manifest['schema'])}.{quote_ident(t)}"))
+                    t: int(
+                        await conn.fetchval(
+                            f"SELECT count(*) FROM {quote_ident(manifest['schema'])}.{quote_ident(t)}"
+                        )
+                    )
                     for t in manifest["row_counts"]
                 }
             finally:
                 await conn.close()
-            report.update(sha256_ok=sha == backup.sha256, expected=manifest["row_counts"],
-                          restored=counts, ok=counts == manifest["row_counts"])
+            report.update(
+                sha256_ok=sha == backup.sha256,
+                expected=manifest["row_counts"],
+                restored=counts,
+                ok=counts == manifest["row_counts"],
+            )
         except PermanentError as e:
             report.update(ok=False, error=str(e))
         finally:
             async with self._pool.acquire() as conn:
                 await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)")
         async with self._pool.acquire() as conn:
-            await self._jobs.record_drill(conn, backup.backup_id, tenant_id, bool(report["ok"]),
-                                          json.dumps(report))
+            await self._jobs.record_drill(
+                conn, backup.backup_id, tenant_id, bool(report["ok"]), json.dumps(report)
+            )
         return report
 
     async def drop_expired_replaced(self) -> list[str]:
@@ -129,13 +152,15 @@ class Restorer:
                 dropped.append(schema)
         return dropped
 
-    async def _run(self, backup: CatalogRow, identity: str, prelude: str, postlude: str,
-                   dsn: str | None = None) -> str:
+    async def _run(
+        self, backup: CatalogRow, identity: str, prelude: str, postlude: str, dsn: str | None = None
+    ) -> str:
         psql = PsqlTransaction(dsn or self._dsn)
         await psql.start(prelude)
         try:
-            stats = await restore_sql(self._target.read(backup.artifact_key, self._chunk),
-                                      identity, psql.stream)
+            stats = await restore_sql(
+                self._target.read(backup.artifact_key, self._chunk), identity, psql.stream
+            )
             if stats.sha256 != backup.sha256:
                 await psql.finish(commit=False)
                 raise PermanentError("checksum_mismatch", f"artifact sha256 {stats.sha256}")

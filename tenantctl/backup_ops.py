@@ -20,8 +20,9 @@ from runtime.settings import Settings
 from tenantctl.ops import CLI_SOURCE, first_result, publish_event
 
 
-async def _request(settings: Settings, event: Event, job_id_of: Any, wait: bool, timeout: float,
-                   console: Console) -> tuple[Envelope, Envelope | None]:
+async def _request(
+    settings: Settings, event: Event, job_id_of: Any, wait: bool, timeout: float, console: Console
+) -> tuple[Envelope, Envelope | None]:
     envelope = codec.envelope_for(event, source=CLI_SOURCE)
     if not wait:
         await publish_event(settings, envelope)
@@ -33,37 +34,60 @@ async def _request(settings: Settings, event: Event, job_id_of: Any, wait: bool,
         return envelope, await result
 
 
-async def _show_progress(settings: Settings, job_id: str, result: "asyncio.Task[Any]",
-                         console: Console) -> None:
+async def _show_progress(
+    settings: Settings, job_id: str, result: "asyncio.Task[Any]", console: Console
+) -> None:
     """A live line with the job's state and bytes written, until the result arrives."""
     jobs = PostgresBackupJobs(settings.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             line = progress.add_task(f"{job_id}: waiting")
             while not result.done():
                 job = await jobs.job(conn, job_id)
                 if job:
-                    progress.update(line, description=(
-                        f"{job_id}: {job['status']} attempt {job['attempts']}"
-                        f" {job['progress_bytes'] / 1e6:.1f} MB written"))
+                    progress.update(
+                        line,
+                        description=(
+                            f"{job_id}: {job['status']} attempt {job['attempts']}"
+                            f" {job['progress_bytes'] / 1e6:.1f} MB written"
+                        ),
+                    )
                 await asyncio.wait([result], timeout=0.5)
     finally:
         await conn.close()
 
 
-async def request_backup(settings: Settings, tenant_id: str, wait: bool, timeout: float,
-                         console: Console) -> tuple[Envelope, Envelope | None]:
-    return await _request(settings, BackupDue(tenant_id=tenant_id, trigger="manual"),
-                          backup_id_for, wait, timeout, console)
+async def request_backup(
+    settings: Settings, tenant_id: str, wait: bool, timeout: float, console: Console
+) -> tuple[Envelope, Envelope | None]:
+    return await _request(
+        settings,
+        BackupDue(tenant_id=tenant_id, trigger="manual"),
+        backup_id_for,
+        wait,
+        timeout,
+        console,
+    )
 
 
-async def request_restore(settings: Settings, tenant_id: str, backup_id: str, wait: bool,
-                          timeout: float, console: Console) -> tuple[Envelope, Envelope | None]:
-    return await _request(settings, RestoreRequested(tenant_id=tenant_id, backup_id=backup_id),
-                          lambda event_id: "r-" + backup_id_for(event_id)[2:], wait, timeout,
-                          console)
+async def request_restore(
+    settings: Settings, tenant_id: str, backup_id: str, wait: bool, timeout: float, console: Console
+) -> tuple[Envelope, Envelope | None]:
+    return await _request(
+        settings,
+        RestoreRequested(tenant_id=tenant_id, backup_id=backup_id),
+        lambda event_id: "r-" + backup_id_for(event_id)[2:],
+        wait,
+        timeout,
+        console,
+    )
 
 
 async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:

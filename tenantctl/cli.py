@@ -74,7 +74,9 @@ def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @app.command(context_settings={"allow_extra_args": False})
 def backup(
     args: Annotated[list[str], typer.Argument(help="TENANT_ID, or: verify TENANT_ID")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result, with progress")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the result, with progress")
+    ] = False,
     backup_id: Annotated[str, typer.Option("--backup", help="verify: which backup")] = "latest",
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
 ) -> None:
@@ -106,8 +108,15 @@ def backups(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
     table = Table("backup", "finished", "MB", "version", "target", "drill", "uri")
     for r in rows:
         drill = "-" if r["last_drill_ok"] is None else ("ok" if r["last_drill_ok"] else "FAILED")
-        table.add_row(r["backup_id"], str(r["finished_at"])[:19], f"{r['bytes'] / 1e6:.2f}",
-                      str(r["schema_version"]), r["target"], drill, r["uri"])
+        table.add_row(
+            r["backup_id"],
+            str(r["finished_at"])[:19],
+            f"{r['bytes'] / 1e6:.2f}",
+            str(r["schema_version"]),
+            r["target"],
+            drill,
+            r["uri"],
+        )
     console.print(table)
 
 
@@ -140,31 +149,49 @@ def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> Non
 
 
 @app.command()
-def deactivate(tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False,
-               timeout: float = 60.0) -> None:
+def deactivate(
+    tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False, timeout: float = 60.0
+) -> None:
     """Suspend a tenant (TenantDeactivated): access revoked, sessions ended, data kept."""
     from contracts.events import TenantDeactivated
     from tenantctl import lifecycle_ops
 
-    _print_result(*asyncio.run(lifecycle_ops.request(
-        _settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout)), wait, timeout)
+    _print_result(
+        *asyncio.run(
+            lifecycle_ops.request(
+                _settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout
+            )
+        ),
+        wait,
+        timeout,
+    )
 
 
 @app.command()
-def reactivate(tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False,
-               timeout: float = 60.0) -> None:
+def reactivate(
+    tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False, timeout: float = 60.0
+) -> None:
     """Resume a suspended tenant (TenantReactivated)."""
     from contracts.events import TenantReactivated
     from tenantctl import lifecycle_ops
 
-    _print_result(*asyncio.run(lifecycle_ops.request(
-        _settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout)), wait, timeout)
+    _print_result(
+        *asyncio.run(
+            lifecycle_ops.request(
+                _settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout
+            )
+        ),
+        wait,
+        timeout,
+    )
 
 
 @app.command()
 def erase(
     tenant_id: str,
-    archive: Annotated[bool, typer.Option("--archive", help="Final backup under operator keys")] = False,
+    archive: Annotated[
+        bool, typer.Option("--archive", help="Final backup under operator keys")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: this destroys the tenant")] = False,
     wait: Annotated[bool, typer.Option("--wait")] = False,
     timeout: float = 600.0,
@@ -175,9 +202,18 @@ def erase(
 
     if not yes:
         raise typer.BadParameter("erasing destroys the tenant's data: pass --yes")
-    _print_result(*asyncio.run(lifecycle_ops.request(
-        _settings(), TenantEraseRequested(tenant_id=tenant_id, archive=archive), wait, timeout)),
-        wait, timeout)
+    _print_result(
+        *asyncio.run(
+            lifecycle_ops.request(
+                _settings(),
+                TenantEraseRequested(tenant_id=tenant_id, archive=archive),
+                wait,
+                timeout,
+            )
+        ),
+        wait,
+        timeout,
+    )
 
 
 @app.command()
@@ -191,7 +227,8 @@ def migrate(
     from tenantctl import lifecycle_ops
 
     summary = asyncio.run(
-        lifecycle_ops.rollout(_settings(), console, to, canary, max_failures, timeout))
+        lifecycle_ops.rollout(_settings(), console, to, canary, max_failures, timeout)
+    )
     print(json.dumps(summary, indent=2))
     if summary.get("halted") or summary.get("timed_out"):
         raise typer.Exit(1)
@@ -212,14 +249,23 @@ def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     table = Table("id", "reason", "source", "group", "key", "event id", "detail")
     for d in letters:
-        table.add_row(str(d["id"]), str(d["reason"]), str(d["source"]), str(d["group"]),
-                      str(d["key"])[:20], str(d["event_id"])[:12], str(d["detail"])[:60])
+        table.add_row(
+            str(d["id"]),
+            str(d["reason"]),
+            str(d["source"]),
+            str(d["group"]),
+            str(d["key"])[:20],
+            str(d["event_id"])[:12],
+            str(d["detail"])[:60],
+        )
     console.print(table)
 
 
 @dlq_app.command("replay")
 def dlq_replay(
-    ids: Annotated[list[str] | None, typer.Option("--id", help="partition:offset; repeatable")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="partition:offset; repeatable")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
 ) -> None:
     """Republish dead letters to their source topic (after a fix), original bytes unchanged."""
@@ -262,7 +308,6 @@ def stack(action: Annotated[str, typer.Argument(help="up | down | status")]) -> 
     raise typer.Exit(subprocess.call([str(script), action], env=os.environ.copy()))
 
 
-
 @app.command()
 def metrics(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a tenant's latest metrics snapshot (Redis, else the Postgres history)."""
@@ -292,24 +337,49 @@ def top(
     if by not in metrics_ops.TOP_COLUMNS:
         raise typer.BadParameter("--by must be size, connections or dead_tuples")
     rows = asyncio.run(metrics_ops.top_tenants(_settings(), by, limit))
-    table = Table("tenant", "plan", "MB", "tables", "live", "dead", "bloat MB", "cache hit",
-                  "conns", "redis KB", "window", title=f"top {limit} by {by}")
+    table = Table(
+        "tenant",
+        "plan",
+        "MB",
+        "tables",
+        "live",
+        "dead",
+        "bloat MB",
+        "cache hit",
+        "conns",
+        "redis KB",
+        "window",
+        title=f"top {limit} by {by}",
+    )
     for r in rows:
         hit = "-" if r["cache_hit_ratio"] is None else f"{r['cache_hit_ratio']:.1%}"
         table.add_row(
-            str(r["tenant_id"]), str(r["plan"]), f"{r['size_bytes'] / 1e6:.2f}",
-            str(r["table_count"]), str(r["live_tuples"]), str(r["dead_tuples"]),
-            f"{r['bloat_bytes'] / 1e6:.2f}", hit, str(r["connections"]),
-            f"{r['redis_bytes'] / 1e3:.1f}", str(r["window_start"])[:19],
+            str(r["tenant_id"]),
+            str(r["plan"]),
+            f"{r['size_bytes'] / 1e6:.2f}",
+            str(r["table_count"]),
+            str(r["live_tuples"]),
+            str(r["dead_tuples"]),
+            f"{r['bloat_bytes'] / 1e6:.2f}",
+            hit,
+            str(r["connections"]),
+            f"{r['redis_bytes'] / 1e3:.1f}",
+            str(r["window_start"])[:19],
         )
     console.print(table)
+
 
 def _table(records: list[dict[str, object]]) -> None:
     table = Table("tenant", "status", "plan", "schema", "version", "created", "updated")
     for r in records:
         table.add_row(
-            str(r["tenant_id"]), str(r["status"]), str(r["plan"]), str(r["schema_name"]),
-            str(r["schema_version"]), str(r["created_at"])[:19], str(r["updated_at"])[:19],
+            str(r["tenant_id"]),
+            str(r["status"]),
+            str(r["plan"]),
+            str(r["schema_name"]),
+            str(r["schema_version"]),
+            str(r["created_at"])[:19],
+            str(r["updated_at"])[:19],
         )
     console.print(table)
 

@@ -40,7 +40,7 @@ class DeadLetter:
             "reason": self.header(dlq.REASON),
             "detail": self.header(dlq.DETAIL),
             "source": f"{self.header(dlq.SOURCE_TOPIC)}/{self.header(dlq.SOURCE_PARTITION)}"
-                      f"@{self.header(dlq.SOURCE_OFFSET)}",
+            f"@{self.header(dlq.SOURCE_OFFSET)}",
             "group": self.header(dlq.GROUP),
             "event_id": event_id,
             "key": (self.key or b"").decode(errors="replace"),
@@ -50,13 +50,16 @@ class DeadLetter:
 
 async def read_all(settings: Settings, idle_s: float = 2.0) -> list[DeadLetter]:
     """Everything currently in tenants.dlq (reads up to the end offsets seen at the start)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer._client._wait_on_metadata(topics.DLQ)  # see EventReader for why
-        parts = [TopicPartition(topics.DLQ, p)
-                 for p in sorted(consumer.partitions_for_topic(topics.DLQ) or ())]
+        parts = [
+            TopicPartition(topics.DLQ, p)
+            for p in sorted(consumer.partitions_for_topic(topics.DLQ) or ())
+        ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -69,8 +72,11 @@ async def read_all(settings: Settings, idle_s: float = 2.0) -> list[DeadLetter]:
             for tp, records in batch.items():
                 for r in records:
                     if r.offset < ends[tp]:
-                        letters.append(DeadLetter(r.partition, r.offset, r.key, r.value or b"",
-                                                  list(r.headers or ())))
+                        letters.append(
+                            DeadLetter(
+                                r.partition, r.offset, r.key, r.value or b"", list(r.headers or ())
+                            )
+                        )
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
         return sorted(letters, key=lambda d: (d.partition, d.offset))
@@ -85,12 +91,13 @@ async def replay(settings: Settings, ids: list[str] | None) -> list[str]:
     publisher = KafkaEventPublisher(settings, client_id="tenantctl-dlq")
     await publisher.start()
     try:
-        await publisher.publish_many([
-            (d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers()) for d in letters
-            if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS
-        ])
+        await publisher.publish_many(
+            [
+                (d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers())
+                for d in letters
+                if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS
+            ]
+        )
     finally:
         await publisher.stop()
     return [d.id for d in letters]
-
-

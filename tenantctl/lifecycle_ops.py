@@ -20,8 +20,9 @@ from runtime.settings import Settings
 from tenantctl.ops import CLI_SOURCE, first_result, publish_event
 
 
-async def request(settings: Settings, event: Event, wait: bool, timeout: float
-                  ) -> tuple[Envelope, Envelope | None]:
+async def request(
+    settings: Settings, event: Event, wait: bool, timeout: float
+) -> tuple[Envelope, Envelope | None]:
     envelope = codec.envelope_for(event, source=CLI_SOURCE)
     if not wait:
         await publish_event(settings, envelope)
@@ -31,8 +32,14 @@ async def request(settings: Settings, event: Event, wait: bool, timeout: float
         return envelope, await first_result(reader, envelope.id, timeout)
 
 
-async def rollout(settings: Settings, console: Console, target: int | None, canary: int,
-                  max_failures: int, timeout: float) -> dict[str, Any]:
+async def rollout(
+    settings: Settings,
+    console: Console,
+    target: int | None,
+    canary: int,
+    max_failures: int,
+    timeout: float,
+) -> dict[str, Any]:
     """Publish TenantMigrationDue for every tenant below the target and follow the results.
 
     The tenants to migrate come from one registry query on schema_version: tenants already at
@@ -47,40 +54,65 @@ async def rollout(settings: Settings, console: Console, target: int | None, cana
     try:
         rows = await conn.fetch(
             f"SELECT tenant_id FROM {schema}.tenants WHERE status <> 'erased'"
-            " AND schema_version < $1 ORDER BY created_at, tenant_id", goal)
+            " AND schema_version < $1 ORDER BY created_at, tenant_id",
+            goal,
+        )
         tenants = [r["tenant_id"] for r in rows]
-        summary: dict[str, Any] = {"rollout_id": rollout_id, "target": goal,
-                                   "tenants": len(tenants), "migrated": 0, "failed": 0}
+        summary: dict[str, Any] = {
+            "rollout_id": rollout_id,
+            "target": goal,
+            "tenants": len(tenants),
+            "migrated": 0,
+            "failed": 0,
+        }
         if not tenants:
             return summary
         await conn.execute(
             f"INSERT INTO {schema}.migration_rollouts (rollout_id, target_version, canary,"
-            " max_failures) VALUES ($1, $2, $3, $4)", rollout_id, goal, canary, max_failures)
+            " max_failures) VALUES ($1, $2, $3, $4)",
+            rollout_id,
+            goal,
+            canary,
+            max_failures,
+        )
         waves = [tenants[:canary], tenants[canary:]] if canary else [tenants]
         async with EventReader(settings) as reader:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as progress:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
                 bar = progress.add_task(f"migrating to v{goal}", total=len(tenants))
                 for number, wave in enumerate(w for w in waves if w):
                     await _publish_wave(settings, wave, goal, rollout_id)
-                    ok = await _follow(reader, set(wave), rollout_id, summary, max_failures,
-                                       progress, bar, timeout)
+                    ok = await _follow(
+                        reader, set(wave), rollout_id, summary, max_failures, progress, bar, timeout
+                    )
                     if not ok:
                         await conn.execute(
                             f"UPDATE {schema}.migration_rollouts SET status = 'halted',"
-                            " updated_at = now() WHERE rollout_id = $1", rollout_id)
-                        summary["halted"] = "canary failed" if canary and number == 0 else (
-                            f"more than {max_failures} failures")
+                            " updated_at = now() WHERE rollout_id = $1",
+                            rollout_id,
+                        )
+                        summary["halted"] = (
+                            "canary failed"
+                            if canary and number == 0
+                            else (f"more than {max_failures} failures")
+                        )
                         return summary
-        await conn.execute(f"UPDATE {schema}.migration_rollouts SET status = 'done',"
-                           " updated_at = now() WHERE rollout_id = $1", rollout_id)
+        await conn.execute(
+            f"UPDATE {schema}.migration_rollouts SET status = 'done',"
+            " updated_at = now() WHERE rollout_id = $1",
+            rollout_id,
+        )
         return summary
     finally:
         await conn.close()
 
 
-async def _publish_wave(settings: Settings, tenants: list[str], goal: int, rollout_id: str
-                        ) -> None:
+async def _publish_wave(settings: Settings, tenants: list[str], goal: int, rollout_id: str) -> None:
     from adapters.kafka.producer import KafkaEventPublisher
     from contracts import topics
 
@@ -91,16 +123,31 @@ async def _publish_wave(settings: Settings, tenants: list[str], goal: int, rollo
         for tenant_id in tenants:
             env = codec.envelope_for(
                 TenantMigrationDue(tenant_id=tenant_id, target_version=goal, rollout_id=rollout_id),
-                source=CLI_SOURCE)
-            batch.append((topics.LIFECYCLE, topics.partition_key(tenant_id), codec.encode(env),
-                          [(k, v.encode()) for k, v in codec.headers_for(env).items()]))
+                source=CLI_SOURCE,
+            )
+            batch.append(
+                (
+                    topics.LIFECYCLE,
+                    topics.partition_key(tenant_id),
+                    codec.encode(env),
+                    [(k, v.encode()) for k, v in codec.headers_for(env).items()],
+                )
+            )
         await publisher.publish_many(batch)
     finally:
         await publisher.stop()
 
 
-async def _follow(reader: EventReader, waiting: set[str], rollout_id: str, summary: dict[str, Any],
-                  max_failures: int, progress: Progress, bar: Any, timeout: float) -> bool:
+async def _follow(
+    reader: EventReader,
+    waiting: set[str],
+    rollout_id: str,
+    summary: dict[str, Any],
+    max_failures: int,
+    progress: Progress,
+    bar: Any,
+    timeout: float,
+) -> bool:
     async def scan() -> bool:
         async for env in reader:
             if env.data.get("rollout_id") != rollout_id or env.subject not in waiting:

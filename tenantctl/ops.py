@@ -38,7 +38,9 @@ async def publish_event(settings: Settings, envelope: Envelope) -> None:
 async def request_tenant(
     settings: Settings, tenant_id: str, plan: str, wait: bool, timeout: float
 ) -> tuple[Envelope, Envelope | None]:
-    envelope = codec.envelope_for(TenantRequested(tenant_id=tenant_id, plan=plan), source=CLI_SOURCE)
+    envelope = codec.envelope_for(
+        TenantRequested(tenant_id=tenant_id, plan=plan), source=CLI_SOURCE
+    )
     if not wait:
         await publish_event(settings, envelope)
         return envelope, None
@@ -82,7 +84,9 @@ async def list_tenants(settings: Settings) -> list[dict[str, Any]]:
     return await _with_store(settings, all_)  # type: ignore[no-any-return]
 
 
-async def watch_events(settings: Settings, console: Console, from_beginning: bool, limit: int) -> None:
+async def watch_events(
+    settings: Settings, console: Console, from_beginning: bool, limit: int
+) -> None:
     rows: list[tuple[str, ...]] = []
     seen = 0
 
@@ -97,8 +101,13 @@ async def watch_events(settings: Settings, console: Console, from_beginning: boo
             async for env in reader:
                 details = {k: v for k, v in env.data.items() if k != "tenant_id"}
                 rows.append(
-                    (env.time.strftime("%H:%M:%S"), env.type, env.subject,
-                     env.correlationid[:8], str(details)[:80])
+                    (
+                        env.time.strftime("%H:%M:%S"),
+                        env.type,
+                        env.subject,
+                        env.correlationid[:8],
+                        str(details)[:80],
+                    )
                 )
                 live.update(render())
                 seen += 1

@@ -20,7 +20,11 @@ __all__ = ["S3BackupTarget"]
 _MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "403",
+    "AllAccessDisabled",
 }
 _RETRYABLE = {"SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "Throttling", "InternalError"}
 
@@ -75,8 +79,11 @@ class _S3Writer:
                 self._upload_id = created["UploadId"]
             number = len(self._parts) + 1
             resp = await client.upload_part(
-                Bucket=self._t._bucket, Key=self._s3key, UploadId=self._upload_id,
-                PartNumber=number, Body=bytes(self._buffer),
+                Bucket=self._t._bucket,
+                Key=self._s3key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=bytes(self._buffer),
             )
         except _LIBRARY_ERRORS as e:
             raise _translate(e, self._t.uri(self._key)) from e
@@ -93,15 +100,20 @@ class _S3Writer:
         try:
             if self._upload_id is None:  # small object: one conditional PUT
                 await client.put_object(
-                    Bucket=self._t._bucket, Key=self._s3key, Body=bytes(self._buffer),
+                    Bucket=self._t._bucket,
+                    Key=self._s3key,
+                    Body=bytes(self._buffer),
                     IfNoneMatch="*",
                 )
             else:
                 if self._buffer:
                     await self._upload_part()
                 await client.complete_multipart_upload(
-                    Bucket=self._t._bucket, Key=self._s3key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts}, IfNoneMatch="*",
+                    Bucket=self._t._bucket,
+                    Key=self._s3key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                    IfNoneMatch="*",
                 )
         except _LIBRARY_ERRORS as e:
             raise _translate(e, self._t.uri(self._key)) from e
@@ -217,7 +229,8 @@ class S3BackupTarget:
             await client.create_bucket(**kwargs)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") not in {
-                "BucketAlreadyOwnedByYou", "BucketAlreadyExists",
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
             }:
                 raise _translate(e, f"s3://{self._bucket}") from e
         except _LIBRARY_ERRORS as e:
@@ -280,7 +293,7 @@ class S3BackupTarget:
         try:
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=root + prefix):
-                keys.extend(obj["Key"][len(root):] for obj in page.get("Contents", []))
+                keys.extend(obj["Key"][len(root) :] for obj in page.get("Contents", []))
         except _LIBRARY_ERRORS as e:
             raise _translate(e, f"s3://{self._bucket}/{root}{prefix}") from e
         return sorted(keys)

@@ -30,11 +30,16 @@ _DIR_ATTRS = asyncssh.SFTPAttrs(permissions=0o700)
 _FILE_ATTRS = asyncssh.SFTPAttrs(permissions=0o600)
 # the connection is gone: reconnecting (and retrying an idempotent operation) may succeed
 _CONNECTION_LOST = (
-    asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ConnectionLost,
-    BrokenPipeError, ConnectionResetError,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.ConnectionLost,
+    BrokenPipeError,
+    ConnectionResetError,
 )
 _PERMANENT_DISCONNECTS = (
-    asyncssh.KeyExchangeFailed, asyncssh.ProtocolNotSupported, asyncssh.ProtocolError,
+    asyncssh.KeyExchangeFailed,
+    asyncssh.ProtocolNotSupported,
+    asyncssh.ProtocolError,
 )
 
 
@@ -60,8 +65,9 @@ _LIBRARY_ERRORS = (asyncssh.Error, asyncssh.SFTPError, OSError, asyncio.TimeoutE
 
 
 class _SftpWriter:
-    def __init__(self, target: SftpBackupTarget, key: str, file: asyncssh.SFTPClientFile,
-                 partial: str) -> None:
+    def __init__(
+        self, target: SftpBackupTarget, key: str, file: asyncssh.SFTPClientFile, partial: str
+    ) -> None:
         self._t, self._key, self._file, self._partial = target, key, file, partial
         self._final = target._path(key)
         self._done = False
@@ -115,9 +121,17 @@ class SftpBackupTarget:
 
     kind = "sftp"
 
-    def __init__(self, host: str, port: int, username: str, client_key_path: Path | str,
-                 known_hosts_path: Path | str, root_dir: str, *,
-                 connect_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        client_key_path: Path | str,
+        known_hosts_path: Path | str,
+        root_dir: str,
+        *,
+        connect_timeout: float = 15.0,
+    ) -> None:
         if not known_hosts_path:
             raise ValueError("known_hosts_path is required: the SFTP host key is always verified")
         if not root_dir.startswith("/"):
@@ -159,10 +173,17 @@ class SftpBackupTarget:
         conn = None
         try:
             conn = await asyncssh.connect(
-                self._host, self._port, username=self._username,
-                known_hosts=known_hosts, client_keys=[key],
-                config=[], agent_path=None, password=None, kbdint_auth=False,
-                x509_trusted_certs=None, connect_timeout=self._connect_timeout,
+                self._host,
+                self._port,
+                username=self._username,
+                known_hosts=known_hosts,
+                client_keys=[key],
+                config=[],
+                agent_path=None,
+                password=None,
+                kbdint_auth=False,
+                x509_trusted_certs=None,
+                connect_timeout=self._connect_timeout,
             )
             return conn, await conn.start_sftp_client()
         except _LIBRARY_ERRORS as e:
@@ -261,7 +282,7 @@ class SftpBackupTarget:
                     if stat.S_ISDIR(mode):
                         pending.append(full)
                     elif stat.S_ISREG(mode) and not name.endswith(PARTIAL_SUFFIX):
-                        key = full[len(self._root) + 1:]
+                        key = full[len(self._root) + 1 :]
                         if key.startswith(prefix):
                             keys.append(key)
             return sorted(keys)

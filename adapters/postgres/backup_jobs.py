@@ -51,18 +51,33 @@ class PostgresBackupJobs:
         self.jobs, self.catalog = f"{s}.backup_jobs", f"{s}.backups"
         self.replaced, self.drills = f"{s}.replaced_schemas", f"{s}.restore_drills"
 
-    async def add(self, conn: asyncpg.Connection, job_id: str, kind: str, tenant_id: str,
-                  cause_id: str, correlation_id: str, backup_id: str | None = None,
-                  archive: bool = False) -> None:
+    async def add(
+        self,
+        conn: asyncpg.Connection,
+        job_id: str,
+        kind: str,
+        tenant_id: str,
+        cause_id: str,
+        correlation_id: str,
+        backup_id: str | None = None,
+        archive: bool = False,
+    ) -> None:
         await conn.execute(
             f"INSERT INTO {self.jobs} (job_id, kind, tenant_id, cause_id, correlation_id,"
             " backup_id, archive) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (job_id) DO NOTHING",
-            job_id, kind, tenant_id, cause_id, correlation_id, backup_id, archive,
+            job_id,
+            kind,
+            tenant_id,
+            cause_id,
+            correlation_id,
+            backup_id,
+            archive,
         )
 
-    async def claim(self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float
-                    ) -> Job | None:
+    async def claim(
+        self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float
+    ) -> Job | None:
         """Lease the oldest ready job whose tenant has no other job running under a live lease."""
         async with pool.acquire() as conn, conn.transaction():
             # Claims are short and rare: serialising them makes "one job per tenant" exact.
@@ -78,41 +93,68 @@ class PostgresBackupJobs:
                 "   AND o.job_id <> c.job_id AND o.status = 'running' AND o.lease_until >= now())"
                 "  ORDER BY c.not_before, c.created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
                 " RETURNING *",
-                owner, lease_s, kinds,
+                owner,
+                lease_s,
+                kinds,
             )
         if row is None:
             return None
-        return Job(row["job_id"], row["kind"], row["tenant_id"], row["cause_id"],
-                   row["correlation_id"], row["backup_id"], row["attempts"], row["archive"])
+        return Job(
+            row["job_id"],
+            row["kind"],
+            row["tenant_id"],
+            row["cause_id"],
+            row["correlation_id"],
+            row["backup_id"],
+            row["attempts"],
+            row["archive"],
+        )
 
-    async def renew(self, conn: asyncpg.Connection, job_id: str, owner: str, lease_s: float,
-                    progress_bytes: int) -> bool:
+    async def renew(
+        self, conn: asyncpg.Connection, job_id: str, owner: str, lease_s: float, progress_bytes: int
+    ) -> bool:
         status = await conn.execute(
             f"UPDATE {self.jobs} SET lease_until = now() + make_interval(secs => $3),"
             " progress_bytes = $4, updated_at = now()"
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
-            job_id, owner, lease_s, progress_bytes,
+            job_id,
+            owner,
+            lease_s,
+            progress_bytes,
         )
         return bool(status != "UPDATE 0")
 
-    async def finish(self, conn: asyncpg.Connection, job_id: str, owner: str, status: str,
-                     error: str | None = None) -> bool:
+    async def finish(
+        self,
+        conn: asyncpg.Connection,
+        job_id: str,
+        owner: str,
+        status: str,
+        error: str | None = None,
+    ) -> bool:
         """Fenced: False when another runner holds the job now."""
         result = await conn.execute(
             f"UPDATE {self.jobs} SET status = $3, last_error = $4, lease_owner = NULL,"
             " lease_until = NULL, updated_at = now()"
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
-            job_id, owner, status, error,
+            job_id,
+            owner,
+            status,
+            error,
         )
         return bool(result != "UPDATE 0")
 
-    async def retry_later(self, conn: asyncpg.Connection, job_id: str, owner: str, delay_s: float,
-                          error: str) -> bool:
+    async def retry_later(
+        self, conn: asyncpg.Connection, job_id: str, owner: str, delay_s: float, error: str
+    ) -> bool:
         result = await conn.execute(
             f"UPDATE {self.jobs} SET status = 'pending', last_error = $4, lease_owner = NULL,"
             " lease_until = NULL, not_before = now() + make_interval(secs => $3), updated_at = now()"
             " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
-            job_id, owner, delay_s, error,
+            job_id,
+            owner,
+            delay_s,
+            error,
         )
         return bool(result != "UPDATE 0")
 
@@ -127,8 +169,17 @@ class PostgresBackupJobs:
             f"INSERT INTO {self.catalog} (backup_id, tenant_id, target, uri, artifact_key,"
             " manifest_key, bytes, sha256, schema_version, started_at, finished_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            row.backup_id, row.tenant_id, row.target, row.uri, row.artifact_key, row.manifest_key,
-            row.bytes, row.sha256, row.schema_version, row.started_at, row.finished_at,
+            row.backup_id,
+            row.tenant_id,
+            row.target,
+            row.uri,
+            row.artifact_key,
+            row.manifest_key,
+            row.bytes,
+            row.sha256,
+            row.schema_version,
+            row.started_at,
+            row.finished_at,
         )
 
     async def backups(self, conn: asyncpg.Connection, tenant_id: str) -> list[CatalogRow]:
@@ -138,30 +189,39 @@ class PostgresBackupJobs:
         )
         return [CatalogRow(**dict(r)) for r in rows]
 
-    async def backup(self, conn: asyncpg.Connection, tenant_id: str, backup_id: str
-                     ) -> CatalogRow | None:
+    async def backup(
+        self, conn: asyncpg.Connection, tenant_id: str, backup_id: str
+    ) -> CatalogRow | None:
         if backup_id == "latest":
             rows = await self.backups(conn, tenant_id)
             return rows[0] if rows else None
         row = await conn.fetchrow(
             f"SELECT * FROM {self.catalog} WHERE tenant_id = $1 AND backup_id = $2",
-            tenant_id, backup_id,
+            tenant_id,
+            backup_id,
         )
         return CatalogRow(**dict(row)) if row else None
 
     async def forget(self, conn: asyncpg.Connection, backup_ids: list[str]) -> None:
-        await conn.execute(f"DELETE FROM {self.catalog} WHERE backup_id = ANY($1::text[])",
-                           backup_ids)
+        await conn.execute(
+            f"DELETE FROM {self.catalog} WHERE backup_id = ANY($1::text[])", backup_ids
+        )
 
-    async def record_drill(self, conn: asyncpg.Connection, backup_id: str, tenant_id: str,
-                           ok: bool, report: str) -> None:
+    async def record_drill(
+        self, conn: asyncpg.Connection, backup_id: str, tenant_id: str, ok: bool, report: str
+    ) -> None:
         await conn.execute(
             f"INSERT INTO {self.drills} (backup_id, tenant_id, ok, report) VALUES ($1, $2, $3, $4)",
-            backup_id, tenant_id, ok, report,
+            backup_id,
+            tenant_id,
+            ok,
+            report,
         )
         await conn.execute(
             f"UPDATE {self.catalog} SET last_drill_at = now(), last_drill_ok = $2"
-            " WHERE backup_id = $1", backup_id, ok,
+            " WHERE backup_id = $1",
+            backup_id,
+            ok,
         )
 
     # ---- schemas replaced by restores -------------------------------------------------------
@@ -172,7 +232,8 @@ class PostgresBackupJobs:
 
     async def replaced_of(self, conn: asyncpg.Connection, tenant_id: str) -> list[str]:
         rows = await conn.fetch(
-            f"SELECT schema_name FROM {self.replaced} WHERE tenant_id = $1", tenant_id)
+            f"SELECT schema_name FROM {self.replaced} WHERE tenant_id = $1", tenant_id
+        )
         return [r["schema_name"] for r in rows]
 
     async def forget_replaced(self, conn: asyncpg.Connection, schema: str) -> None:

@@ -14,7 +14,9 @@ EXTENSIONS_SCHEMA = "extensions"
 _BOOTSTRAP_LOCK = 7_311_000
 
 
-async def ensure_control_schema(conn: asyncpg.Connection, control_schema: str, app_role: str) -> None:
+async def ensure_control_schema(
+    conn: asyncpg.Connection, control_schema: str, app_role: str
+) -> None:
     schema = quote_ident(control_schema)
     with translated("control schema bootstrap"):
         async with conn.transaction():

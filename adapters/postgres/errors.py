@@ -31,7 +31,7 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (TransientError, PermanentError):
         raise
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
         detail = f"{what}: {type(e).__name__}: {e}"
         if is_transient(e):
             raise TransientError(detail) from e

@@ -119,13 +119,40 @@ ORDER BY r.tenant_id
 """
 
 _HISTORY_COLUMNS = (
-    "tenant_id", "plan", "size_bytes", "table_count", "live_tuples", "dead_tuples",
-    "bloat_bytes", "seq_scans", "idx_scans", "cache_hit_ratio", "last_vacuum", "last_analyze",
-    "connections", "redis_bytes", "redis_keys", "redis_estimated",
+    "tenant_id",
+    "plan",
+    "size_bytes",
+    "table_count",
+    "live_tuples",
+    "dead_tuples",
+    "bloat_bytes",
+    "seq_scans",
+    "idx_scans",
+    "cache_hit_ratio",
+    "last_vacuum",
+    "last_analyze",
+    "connections",
+    "redis_bytes",
+    "redis_keys",
+    "redis_estimated",
 )
 _HISTORY_TYPES = (
-    "text", "text", "bigint", "int", "bigint", "bigint", "bigint", "bigint", "bigint", "float8",
-    "timestamptz", "timestamptz", "int", "bigint", "bigint", "bool",
+    "text",
+    "text",
+    "bigint",
+    "int",
+    "bigint",
+    "bigint",
+    "bigint",
+    "bigint",
+    "bigint",
+    "float8",
+    "timestamptz",
+    "timestamptz",
+    "int",
+    "bigint",
+    "bigint",
+    "bool",
 )
 
 
@@ -143,9 +170,16 @@ class PostgresTenantMetrics:
         return [TenantFigures(**dict(r)) for r in rows]
 
     async def record(
-        self, conn: asyncpg.Connection, *, window_start: datetime, event_id: str,
-        collected_at: datetime, snapshots: Sequence[Snapshot], statements: int,
-        duration_s: float, keep_ticks: int,
+        self,
+        conn: asyncpg.Connection,
+        *,
+        window_start: datetime,
+        event_id: str,
+        collected_at: datetime,
+        snapshots: Sequence[Snapshot],
+        statements: int,
+        duration_s: float,
+        keep_ticks: int,
     ) -> bool:
         """Tick row, one history row per tenant, prune to the newest ``keep_ticks`` ticks.
 
@@ -157,7 +191,12 @@ class PostgresTenantMetrics:
             f"INSERT INTO {self._ticks} (window_start, event_id, collected_at, tenants,"
             " statements, duration_s) VALUES ($1, $2, $3, $4, $5, $6)"
             " ON CONFLICT (window_start) DO NOTHING RETURNING true",
-            window_start, event_id, collected_at, len(snapshots), statements, duration_s,
+            window_start,
+            event_id,
+            collected_at,
+            len(snapshots),
+            statements,
+            duration_s,
         )
         if not inserted:
             return False
@@ -167,7 +206,9 @@ class PostgresTenantMetrics:
         await conn.execute(
             f"INSERT INTO {self._history} (window_start, collected_at, {columns})"
             f" SELECT $1, $2, * FROM unnest({arrays})",
-            window_start, collected_at, *_columns(snapshots),
+            window_start,
+            collected_at,
+            *_columns(snapshots),
         )
         # Older ticks cascade to their history rows.
         self.statements += 1
@@ -197,7 +238,8 @@ class PostgresTenantMetrics:
             " array(SELECT (SELECT count(*) FROM ages a WHERE a.age <= l.le)"
             "  FROM unnest($2::float8[]) WITH ORDINALITY AS l(le, n) ORDER BY l.n) AS le_counts"
             " FROM ages",
-            rpo_s, list(buckets),
+            rpo_s,
+            list(buckets),
         )
         assert row is not None
         return float(row["oldest"]), int(row["tenants"]), int(row["over"]), list(row["le_counts"])
@@ -227,11 +269,22 @@ class PostgresTenantMetrics:
 def _columns(snapshots: Sequence[Snapshot]) -> list[list[object]]:
     rows = [
         (
-            s.figures.tenant_id, s.figures.plan, s.figures.size_bytes, s.figures.table_count,
-            s.figures.live_tuples, s.figures.dead_tuples, s.figures.bloat_bytes,
-            s.figures.seq_scans, s.figures.idx_scans, s.figures.cache_hit_ratio,
-            s.figures.last_vacuum, s.figures.last_analyze, s.figures.connections,
-            s.redis_bytes, s.redis_keys, s.redis_estimated,
+            s.figures.tenant_id,
+            s.figures.plan,
+            s.figures.size_bytes,
+            s.figures.table_count,
+            s.figures.live_tuples,
+            s.figures.dead_tuples,
+            s.figures.bloat_bytes,
+            s.figures.seq_scans,
+            s.figures.idx_scans,
+            s.figures.cache_hit_ratio,
+            s.figures.last_vacuum,
+            s.figures.last_analyze,
+            s.figures.connections,
+            s.redis_bytes,
+            s.redis_keys,
+            s.redis_estimated,
         )
         for s in snapshots
     ]

@@ -98,11 +98,13 @@ class PostgresTenantStore:
         )
         return version
 
-    async def set_status(self, conn: asyncpg.Connection, tenant_id: str, status: TenantStatus
-                         ) -> None:
+    async def set_status(
+        self, conn: asyncpg.Connection, tenant_id: str, status: TenantStatus
+    ) -> None:
         await conn.execute(
             f"UPDATE {self._tenants} SET status = $2, updated_at = now() WHERE tenant_id = $1",
-            tenant_id, status.value,
+            tenant_id,
+            status.value,
         )
 
     async def revoke_access(self, conn: asyncpg.Connection, tenant_id: str) -> int:
@@ -115,11 +117,14 @@ class PostgresTenantStore:
         role = role_name(tenant_id)
         if await self._is_member(conn, role):
             await conn.execute(f"REVOKE {quote_ident(role)} FROM {quote_ident(self._app_role)}")
-        return int(await conn.fetchval(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
-            role, schema_name(tenant_id),
-        ))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
+                role,
+                schema_name(tenant_id),
+            )
+        )
 
     async def grant_access(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         role = role_name(tenant_id)
@@ -127,16 +132,21 @@ class PostgresTenantStore:
             await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(self._app_role)}")
 
     async def _is_member(self, conn: asyncpg.Connection, role: str) -> bool:
-        return bool(await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_auth_members m"
-            " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles a ON a.oid = m.member"
-            " WHERE r.rolname = $1 AND a.rolname = $2)", role, self._app_role,
-        ))
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_auth_members m"
+                " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles a ON a.oid = m.member"
+                " WHERE r.rolname = $1 AND a.rolname = $2)",
+                role,
+                self._app_role,
+            )
+        )
 
     async def tables(self, conn: asyncpg.Connection, schema: str) -> list[str]:
         rows = await conn.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1", schema,
+            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
+            schema,
         )
         return [r["relname"] for r in rows]
 
@@ -163,7 +173,8 @@ class PostgresTenantStore:
         """The registry row stays (ids are never reused) but keeps nothing about the tenant."""
         await conn.execute(
             f"UPDATE {self._tenants} SET status = 'erased', plan = '', schema_version = 0,"
-            " updated_at = now() WHERE tenant_id = $1", tenant_id,
+            " updated_at = now() WHERE tenant_id = $1",
+            tenant_id,
         )
 
     async def _apply(
