@@ -108,6 +108,9 @@ class Settings(SchedulingSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     shutdown_grace_s: float = Field(default=20.0, gt=0)
+    startup_timeout_s: float = Field(default=60.0, gt=0)  # waiting for dependencies at start
+    readiness_timeout_s: float = Field(default=2.0, gt=0)  # per /readyz probe
+    lag_interval_s: float = Field(default=5.0, gt=0)  # consumer-lag gauge refresh
     source: str = "urn:tenant-service"
 
     @field_validator("plans", mode="before")

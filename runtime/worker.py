@@ -29,9 +29,6 @@ from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-STARTUP_TIMEOUT_S = 60.0
-
-
 def expand_roles(names: list[str]) -> list[str]:
     roles = list(ROLE_BUILDERS) if "all" in names else list(dict.fromkeys(names))
     unknown = [r for r in roles if r not in ROLE_BUILDERS]
@@ -42,16 +39,16 @@ def expand_roles(names: list[str]) -> list[str]:
     return roles
 
 
-async def _until_ready(what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+async def _until_ready(what: str, attempt: Callable[[], Awaitable[Any]], limit_s: float) -> Any:
     """Start-up waits for dependencies that are still coming up, with backoff, then gives up."""
     loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + STARTUP_TIMEOUT_S, 0.5
+    deadline, delay = loop.time() + limit_s, 0.5
     while True:
         try:
             return await attempt()
         except (TransientError, OSError, asyncpg.PostgresConnectionError) as e:
             if loop.time() > deadline:
-                raise SystemExit(f"{what} not reachable after {STARTUP_TIMEOUT_S:.0f}s: {e}") from e
+                raise SystemExit(f"{what} not reachable after {limit_s:.0f}s: {e}") from e
             log.warning("waiting_for_dependency", dependency=what, error=str(e))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -69,13 +66,13 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        self.pool = await _until_ready("postgres", lambda: create_pool(s))
+        self.pool = await _until_ready("postgres", lambda: create_pool(s), s.startup_timeout_s)
         self.closers.append(self.pool.close)
         async with self.pool.acquire() as conn:
             await ensure_control_schema(conn, s.control_schema, s.app_role)
-        await _until_ready("kafka", lambda: ensure_topics(s))
+        await _until_ready("kafka", lambda: ensure_topics(s), s.startup_timeout_s)
         self.publisher = KafkaEventPublisher(s)
-        await _until_ready("kafka producer", self.publisher.start)
+        await _until_ready("kafka producer", self.publisher.start, s.startup_timeout_s)
         self.closers.append(self.publisher.stop)
         self.redis = aioredis.from_url(s.redis_url.get_secret_value())
         self.closers.append(self.redis.aclose)
@@ -93,7 +90,7 @@ class Worker:
         await self.broker.start()
         self._tasks = [asyncio.create_task(b.run()) for b in self._background]
         subscribers = [(getattr(sub, "group_id", ""), sub) for sub in self.broker.subscribers]
-        self._lag_task = asyncio.create_task(watch_lag(subscribers, 5.0))
+        self._lag_task = asyncio.create_task(watch_lag(subscribers, s.lag_interval_s))
         self.http = HealthServer(
             s.http_host,
             s.http_port,
@@ -103,13 +100,14 @@ class Worker:
                 "redis": self._probe_redis,
                 "consumers": self._probe_circuits,
             },
+            timeout_s=s.readiness_timeout_s,
         )
         await self.http.start()
         self.closers.append(self.http.stop)
         log.info("worker_started", roles=self.roles)
 
     async def _probe_postgres(self) -> None:
-        async with self.pool.acquire(timeout=2) as conn:
+        async with self.pool.acquire(timeout=self.settings.readiness_timeout_s) as conn:
             await conn.fetchval("SELECT 1")
 
     async def _probe_kafka(self) -> None:
