@@ -55,6 +55,15 @@ class PostgresTenantKeys:
         self._table = f"{quote_ident(control_schema)}.tenant_keys"
         self._master = master_recipient
 
+    async def pin_master(self, conn: asyncpg.Connection) -> str | None:
+        """Pin our master recipient if none is; returns the pinned one when it differs."""
+        table = self._table.replace(".tenant_keys", ".backup_master")
+        await conn.execute(
+            f"INSERT INTO {table} (recipient) VALUES ($1) ON CONFLICT DO NOTHING", self._master
+        )
+        pinned = await conn.fetchval(f"SELECT recipient FROM {table}")
+        return None if pinned == self._master else str(pinned)
+
     async def recipient(self, conn: asyncpg.Connection, tenant_id: str) -> str:
         """The tenant's recipient, creating its key on first use (race-free via the PK)."""
         existing = await conn.fetchval(

@@ -1,8 +1,13 @@
 """Chooses the backup target adapter from settings."""
 
+import structlog
+
 from adapters.backup_targets.base import BackupTarget
 from adapters.backup_targets.local import LocalFolderTarget
+from domain.errors import TransientError
 from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 async def backup_target(settings: Settings) -> BackupTarget:
@@ -20,7 +25,10 @@ async def backup_target(settings: Settings) -> BackupTarget:
             part_size=settings.s3_part_bytes,
             create_bucket=settings.s3_create_bucket,
         )
-        await s3.start()
+        try:
+            await s3.start()
+        except TransientError as e:  # not reachable yet: the client is made again on first use
+            log.warning("backup_target_unreachable", target="s3", error=str(e))
         return s3
     if settings.backup_target == "sftp":
         from adapters.backup_targets.sftp import SftpBackupTarget

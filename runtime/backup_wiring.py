@@ -34,6 +34,13 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
     store = PostgresTenantStore(s.control_schema, s.app_role)
     jobs = PostgresBackupJobs(s.control_schema)
     keys = PostgresTenantKeys(s.control_schema, s.backup_master_recipient)
+    async with pool.acquire() as conn:
+        pinned = await keys.pin_master(conn)
+    if pinned is not None:
+        raise SettingsError(
+            "invalid settings:\n  TENANT_BACKUP_MASTER_RECIPIENT: differs from the master this"
+            f" database's tenant keys are wrapped to ({pinned[:16]}...)"
+        )
     target = await backup_target(s)
     dsn = s.pg_dsn.get_secret_value()
     taker = BackupTaker(

@@ -29,6 +29,7 @@ from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+
 def expand_roles(names: list[str]) -> list[str]:
     roles = list(ROLE_BUILDERS) if "all" in names else list(dict.fromkeys(names))
     unknown = [r for r in roles if r not in ROLE_BUILDERS]

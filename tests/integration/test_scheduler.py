@@ -7,7 +7,6 @@ takes over within the bound when the leader is SIGKILLed."""
 import asyncio
 import json
 import secrets
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -43,20 +42,9 @@ async def scheduled(pg: asyncpg.Connection) -> AsyncIterator[tuple[str, list[str
     await drop_tenants(pg, tenant_ids)
 
 
-@pytest.fixture(scope="module")
-def master_recipient(tmp_path_factory: pytest.TempPathFactory) -> str:
-    identity = tmp_path_factory.mktemp("age") / "master.key"
-    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
-    return next(
-        line.split(":", 1)[1].strip()
-        for line in identity.read_text().splitlines()
-        if line.startswith("# public key:")
-    )
-
-
 @pytest.fixture
 async def processes(
-    scheduled: tuple[str, list[str]], master_recipient: str, log_dir: Path,
+    scheduled: tuple[str, list[str]], log_dir: Path,
     tmp_path: Path, settings: Settings,
 ) -> AsyncIterator[tuple[list[WorkerProcess], WorkerProcess]]:
     plan, _ = scheduled
@@ -72,7 +60,6 @@ async def processes(
         for i in range(3)
     ]
     backup = WorkerProcess(["backup"], log_dir / "scheduler-backup.log", {
-        "TENANT_BACKUP_MASTER_RECIPIENT": master_recipient,
         "TENANT_BACKUP_TARGET": "local",
         "TENANT_BACKUP_LOCAL_DIR": str(tmp_path / "backups"),
     })

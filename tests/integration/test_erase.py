@@ -1,0 +1,138 @@
+"""Erase (GDPR off-boarding): everything of the tenant gone, its key destroyed, a tombstone left,
+idempotent; an optional archive readable with the operator key only; big schemas (issue 5)."""
+
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.kafka.producer import KafkaEventPublisher
+from contracts.events import TenantEraseRequested, TenantRequested
+from runtime.settings import Settings
+from tests.integration.conftest import TenantIds
+from tests.support import backups as bk
+from tests.support.kafka import ResultLog
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tenants: TenantIds,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
+    """Our backup worker (it runs erase jobs), dropping tables 50 per transaction."""
+    mine = len(tenants.ids)
+    where = tmp_path_factory.mktemp("erase")
+    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        await pool.start("eraser", {"TENANT_BACKUP_LOCAL_DIR": str(where),
+                                    "TENANT_ERASE_DROP_BATCH": "50"})
+        yield where
+    await bk.forget_backups(pg, tenants.ids[mine:])
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(settings.redis_url.get_secret_value())
+    yield client
+    await client.aclose()
+
+
+async def test_erase_removes_everything_and_shreds_earlier_backups(
+    folder: Path, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds, redis: aioredis.Redis, tmp_path: Path,
+) -> None:
+    tenant_id = tenants.new()
+    await bk.provision(publisher, results, tenant_id)
+    await bk.add_users(pg, tenant_id, ["gone"])
+    earlier = await bk.backup(publisher, results, tenant_id)
+    assert earlier.type == "BackupCompleted", earlier.data
+    bk.skip_if_foreign(earlier.data["uri"], folder.as_uri())
+    artifact = bk.local_path(earlier.data["uri"])
+    copy = Path(shutil.copy(artifact, tmp_path / "offsite.dump.zst.age"))
+    await redis.set(f"tenant:{tenant_id}:session", "x")
+    await redis.set(f"tenant:{tenant_id}:metrics", "y")
+    other = f"tenant:{tenant_id}x:keep"  # a different tenant's key with the same prefix
+    await redis.set(other, "z")
+    pending = f"b-pending-{secrets.token_hex(6)}"
+    await pg.execute(
+        "INSERT INTO tenant_service.backup_jobs (job_id, kind, tenant_id, cause_id,"
+        " correlation_id, not_before) VALUES ($1, 'backup', $2, $1, $1, now() + interval '1 hour')",
+        pending, tenant_id)
+
+    erased = await bk.ask(publisher, results, TenantEraseRequested(tenant_id=tenant_id), 90)
+
+    try:
+        assert erased.type == "TenantErased", erased.data
+        assert erased.data["archive_backup_id"] is None
+        assert {"schema", "role", "backup_key", "redis_keys:2", "backups:1"} <= set(
+            erased.data["erased"])
+        assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                                     f"tenant_{tenant_id}")
+        assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
+                                     f"tenant_{tenant_id}")
+        assert await bk.wrapped_identity(pg, tenant_id) is None
+        assert await bk.catalog(pg, tenant_id) == []
+        assert not artifact.exists()
+        assert await redis.keys(f"tenant:{tenant_id}:*") == []
+        assert await redis.get(other) == b"z"
+        row = await pg.fetchrow("SELECT * FROM tenant_service.tenants WHERE tenant_id = $1",
+                                tenant_id)
+        assert (row["status"], row["plan"]) == ("erased", "")
+        assert await pg.fetchval("SELECT status FROM tenant_service.backup_jobs WHERE job_id = $1",
+                                 pending) == "failed"
+        # The copy that left the building: only the tenant's key could open it, and it is gone.
+        master_try = bk.stock_restore_list(copy, bk.MASTER_KEY)
+        operator_try = bk.stock_restore_list(copy, bk.OPERATOR_KEY)
+        assert master_try.returncode != 0 and operator_try.returncode != 0
+    finally:
+        await redis.delete(other)
+
+    again = await bk.ask(publisher, results, TenantEraseRequested(tenant_id=tenant_id))
+    assert again.type == "TenantErased"
+    reused = await bk.ask(publisher, results, TenantRequested(tenant_id=tenant_id, plan="free"))
+    assert reused.type == "TenantProvisioningFailed" and reused.data["reason"] == "conflict"
+
+
+async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
+    folder: Path, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds,
+) -> None:
+    tenant_id = tenants.new()
+    await bk.provision(publisher, results, tenant_id)
+    await bk.add_users(pg, tenant_id, ["archived"])
+
+    erased = await bk.ask(publisher, results,
+                          TenantEraseRequested(tenant_id=tenant_id, archive=True), 90)
+
+    assert erased.type == "TenantErased", erased.data
+    archive_id = erased.data["archive_backup_id"]
+    assert archive_id and "archived" in erased.data["erased"]
+    (row,) = await bk.catalog(pg, tenant_id)
+    assert row["backup_id"] == archive_id
+    bk.skip_if_foreign(row["uri"], folder.as_uri())
+    listing = bk.stock_restore_list(bk.local_path(row["uri"]), bk.OPERATOR_KEY)
+    assert listing.returncode == 0, listing.stderr
+    assert f"TABLE tenant_{tenant_id} users " in listing.stdout
+    assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                                 f"tenant_{tenant_id}")
+
+
+async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
+    folder: Path, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds,
+) -> None:
+    tenant_id = tenants.new()
+    schema = f'"tenant_{tenant_id}"'
+    await bk.provision(publisher, results, tenant_id)
+    await pg.execute("".join(
+        f"CREATE TABLE {schema}.extra_{i} (id int PRIMARY KEY, ref uuid REFERENCES {schema}.users);"
+        for i in range(300)))
+
+    erased = await bk.ask(publisher, results, TenantEraseRequested(tenant_id=tenant_id), 120)
+
+    assert erased.type == "TenantErased", erased.data
+    assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                                 f"tenant_{tenant_id}")

@@ -1,0 +1,191 @@
+"""Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts
+(issue 5). The provisioner group is the session worker's."""
+
+import io
+import secrets
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+import pytest
+from rich.console import Console
+
+from adapters.kafka.producer import KafkaEventPublisher
+from adapters.migration_files import load_migrations
+from adapters.postgres.tenant_store import PostgresTenantStore
+from contracts.events import TenantMigrationDue
+from migrations import TENANT_DIR
+from runtime.settings import Settings
+from tenantctl.lifecycle_ops import rollout
+from tests.integration.conftest import TenantIds
+from tests.support import backups as bk
+from tests.support.kafka import ResultLog
+from tests.support.postgres import drop_tenants
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.stack
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+async def at_version_1(pg: asyncpg.Connection, tenants: TenantIds,
+                       ) -> AsyncIterator[list[str]]:
+    """Creates tenants at template version 1 (registry version 1) on demand, in order; drops
+    them after the test, so one left below version 2 never joins the next test's rollout."""
+    made: list[str] = []
+    yield made
+    await drop_tenants(pg, made)
+    await pg.execute(
+        "DELETE FROM tenant_service.migration_rollouts WHERE rollout_id LIKE 'test-%'")
+
+
+async def _make(pg: asyncpg.Connection, tenants: TenantIds, made: list[str], n: int) -> list[str]:
+    first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
+    store = PostgresTenantStore("tenant_service", "tenant_app")
+    new = [tenants.new() for _ in range(n)]
+    for tenant_id in new:  # one by one: the rollout orders tenants by created_at
+        async with pg.transaction():
+            await store.create(pg, tenant_id, "free", first)
+    made += new
+    return new
+
+
+async def _alone(pg: asyncpg.Connection, mine: Sequence[str]) -> None:
+    """A rollout takes every tenant below the target: other suites' tenants would join ours."""
+    async def none_foreign() -> bool:
+        return not await pg.fetchval(
+            "SELECT count(*) FROM tenant_service.tenants WHERE status <> 'erased'"
+            " AND schema_version < 2 AND NOT tenant_id = ANY($1::text[])", list(mine))
+
+    try:
+        await wait_until(none_foreign, 30, what="no foreign tenant below version 2", interval=1)
+    except AssertionError:
+        pytest.skip("tenants of other suites are below version 2 and would join the rollout")
+
+
+async def _version(pg: asyncpg.Connection, tenant_id: str) -> int:
+    return int(await pg.fetchval(
+        "SELECT schema_version FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id))
+
+
+async def _has_tags(pg: asyncpg.Connection, tenant_id: str) -> bool:
+    return bool(await pg.fetchval(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = $1"
+        " AND table_name = 'documents' AND column_name = 'tags' AND data_type = 'ARRAY'",
+        f"tenant_{tenant_id}"))
+
+
+async def _break(pg: asyncpg.Connection, tenant_id: str) -> None:
+    """A conflicting column of another type: migration 0002's ADD COLUMN tags fails."""
+    await pg.execute(f'ALTER TABLE "tenant_{tenant_id}".documents ADD COLUMN tags integer')
+
+
+def _quiet() -> Console:
+    return Console(file=io.StringIO())
+
+
+async def test_canary_rollout_migrates_every_tenant_and_a_rerun_is_a_noop(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    results: ResultLog,
+) -> None:
+    mine = await _make(pg, tenants, at_version_1, 3)
+    await _alone(pg, mine)
+
+    summary = await rollout(settings, _quiet(), None, 1, 0, TIMEOUT_S)
+
+    assert summary["target"] == 2 and summary["tenants"] == 3, summary
+    assert (summary["migrated"], summary["failed"]) == (3, 0) and "halted" not in summary
+    for tenant_id in mine:
+        assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+    migrated = [e for e in results.seen if e.type == "TenantMigrated"
+                and e.data["rollout_id"] == summary["rollout_id"]]
+    assert sorted(e.subject for e in migrated) == sorted(mine)
+    assert all((e.data["from_version"], e.data["to_version"]) == (1, 2) for e in migrated)
+    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+                             " WHERE rollout_id = $1", summary["rollout_id"]) == "done"
+
+    again = await rollout(settings, _quiet(), None, 1, 0, TIMEOUT_S)
+
+    assert again["tenants"] == 0 and again["migrated"] == 0
+    assert not await pg.fetchval("SELECT 1 FROM tenant_service.migration_rollouts"
+                                 " WHERE rollout_id = $1", again["rollout_id"])
+
+
+async def test_a_failing_tenant_does_not_stop_the_others(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    results: ResultLog,
+) -> None:
+    bad, *good = await _make(pg, tenants, at_version_1, 3)
+    await _break(pg, bad)
+    await _alone(pg, [bad, *good])
+
+    summary = await rollout(settings, _quiet(), None, 0, 1, TIMEOUT_S)
+
+    assert (summary["migrated"], summary["failed"]) == (2, 1) and "halted" not in summary
+    assert summary["failures"] == {bad: "migration_error"}
+    assert await _version(pg, bad) == 1
+    for tenant_id in good:
+        assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+
+
+async def test_failed_canaries_halt_the_rollout_and_the_rest_stay_put(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    results: ResultLog,
+) -> None:
+    bad = await _make(pg, tenants, at_version_1, 2)  # created first: they are the canaries
+    queued = await _make(pg, tenants, at_version_1, 2)
+    for tenant_id in bad:
+        await _break(pg, tenant_id)
+    await _alone(pg, [*bad, *queued])
+
+    summary = await rollout(settings, _quiet(), None, 2, 0, TIMEOUT_S)
+
+    assert summary["halted"] == "canary failed" and summary["failed"] >= 1, summary
+    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+                             " WHERE rollout_id = $1", summary["rollout_id"]) == "halted"
+    for tenant_id in [*bad, *queued]:
+        assert await _version(pg, tenant_id) == 1
+    # A TenantMigrationDue of the halted rollout arriving now is answered without any work.
+    late = await bk.ask(bk_publisher := await _publisher(settings), results, TenantMigrationDue(
+        tenant_id=queued[0], target_version=2, rollout_id=summary["rollout_id"]))
+    await bk_publisher.stop()
+    assert late.type == "TenantMigrationFailed" and late.data["reason"] == "rollout_halted"
+    assert await _version(pg, queued[0]) == 1
+
+
+async def _publisher(settings: Settings) -> KafkaEventPublisher:
+    publisher = KafkaEventPublisher(settings, client_id=f"tests-{secrets.token_hex(3)}")
+    await publisher.start()
+    return publisher
+
+
+async def test_lock_timeout_is_retried_until_the_lock_is_released(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    publisher: KafkaEventPublisher, results: ResultLog,
+) -> None:
+    (tenant_id,) = await _make(pg, tenants, at_version_1, 1)
+    table = f'"tenant_{tenant_id}".documents'
+    holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        await holder.execute(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        due = await bk.send(publisher, bk.envelope(TenantMigrationDue(
+            tenant_id=tenant_id, target_version=2, rollout_id=f"test-{secrets.token_hex(4)}")))
+        waiters: set[str] = set()
+
+        async def two_attempts() -> bool:
+            rows = await pg.fetch(
+                "SELECT virtualtransaction FROM pg_locks WHERE relation = $1::regclass"
+                " AND NOT granted", table)
+            waiters.update(r["virtualtransaction"] for r in rows)
+            return len(waiters) >= 2  # a lock wait timed out and a new transaction tried again
+
+        await wait_until(two_attempts, 30, what="a retried migration", interval=0.1)
+        assert not results.caused_by(due.id)
+        assert await _version(pg, tenant_id) == 1
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+
+    result = await results.first(due.id, 60)
+
+    assert result.type == "TenantMigrated", result.data
+    assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)

@@ -1,0 +1,175 @@
+"""Isolation between tenants, the app role's reach, RLS, suspended tenants, and injection strings
+in every string field of every lifecycle and backup event (issue 5)."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from adapters.kafka.producer import KafkaEventPublisher
+from contracts import topics
+from contracts.envelope import Envelope
+from contracts.events import (
+    BackupDue,
+    Event,
+    RestoreRequested,
+    TenantDeactivated,
+    TenantEraseRequested,
+    TenantMigrationDue,
+    TenantReactivated,
+    TenantRequested,
+)
+from runtime.settings import Settings
+from tests.integration.conftest import TenantIds
+from tests.support import backups as bk
+from tests.support.kafka import ResultLog, TopicTail
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.stack
+
+INJECTIONS = [
+    'x"; DROP SCHEMA public CASCADE;--',
+    "'; DROP TABLE tenant_service.tenants;--",
+    "$$; DROP TABLE tenant_service.outbox; $$",
+    "租户_ünï'cødé\"🙂",
+]
+
+
+@pytest.fixture(scope="module")
+async def backup_worker(settings: Settings, log_dir: Path, pg: asyncpg.Connection,
+                        tenants: TenantIds, tmp_path_factory: pytest.TempPathFactory
+                        ) -> AsyncIterator[None]:
+    """A member of tenant-backup, so backup events get answered (any member will do)."""
+    mine = len(tenants.ids)
+    async with bk.backup_workers(settings, log_dir) as pool:
+        await pool.start("security", {
+            "TENANT_BACKUP_LOCAL_DIR": str(tmp_path_factory.mktemp("security"))})
+        yield
+    await bk.forget_backups(pg, tenants.ids[mine:])
+
+
+async def _two(publisher: KafkaEventPublisher, results: ResultLog, tenants: TenantIds
+               ) -> tuple[str, str]:
+    a, b = tenants.new(), tenants.new()
+    await bk.provision(publisher, results, a)
+    await bk.provision(publisher, results, b)
+    return a, b
+
+
+async def test_a_tenant_role_cannot_touch_another_tenants_schema(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    a, b = await _two(publisher, results, tenants)
+    await bk.add_users(pg, b, ["secret"])
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await bk.as_tenant(pg, a, f'SELECT * FROM "tenant_{b}".users')
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await bk.as_tenant(pg, a, f"INSERT INTO \"tenant_{b}\".users (email) VALUES ('x@y.z')")
+    assert await bk.user_names(pg, b) == ["secret"]
+
+
+async def test_the_app_role_without_set_role_sees_no_tenant_data(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    a, _ = await _two(publisher, results, tenants)
+    await bk.add_users(pg, a, ["hidden"])
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with pg.transaction():
+            await pg.execute("SET LOCAL ROLE tenant_app")
+            await pg.fetch(f'SELECT * FROM "tenant_{a}".users')
+
+
+async def test_rls_hides_rows_even_from_a_role_granted_the_table(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    a, b = await _two(publisher, results, tenants)
+    await bk.add_users(pg, a, ["mine"])
+    await pg.execute(f'GRANT USAGE ON SCHEMA "tenant_{a}" TO "tenant_{b}";'
+                     f' GRANT SELECT ON "tenant_{a}".users TO "tenant_{b}"')
+    try:
+        leaked = await bk.as_tenant(pg, b, f'SELECT * FROM "tenant_{a}".users')
+    finally:
+        await pg.execute(f'REVOKE ALL ON "tenant_{a}".users FROM "tenant_{b}";'
+                         f' REVOKE ALL ON SCHEMA "tenant_{a}" FROM "tenant_{b}"')
+
+    assert leaked == []
+    assert len(await bk.as_tenant(pg, a, f'SELECT * FROM "tenant_{a}".users')) == 1
+
+
+async def test_a_suspended_tenant_is_unreachable_through_the_app_role(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    a, _ = await _two(publisher, results, tenants)
+    suspended = await bk.ask(publisher, results, TenantDeactivated(tenant_id=a))
+    assert suspended.type == "TenantSuspended"
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with pg.transaction():
+            await pg.execute("SET LOCAL ROLE tenant_app")
+            await pg.execute(f'SET LOCAL ROLE "tenant_{a}"')
+
+
+def _injected(victim: str) -> list[Event]:
+    events: list[Event] = []
+    for s in INJECTIONS:
+        events += [
+            TenantRequested(tenant_id=s, plan="free"),
+            TenantRequested(tenant_id=victim, plan=s),
+            TenantRequested(tenant_id=victim, plan="free", display_name=s),
+            TenantDeactivated(tenant_id=s),
+            TenantDeactivated(tenant_id=victim, reason=s),
+            TenantReactivated(tenant_id=s),
+            TenantEraseRequested(tenant_id=s),
+            TenantMigrationDue(tenant_id=s, target_version=2, rollout_id="r"),
+            TenantMigrationDue(tenant_id=victim, target_version=2, rollout_id=s),
+            BackupDue(tenant_id=s),
+            RestoreRequested(tenant_id=s),
+            RestoreRequested(tenant_id=victim, backup_id=s),
+        ]
+    return events
+
+
+async def _control_snapshot(pg: asyncpg.Connection) -> list[tuple[str, str]]:
+    rows = await pg.fetch(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname IN ('public', 'tenant_service', 'extensions') AND c.relkind = 'r'"
+        " ORDER BY 1, 2")
+    return [(r[0], r[1]) for r in rows]
+
+
+async def test_injection_strings_in_every_field_change_nothing(
+    backup_worker: None, publisher: KafkaEventPublisher, results: ResultLog,
+    pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+) -> None:
+    victim = tenants.new()
+    for s in INJECTIONS:
+        tenants.track(s)
+    await bk.provision(publisher, results, victim)
+    await bk.add_users(pg, victim, ["survivor"])
+    before = await _control_snapshot(pg)
+
+    async with TopicTail(settings, topics.DLQ) as dlq:
+        sent: list[Envelope] = [await bk.send(publisher, bk.envelope(e))
+                                for e in _injected(victim)]
+
+        def answered() -> dict[str, str] | None:
+            dead = {dict(r.headers).get("ce_id", b"").decode(): "dead_letter"
+                    for r in dlq.records}
+            outcome = {e.id: ([r.type for r in results.caused_by(e.id)] or [dead.get(e.id, "")])[0]
+                       for e in sent}
+            return outcome if all(outcome.values()) else None
+
+        outcomes = await wait_until(answered, 90, what="every injected event answered")
+
+    for env in sent:
+        kind = outcomes[env.id]
+        harmless = kind == "dead_letter" or kind.endswith("Failed") or env.subject == victim
+        assert harmless, (env.type, env.data, kind)
+    assert await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")
+    assert await _control_snapshot(pg) == before
+    assert await bk.user_names(pg, victim) == ["survivor"]
+    for s in INJECTIONS:
+        assert not await pg.fetchval("SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1", s)
