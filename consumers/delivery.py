@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from consumers.offsets import DurableOffsets
 from contracts.codec import Decoded, InvalidMessage, decode
 from contracts.events import Event
 from domain.circuit_breaker import CircuitBreaker
@@ -32,11 +33,12 @@ HANDLER_ERROR = "handler_error"
 
 
 class AckableMessage(Protocol):
-    """The part of FastStream's KafkaAckableMessage we use (ack = commit, nack = seek back)."""
+    """The part of FastStream's KafkaAckableMessage we use: its consumer (to commit this record's
+    offset explicitly) and nack (seek back to it)."""
 
     raw_message: Any
+    consumer: Any  # the aiokafka consumer that fetched it
 
-    async def ack(self) -> None: ...
     async def nack(self) -> None: ...
 
 
@@ -77,6 +79,7 @@ class Delivery:
         retry: RetryPolicy,
         max_message_bytes: int,
         breaker: CircuitBreaker | None = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.group = group
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
@@ -86,6 +89,7 @@ class Delivery:
         # Shared by every record of the group: while a dependency is down, the consumer waits
         # out the breaker instead of hammering it with each record's retries.
         self.breaker = breaker or CircuitBreaker(retry.attempts, retry.max_delay_s)
+        self.offsets = DurableOffsets(commit_interval_s)
         # Unexpected errors per record, in this process: a bug must not loop forever.
         self._failures: dict[tuple[str, int, int], int] = {}
 
@@ -191,7 +195,9 @@ class Delivery:
         await self._commit(msg)
 
     async def _commit(self, msg: AckableMessage) -> None:
-        try:
-            await msg.ack()
-        except Exception as e:  # e.g. CommitFailedError after a rebalance: the inbox absorbs it
-            log.warning("commit_failed", error=repr(e))
+        record = msg.raw_message
+        await self.offsets.mark(msg.consumer, record.topic, record.partition, record.offset)
+
+    async def stop(self) -> None:
+        """Commit every handled offset now; from here on each handled record commits at once."""
+        await self.offsets.stop()

@@ -23,6 +23,7 @@ def register(
         dead_letters=dead_letters,
         retry=RetryPolicy.from_settings(settings),
         max_message_bytes=settings.max_message_bytes,
+        commit_interval_s=settings.kafka_commit_interval_ms / 1000,
     )
     subscribe(
         broker,

@@ -9,6 +9,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from consumers.delivery import Delivery
+from consumers.offsets import FlushOnRevoke
 from runtime.settings import Settings
 
 
@@ -22,6 +23,8 @@ async def keep_binary_headers(
         record,
         headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers or ()],
     )
+    if hasattr(record, "consumer"):  # set by FastStream per sub-consumer: acks go through it
+        safe.consumer = record.consumer
     message = await original(safe)
     message.raw_message = record
     return message
@@ -45,6 +48,10 @@ def subscribe(
         group_id=delivery.group,
         # MANUAL: Delivery commits after the effect is durable, or seeks back (see delivery.py).
         ack_policy=AckPolicy.MANUAL,
+        # N consumers of the group in this process, each owning whole partitions: partitions
+        # are processed in parallel, each one strictly in order.
+        max_workers=settings.consumer_concurrency,
+        listener=FlushOnRevoke(delivery.offsets),
         auto_offset_reset="earliest",
         parser=keep_binary_headers,
         decoder=raw_body,

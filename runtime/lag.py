@@ -14,18 +14,24 @@ async def watch_lag(subscribers: list[tuple[str, Any]], interval_s: float) -> No
     """``subscribers`` are (group, FastStream subscriber) pairs; runs until cancelled."""
     while True:
         for group, subscriber in subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            try:
-                for tp in consumer.assignment():
-                    highwater = consumer.highwater(tp)
-                    committed = await consumer.committed(tp)
-                    if highwater is None:
-                        continue
-                    metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(
-                        max(0, highwater - (committed or 0))
-                    )
-            except Exception as e:  # a rebalance in progress; next round will do
-                log.debug("lag_unavailable", error=repr(e))
+            # One consumer, or (max_workers > 1) a subgroup of them sharing the partitions.
+            consumers = getattr(subscriber, "consumer_subgroup", None) or [
+                c for c in [getattr(subscriber, "consumer", None)] if c is not None
+            ]
+            for consumer in consumers:
+                await _record_lag(group, consumer)
         await asyncio.sleep(interval_s)
+
+
+async def _record_lag(group: str, consumer: Any) -> None:
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            committed = await consumer.committed(tp)
+            if highwater is None:
+                continue
+            metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(
+                max(0, highwater - (committed or 0))
+            )
+    except Exception as e:  # a rebalance in progress; next round will do
+        log.debug("lag_unavailable", error=repr(e))

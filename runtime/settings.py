@@ -29,11 +29,15 @@ class Settings(SchedulingSettings):
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500)
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # Consumers per group in one process (each owns whole partitions, order kept per partition).
+    consumer_concurrency: int = Field(default=3, ge=1, le=64)
+    # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.
+    kafka_commit_interval_ms: int = Field(default=100, ge=0, le=10_000)
 
     # PostgreSQL: the DSN carries the password, so it has no default.
     pg_dsn: SecretStr
     pg_pool_min: int = Field(default=1, ge=0)
-    pg_pool_max: int = Field(default=5, ge=1, le=200)
+    pg_pool_max: int = Field(default=10, ge=1, le=200)
     pg_statement_timeout_ms: int = Field(default=30_000, ge=100)
     pg_lock_timeout_ms: int = Field(default=5_000, ge=100)
     control_schema: str = Field(default="tenant_service", pattern=r"^[a-z_][a-z0-9_]{0,62}$")

@@ -85,6 +85,9 @@ class Worker:
             # FastStream installs its own plain-text handler on "faststream"; ours is JSON.
             logger=logging.getLogger("tenant_service.faststream"),
             request_timeout_ms=s.kafka_request_timeout_ms,
+            # FastStream's per-message "Received"/"Processed" lines at DEBUG: Delivery logs each
+            # record once, with its ids, at INFO.
+            log_level=logging.DEBUG,
         )
         for role in self.roles:
             self._background += await ROLE_BUILDERS[role](self)
@@ -136,6 +139,8 @@ class Worker:
         absorbs whatever did commit.
         """
         log.info("worker_stopping")
+        for delivery in self.deliveries:
+            await delivery.stop()  # handled offsets committed; later ones commit at once
         if hasattr(self, "broker"):
             await self.broker.stop()  # waits up to graceful_timeout for handlers in flight
         for background in self._background:

@@ -36,7 +36,13 @@ async def second_provisioner(
 
     async def joined() -> bool:
         state, members = await group_members(settings, topics.PROVISIONER_GROUP)
-        return state == "Stable" and len(members) > len(before) and all(members)
+        # Each process runs TENANT_CONSUMER_CONCURRENCY members; with more members than
+        # partitions some stay idle, so look for a settled group that grew, all partitions owned.
+        return (
+            state == "Stable"
+            and len(members) > len(before)
+            and sum(members) == settings.kafka_partitions
+        )
 
     await wait_until(joined, 60, what="second provisioner assigned partitions", interval=0.5)
     yield worker
