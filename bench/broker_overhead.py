@@ -1,0 +1,89 @@
+"""Broker overhead: a no-op round trip at a fixed offered load.
+
+TenantRequested for tenants that already exist with the same plan: consume -> inbox row ->
+registry read -> outbox row -> relay -> TenantProvisioned seen on tenants.events; no DDL.
+Offered load ``rate`` events/s for BENCH_BROKER_SECONDS (10); one provisioner+relay process.
+The ratio is achieved / offered.
+"""
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+
+import asyncpg
+
+from bench import common, tenants
+from bench.common import Row, percentile
+from bench.workers import Results, Workers, publisher, record
+from contracts import codec, topics
+from contracts.events import TenantRequested
+
+
+def _seconds() -> float:
+    return float(os.environ.get("BENCH_BROKER_SECONDS", "10"))
+
+TICK = 0.05  # publish every 50 ms
+TENANTS = 24
+
+
+async def _round(settings, ids: list[str], rate: float) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    total = int(rate * _seconds())
+    per_tick = max(1, round(rate * TICK))
+    envs = [codec.envelope_for(TenantRequested(tenant_id=ids[i % len(ids)], plan="free"),
+                               source="urn:bench") for i in range(total)]
+    sent: dict[str, float] = {}
+    pub = await publisher(settings)
+    try:
+        async with Results(settings) as results:
+            start = time.perf_counter()
+            for n, i in enumerate(range(0, total, per_tick)):
+                await asyncio.sleep(max(0.0, start + n * TICK - time.perf_counter()))
+                batch = envs[i:i + per_tick]
+                now = time.perf_counter()
+                sent.update((e.id, now) for e in batch)
+                await pub.publish_many([record(topics.LIFECYCLE, e) for e in batch])
+            seen = await results.wait_for(sent, timeout=300 + total / 10)
+    finally:
+        await pub.stop()
+    done = max(t for t, _ in seen.values())
+    return total / (done - start), [seen[i][0] - sent[i] for i in sent]
+
+
+async def run(rate: int) -> list[Row]:
+    settings = common.settings()
+    await tenants.ensure_control(settings)
+    ids = common.tenant_ids(TENANTS, "o")
+    await tenants.create_parallel(settings, ids, tenants.latest_steps())
+    achieved: list[float] = []
+    lat: list[list[float]] = []
+    try:
+        async with Workers(settings, 1):
+            await _round(settings, ids, 20 / _seconds())  # warm-up
+            for rep in range(common.REPS):
+                got, latencies = await _round(settings, ids, rate)
+                achieved.append(got)
+                lat.append(latencies)
+                print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
+                      f" p50 {percentile(latencies, 50):.2f}s p99 {percentile(latencies, 99):.2f}s",
+                      flush=True)
+    finally:
+        conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+        try:
+            await common.drop_tenants(conn, ids)
+        finally:
+            await conn.close()
+    flat = [x for rep in lat for x in rep]
+    return [Row(
+        "broker overhead", f"{rate}/s offered × {_seconds():g}s", "events/s achieved", achieved,
+        [float(rate)] * len(achieved), "offered load", goal="keeps up with offered load",
+        met=statistics.median(achieved) >= 0.95 * rate,
+        notes=f"no-op TenantRequested; latency p50 {percentile(flat, 50):.2f}s"
+              f" p95 {percentile(flat, 95):.2f}s p99 {percentile(flat, 99):.2f}s",
+    )]
+
+
+if __name__ == "__main__":
+    common.save("broker_overhead",
+                asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)))

@@ -1,0 +1,184 @@
+"""Worker subprocesses (``tenantctl run <roles>`` in the run's namespace) and result watching."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from adapters.kafka.event_reader import EventReader
+from adapters.kafka.producer import KafkaEventPublisher
+from bench import isolation
+from bench.common import REPO, RESULTS
+from contracts import codec, topics
+from contracts.envelope import Envelope
+from runtime.settings import Settings
+
+LOGS = RESULTS / "logs"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Worker:
+    """``python -m bench.worker <roles>``: tenantctl's own ``run`` after bench.isolation."""
+
+    def __init__(self, roles: Sequence[str], name: str) -> None:
+        self.roles, self.port = list(roles), _free_port()
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{name}.log"
+        env = {**os.environ, **isolation.env(), "TENANT_HTTP_PORT": str(self.port)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", *self.roles], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"),
+        )
+
+    async def ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.roles} exited; see {self.log_path}")
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await reader.read(64)
+                writer.close()
+                if b" 200 " in head:
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"worker {self.roles} not ready in {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Workers:
+    """One ``provisioner relay`` (exactly one relay) plus ``extra`` provisioner-only processes."""
+
+    def __init__(self, settings: Settings, provisioners: int,
+                 first: Iterable[str] = ("provisioner", "relay"), group: str | None = None) -> None:
+        self.settings, self.count = settings, provisioners
+        self.first = list(first)
+        self.group = group or topics.PROVISIONER_GROUP
+        self.procs: list[Worker] = []
+
+    async def __aenter__(self) -> "Workers":
+        stamp = time.strftime("%H%M%S")
+        self.procs.append(Worker(self.first, f"{stamp}-w0"))
+        for i in range(1, self.count):
+            self.procs.append(Worker(["provisioner"], f"{stamp}-w{i}"))
+        try:
+            await asyncio.gather(*(p.ready() for p in self.procs))
+            # every process runs TENANT_CONSUMER_CONCURRENCY members of the group
+            await group_settled(self.settings, self.group,
+                                self.count * self.settings.consumer_concurrency)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self.procs]
+
+
+async def group_settled(settings: Settings, group: str, members: int, timeout: float = 60) -> None:
+    """Wait until the group is Stable with ``members`` members, so no rebalance hits the run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (response,) = await admin.describe_consumer_groups([group])
+            g = response.to_object()["groups"][0]
+            if g["state"] == "Stable" and len(g["members"]) == members:
+                return
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"group {group} did not settle with {members} members")
+    finally:
+        await admin.close()
+
+
+class Results:
+    """Every event on tenants.events from entry on, with the perf_counter time it was seen."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._reader = EventReader(settings)
+        self.seen: dict[str, tuple[float, Envelope]] = {}  # by causation id
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> "Results":
+        await self._reader.__aenter__()
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._reader.__aexit__(et, e, tb)
+
+    async def _pump(self) -> None:
+        async for env in self._reader:
+            if env.causationid and env.causationid not in self.seen:
+                self.seen[env.causationid] = (time.perf_counter(), env)
+                self._changed.set()
+
+    async def wait_for(self, ids: Iterable[str], timeout: float) -> dict[str, tuple[float, Envelope]]:
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.seen.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = len(wanted - self.seen.keys())
+                raise RuntimeError(f"{missing} of {len(wanted)} results missing after {timeout}s")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+        return {i: self.seen[i] for i in wanted}
+
+
+def record(topic: str, envelope: Envelope) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    headers = [(k, v.encode()) for k, v in codec.headers_for(envelope).items()]
+    return topic, topics.partition_key(envelope.subject), codec.encode(envelope), headers
+
+
+async def publisher(settings: Settings) -> KafkaEventPublisher:
+    pub = KafkaEventPublisher(settings, client_id="bench")
+    await pub.start()
+    return pub
+
+
+def log_dir() -> Path:
+    return LOGS
