@@ -17,7 +17,18 @@ from adapters.age_keys import IdentityPipe
 from adapters.processes import StderrTail
 from domain.errors import PermanentError, TransientError
 
-_TRANSIENT_HINTS = ("could not connect", "connection", "timeout", "terminating", "shutting down")
+_TRANSIENT_HINTS = (
+    "could not connect",
+    "connection",
+    "timeout",
+    "terminating",
+    "shutting down",
+    "starting up",
+    "server closed",
+    "could not receive",
+    "not accepting",
+    "recovery mode",
+)
 
 
 def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:

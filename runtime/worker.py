@@ -19,7 +19,6 @@ from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
 from consumers.delivery import Delivery
-from contracts import topics
 from domain.circuit_breaker import CircuitState
 from domain.errors import TransientError
 from runtime.http import HealthServer
@@ -64,6 +63,7 @@ class Worker:
         self._background: list[Background] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        self.failed = False
 
     async def start(self) -> None:
         s = self.settings
@@ -93,6 +93,8 @@ class Worker:
             self._background += await ROLE_BUILDERS[role](self)
         await self.broker.start()
         self._tasks = [asyncio.create_task(b.run()) for b in self._background]
+        for task in self._tasks:
+            task.add_done_callback(self._background_ended)
         subscribers = [(getattr(sub, "group_id", ""), sub) for sub in self.broker.subscribers]
         self._lag_task = asyncio.create_task(watch_lag(subscribers, s.lag_interval_s))
         self.http = HealthServer(
@@ -115,7 +117,7 @@ class Worker:
             await conn.fetchval("SELECT 1")
 
     async def _probe_kafka(self) -> None:
-        await self.publisher.partitions_for(topics.EVENTS)
+        await self.publisher.ping()
 
     async def _probe_redis(self) -> None:
         await self.redis.ping()
@@ -128,6 +130,15 @@ class Worker:
 
     def request_stop(self) -> None:
         self._stopped.set()
+
+    def _background_ended(self, task: "asyncio.Task[None]") -> None:
+        """A loop that ends while we are not stopping is a bug: stop the process with status 1
+        so its supervisor restarts it, rather than run on without backups or a relay."""
+        if self._stopped.is_set() or task.cancelled():
+            return
+        log.error("background_task_died", error=repr(task.exception()))
+        self.failed = True
+        self.request_stop()
 
     async def wait(self) -> None:
         await self._stopped.wait()
@@ -168,3 +179,5 @@ async def run_worker(settings: Settings, roles: list[str]) -> None:
         await worker.wait()
     finally:
         await worker.stop()
+    if worker.failed:
+        raise SystemExit(1)

@@ -62,17 +62,19 @@ class JobRunner:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
+            job = None
             try:
                 job = await self._jobs.claim(self._pool, self.owner, self._kinds, self._lease)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("job_claim_failed", error=str(e))
-                job = None
-            if job is None:
+                if job is not None:
+                    await self.run_job(job)
+                    continue
                 await self._housekeeping()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
-                continue
-            await self.run_job(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # e.g. PostgreSQL restarting: the lease lapses, we go on
+                log.warning("job_runner_interrupted", error=repr(e), job_id=job and job.job_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._poll)
 
     async def run_job(self, job: Job) -> None:
         structlog.contextvars.bind_contextvars(
@@ -92,8 +94,14 @@ class JobRunner:
                 log.warning("job_abandoned_lease_lost")
             else:
                 raise
-        except TransientError as e:
-            await self._transient(job, str(e))
+        except (
+            TransientError,
+            OSError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError,
+        ) as e:
+            # A dropped connection mid-job is as transient as a network error on the target.
+            await self._transient(job, f"{type(e).__name__}: {e}")
         except PermanentError as e:
             await self._fail(job, e.reason, str(e))
         except Exception as e:  # a bug must not leave the job running forever

@@ -4,6 +4,8 @@ A raw aiokafka producer (not FastStream's publisher) because dead letters must c
 original headers byte for byte and outbox rows carry headers we chose; FastStream adds its own.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -17,16 +19,32 @@ Headers = Sequence[tuple[str, bytes]]
 
 class KafkaEventPublisher:
     def __init__(self, settings: Settings, *, client_id: str = "tenant-service") -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=client_id,
+        self._settings, self._client_id = settings, client_id
+        self._producer = self._new_producer()
+        self._lock = asyncio.Lock()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            client_id=self._client_id,
             # Idempotence removes duplicates from the producer's own retries and keeps per-key
             # order across them; acks=all is implied.
             enable_idempotence=True,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            max_request_size=settings.max_message_bytes + 64 * 1024,
+            request_timeout_ms=self._settings.kafka_request_timeout_ms,
+            max_request_size=self._settings.max_message_bytes + 64 * 1024,
             linger_ms=5,
         )
+
+    async def _renew(self) -> None:
+        """A failed send can leave the idempotent producer in a state it never leaves (after a
+        broker restart: OutOfOrderSequenceNumber on every later send). Start a fresh one, with
+        a new producer id; the caller republishes, and duplicates carry the same event ids."""
+        async with self._lock:
+            old, self._producer = self._producer, self._new_producer()
+            with contextlib.suppress(Exception):
+                await old.stop()
+            with contextlib.suppress(KafkaError):
+                await self._producer.start()
 
     async def start(self) -> None:
         try:
@@ -54,11 +72,12 @@ class KafkaEventPublisher:
             for future in futures:
                 await future
         except KafkaError as e:
+            await self._renew()
             raise TransientError(f"kafka publish: {type(e).__name__}: {e}") from e
 
-    async def partitions_for(self, topic: str) -> set[int]:
-        """Asks the broker for metadata; used by readiness."""
+    async def ping(self) -> None:
+        """A real metadata round trip to the cluster (cached metadata would hide an outage)."""
         try:
-            return set(await self._producer.partitions_for(topic))
+            await self._producer.client.fetch_all_metadata()
         except KafkaError as e:
             raise TransientError(f"kafka metadata: {e}") from e

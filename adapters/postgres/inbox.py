@@ -22,6 +22,7 @@ class PostgresInbox:
             group,
             envelope.id,
             envelope.type,
-            envelope.subject,
+            # Text columns can't hold NUL; such an id is refused by the domain afterwards.
+            envelope.subject.replace("\x00", "\ufffd"),
         )
         return row is not None

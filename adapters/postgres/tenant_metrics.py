@@ -2,8 +2,9 @@
 bounded history of them.
 
 The number of statements never depends on the tenant count: ``collect`` is one query joining
-the registry with pg_namespace/pg_class, pg_stat_user_tables, pg_statio_user_tables and
-pg_stat_activity, grouped per tenant; ``record`` is three. ``statements`` counts what this
+the registry with pg_namespace/pg_class (the tenants' relations only, with the per-relation
+pg_stat_get_* functions the statistics views are made of) and pg_stat_activity, grouped per
+tenant; ``record`` is three. ``statements`` counts what this
 adapter ran, so tests and the bench can assert it.
 
 What the figures mean:
@@ -27,7 +28,6 @@ What the figures mean:
 # ruff: noqa: S608
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -37,88 +37,8 @@ from domain.tenant_ids import quote_ident
 APPLICATION_NAME_PREFIX = "tenant:"
 
 
-@dataclass(frozen=True)
-class TenantFigures:
-    tenant_id: str
-    plan: str
-    size_bytes: int
-    table_count: int
-    live_tuples: int
-    dead_tuples: int
-    bloat_bytes: int
-    seq_scans: int
-    idx_scans: int
-    cache_hit_ratio: float | None
-    last_vacuum: datetime | None
-    last_analyze: datetime | None
-    connections: int
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One tenant's figures at one tick, Postgres and Redis together."""
-
-    figures: TenantFigures
-    window_start: datetime
-    collected_at: datetime
-    redis_bytes: int
-    redis_keys: int
-    redis_estimated: bool
-
-
-_COLLECT = """
-WITH reg AS (
-    SELECT tenant_id, plan, schema_name, role_name FROM {tenants}
-    WHERE status IN ('active', 'suspended')
-), rel AS (
-    SELECT r.tenant_id,
-           count(*) FILTER (WHERE c.relkind IN ('r', 'p')) AS table_count,
-           sum(pg_total_relation_size(c.oid)) AS size_bytes,
-           sum(s.n_live_tup) AS live_tuples,
-           sum(s.n_dead_tup) AS dead_tuples,
-           sum(pg_relation_size(c.oid) * s.n_dead_tup
-               / nullif(s.n_live_tup + s.n_dead_tup, 0)) AS bloat_bytes,
-           sum(s.seq_scan) AS seq_scans,
-           sum(s.idx_scan) AS idx_scans,
-           sum(io.heap_blks_hit + coalesce(io.idx_blks_hit, 0) + coalesce(io.toast_blks_hit, 0))
-               AS hits,
-           sum(io.heap_blks_read + coalesce(io.idx_blks_read, 0)
-               + coalesce(io.toast_blks_read, 0)) AS reads,
-           max(greatest(s.last_vacuum, s.last_autovacuum)) AS last_vacuum,
-           max(greatest(s.last_analyze, s.last_autoanalyze)) AS last_analyze
-    FROM reg r
-    JOIN pg_namespace n ON n.nspname = r.schema_name
-    JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'm', 'S')
-    LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-    LEFT JOIN pg_statio_user_tables io ON io.relid = c.oid
-    GROUP BY r.tenant_id
-), sessions AS (
-    SELECT coalesce(substring(a.application_name FROM '^tenant:([a-z][a-z0-9_]{{2,39}})$'),
-                    by_role.tenant_id) AS tenant_id
-    FROM pg_stat_activity a
-    LEFT JOIN reg by_role ON by_role.role_name = a.usename
-    WHERE a.datname = current_database()
-), conns AS (
-    SELECT tenant_id, count(*) AS n FROM sessions WHERE tenant_id IS NOT NULL GROUP BY tenant_id
-)
-SELECT r.tenant_id, r.plan,
-       coalesce(rel.size_bytes, 0)::bigint AS size_bytes,
-       coalesce(rel.table_count, 0)::int AS table_count,
-       coalesce(rel.live_tuples, 0)::bigint AS live_tuples,
-       coalesce(rel.dead_tuples, 0)::bigint AS dead_tuples,
-       coalesce(rel.bloat_bytes, 0)::bigint AS bloat_bytes,
-       coalesce(rel.seq_scans, 0)::bigint AS seq_scans,
-       coalesce(rel.idx_scans, 0)::bigint AS idx_scans,
-       (rel.hits::float8 / nullif(rel.hits + rel.reads, 0)) AS cache_hit_ratio,
-       rel.last_vacuum, rel.last_analyze,
-       coalesce(conns.n, 0)::int AS connections
-FROM reg r
-LEFT JOIN rel ON rel.tenant_id = r.tenant_id
-LEFT JOIN conns ON conns.tenant_id = r.tenant_id
-ORDER BY r.tenant_id
-"""
-
-_HISTORY_COLUMNS = (
+# The columns of collect()'s rows, in order: the first thirteen of the history table.
+FIGURES = (
     "tenant_id",
     "plan",
     "size_bytes",
@@ -132,6 +52,70 @@ _HISTORY_COLUMNS = (
     "last_vacuum",
     "last_analyze",
     "connections",
+)
+
+# Per relation of the tenant's schema, the pg_stat_get_* functions the statistics views are made
+# of (PG 15 definitions: pg_stat_user_tables counts r/m/p, pg_statio_user_tables r/m with their
+# indexes and TOAST table), without the views: those compute every table of the database.
+# Indexes always live in their table's schema; partitioned indexes ('I') have no statistics.
+_COLLECT = """
+WITH reg AS (
+    SELECT tenant_id, plan, schema_name, role_name FROM {tenants}
+    WHERE status IN ('active', 'suspended')
+), rel AS (
+    SELECT r.tenant_id, c.oid, c.relkind, nullif(c.reltoastrelid, 0) AS toast,
+           CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_live_tuples(c.oid) END AS live,
+           CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_dead_tuples(c.oid) END AS dead
+    FROM reg r
+    JOIN pg_namespace n ON n.nspname = r.schema_name
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'm', 'S', 'i')
+), agg AS (
+    SELECT tenant_id,
+           count(*) FILTER (WHERE relkind IN ('r', 'p')) AS table_count,
+           sum(pg_total_relation_size(oid)) FILTER (WHERE relkind <> 'i') AS size_bytes,
+           sum(live) AS live_tuples,
+           sum(dead) AS dead_tuples,
+           sum(pg_relation_size(oid) * dead / (live + dead)) FILTER (WHERE dead > 0) AS bloat_bytes,
+           sum(pg_stat_get_numscans(oid)) FILTER (WHERE relkind IN ('r', 'p', 'm')) AS seq_scans,
+           sum(pg_stat_get_numscans(oid)) FILTER (WHERE relkind = 'i') AS idx_scans,
+           sum(pg_stat_get_blocks_hit(oid) + coalesce(pg_stat_get_blocks_hit(toast), 0))
+               FILTER (WHERE relkind IN ('r', 'm', 'i')) AS hits,
+           sum(pg_stat_get_blocks_fetched(oid) - pg_stat_get_blocks_hit(oid)
+               + coalesce(pg_stat_get_blocks_fetched(toast) - pg_stat_get_blocks_hit(toast), 0))
+               FILTER (WHERE relkind IN ('r', 'm', 'i')) AS reads,
+           max(greatest(pg_stat_get_last_vacuum_time(oid), pg_stat_get_last_autovacuum_time(oid)))
+               AS last_vacuum,
+           max(greatest(pg_stat_get_last_analyze_time(oid),
+                        pg_stat_get_last_autoanalyze_time(oid))) AS last_analyze
+    FROM rel GROUP BY tenant_id
+), sessions AS (
+    SELECT coalesce(substring(a.application_name FROM '^tenant:([a-z][a-z0-9_]{{2,39}})$'),
+                    by_role.tenant_id) AS tenant_id
+    FROM pg_stat_activity a
+    LEFT JOIN reg by_role ON by_role.role_name = a.usename
+    WHERE a.datname = current_database()
+), conns AS (
+    SELECT tenant_id, count(*) AS n FROM sessions WHERE tenant_id IS NOT NULL GROUP BY tenant_id
+)
+SELECT r.tenant_id, r.plan,
+       coalesce(agg.size_bytes, 0)::bigint AS size_bytes,
+       coalesce(agg.table_count, 0)::int AS table_count,
+       coalesce(agg.live_tuples, 0)::bigint AS live_tuples,
+       coalesce(agg.dead_tuples, 0)::bigint AS dead_tuples,
+       coalesce(agg.bloat_bytes, 0)::bigint AS bloat_bytes,
+       coalesce(agg.seq_scans, 0)::bigint AS seq_scans,
+       coalesce(agg.idx_scans, 0)::bigint AS idx_scans,
+       (agg.hits::float8 / nullif(agg.hits + agg.reads, 0)) AS cache_hit_ratio,
+       agg.last_vacuum, agg.last_analyze,
+       coalesce(conns.n, 0)::int AS connections
+FROM reg r
+LEFT JOIN agg ON agg.tenant_id = r.tenant_id
+LEFT JOIN conns ON conns.tenant_id = r.tenant_id
+ORDER BY r.tenant_id
+"""
+
+_HISTORY_COLUMNS = (
+    *FIGURES,
     "redis_bytes",
     "redis_keys",
     "redis_estimated",
@@ -161,13 +145,14 @@ class PostgresTenantMetrics:
         s = quote_ident(control_schema)
         self._tenants, self._backups = f"{s}.tenants", f"{s}.backups"
         self._ticks, self._history = f"{s}.metrics_ticks", f"{s}.tenant_metrics"
+        self._collect = _COLLECT.format(tenants=self._tenants)
         self.statements = 0
 
-    async def collect(self, conn: asyncpg.Connection) -> list[TenantFigures]:
-        """Figures of every active or suspended tenant: one statement."""
+    async def collect(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        """Figures of every active or suspended tenant, columns ``FIGURES``: one statement."""
         self.statements += 1
-        rows = await conn.fetch(_COLLECT.format(tenants=self._tenants))
-        return [TenantFigures(**dict(r)) for r in rows]
+        rows: list[asyncpg.Record] = await conn.fetch(self._collect)
+        return rows
 
     async def record(
         self,
@@ -176,15 +161,18 @@ class PostgresTenantMetrics:
         window_start: datetime,
         event_id: str,
         collected_at: datetime,
-        snapshots: Sequence[Snapshot],
+        figures: Sequence[asyncpg.Record],
+        redis: Sequence[Sequence[object]],
         statements: int,
         duration_s: float,
         keep_ticks: int,
     ) -> bool:
         """Tick row, one history row per tenant, prune to the newest ``keep_ticks`` ticks.
 
-        Three statements. False when this window was already recorded (a second MetricsDue for
-        the same window under another id): the history is then left as it is.
+        ``figures`` are collect()'s rows; ``redis`` the columns redis_bytes, redis_keys and
+        redis_estimated, in the same order. Three statements. False when this window was already
+        recorded (a second MetricsDue for the same window under another id): the history is then
+        left as it is.
         """
         self.statements += 1
         inserted = await conn.fetchval(
@@ -194,7 +182,7 @@ class PostgresTenantMetrics:
             window_start,
             event_id,
             collected_at,
-            len(snapshots),
+            len(figures),
             statements,
             duration_s,
         )
@@ -208,7 +196,8 @@ class PostgresTenantMetrics:
             f" SELECT $1, $2, * FROM unnest({arrays})",
             window_start,
             collected_at,
-            *_columns(snapshots),
+            *([r[i] for r in figures] for i in range(len(FIGURES))),
+            *redis,
         )
         # Older ticks cascade to their history rows.
         self.statements += 1
@@ -264,28 +253,3 @@ class PostgresTenantMetrics:
             limit,
         )
         return [dict(r) for r in rows]
-
-
-def _columns(snapshots: Sequence[Snapshot]) -> list[list[object]]:
-    rows = [
-        (
-            s.figures.tenant_id,
-            s.figures.plan,
-            s.figures.size_bytes,
-            s.figures.table_count,
-            s.figures.live_tuples,
-            s.figures.dead_tuples,
-            s.figures.bloat_bytes,
-            s.figures.seq_scans,
-            s.figures.idx_scans,
-            s.figures.cache_hit_ratio,
-            s.figures.last_vacuum,
-            s.figures.last_analyze,
-            s.figures.connections,
-            s.redis_bytes,
-            s.redis_keys,
-            s.redis_estimated,
-        )
-        for s in snapshots
-    ]
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _HISTORY_TYPES]
