@@ -19,11 +19,11 @@ from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
 from adapters.postgres.tenant_metrics import PostgresTenantMetrics
-from adapters.redis_usage import RedisTenantUsage
-from contracts import topics
+from adapters.redis_usage import RedisTenantUsage, RedisUsage
+from contracts import codec, topics
 from contracts.codec import Decoded
 from contracts.envelope import result_event_id
-from contracts.events import MetricsDue
+from contracts.events import MetricsDue, TenantMetricsCollected, TenantQuotaExceeded
 from runtime.settings import Settings
 from service.event_transaction import EventTransaction
 from service.metrics_collection import MetricsCollection, Quotas
@@ -104,6 +104,8 @@ async def metrics_worker(
         "TENANT_RETRY_ATTEMPTS": "2",
         "TENANT_RETRY_BASE_DELAY_S": "0.1",
         "TENANT_RETRY_MAX_DELAY_S": "0.3",
+        # One group member, so sole_member() can tell it from another process's consumers.
+        "TENANT_CONSUMER_CONCURRENCY": "1",
     })
     await worker.start()
 
@@ -123,6 +125,48 @@ async def _tick(collection: MetricsCollection) -> None:
     envelope = metrics_due(window())
     event = MetricsDue.model_validate(envelope.data)
     assert await collection.metrics_due(Decoded(envelope, event)) is not None
+
+
+async def test_results_built_without_validation_are_the_bytes_envelope_for_would_write(
+    collection: MetricsCollection,
+) -> None:
+    """The per-tenant results skip pydantic (speed); their wire format must not drift from
+    codec.encode(envelope_for(...)) with the ids of one per (tick, type, tenant[, quota])."""
+    cause = metrics_due(window())
+    at = datetime.now(UTC)
+    figures = [  # collect()'s columns: tenant_id, plan, sizes and counts, ratio, vacuum, analyze, conns
+        ("acme_a", "free", 123456, 3, 10, 1, 8192, 5, 7, 0.987654321, at, None, 2),
+        ("acme_b", QUOTA_PLAN, 0, 0, 0, 0, 0, 0, 0, None, None, None, 1),
+    ]
+    redis = [RedisUsage(400, 1, False), RedisUsage(0, 0, False)]
+    quotas = collection._quotas
+    collection._quotas = Quotas(size_bytes={}, connections={QUOTA_PLAN: 0})
+    try:
+        built = await collection._envelopes(figures, redis, cause, at)
+    finally:
+        collection._quotas = quotas
+    assert [e.type for e in built] == [
+        "TenantMetricsCollected", "TenantMetricsCollected", "TenantQuotaExceeded"
+    ]
+    for envelope, f, u in zip(built, figures, redis, strict=False):
+        event = TenantMetricsCollected(
+            tenant_id=f[0], collected_at=at, size_bytes=f[2], table_count=f[3], live_tuples=f[4],
+            dead_tuples=f[5], bloat_bytes=f[6], seq_scans=f[7], idx_scans=f[8],
+            cache_hit_ratio=f[9], connections=f[12], redis_bytes=u.bytes, redis_keys=u.keys,
+        )
+        expected = codec.envelope_for(
+            event, cause=cause, source="urn:tests",
+            event_id=result_event_id(cause.id, f"TenantMetricsCollected:{f[0]}"),
+        ).model_copy(update={"time": envelope.time})
+        assert codec.encode(envelope) == codec.encode(expected)
+        assert codec.headers_for(envelope) == codec.headers_for(expected)
+        decoded = codec.decode(codec.encode(envelope), key=f[0].encode(), topic=topics.EVENTS,
+                               max_bytes=1 << 20)
+        assert decoded.event == event
+    assert built[2].id == result_event_id(cause.id, "TenantQuotaExceeded:connections:acme_b")
+    assert built[2].data == TenantQuotaExceeded(
+        tenant_id="acme_b", quota="connections", limit=0, observed=1
+    ).model_dump(mode="json")
 
 
 async def test_statements_per_tick_are_the_same_at_10_and_1000_tenants(
