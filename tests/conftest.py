@@ -1,7 +1,17 @@
-"""Shared by every suite. Unit tests need nothing from here; stack fixtures live in
-``tests/integration/conftest.py`` so a unit run never touches a server."""
+"""Shared by every suite. The stack fixtures (tests/support/stack.py) are registered here, once;
+they are lazy, so a unit run never touches a server."""
 
 import pytest
+
+from tests.support.stack import (  # noqa: F401  (fixtures, registered once for every suite)
+    log_dir,
+    pg,
+    publisher,
+    results,
+    session_worker,
+    settings,
+    tenants,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

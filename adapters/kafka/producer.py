@@ -75,6 +75,13 @@ class KafkaEventPublisher:
             await self._renew()
             raise TransientError(f"kafka publish: {type(e).__name__}: {e}") from e
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partitions (from the producer's metadata, refreshed when missing)."""
+        try:
+            return set(await self._producer.partitions_for(topic))
+        except KafkaError as e:
+            raise TransientError(f"kafka metadata: {e}") from e
+
     async def ping(self) -> None:
         """A real metadata round trip to the cluster (cached metadata would hide an outage)."""
         try:

@@ -7,12 +7,3 @@ from tests.chaos.private_stack import (  # noqa: F401  (fixtures)
     private_stack,
     stack_workers,
 )
-from tests.integration.conftest import (  # noqa: F401  (shared-stack fixtures, for bad input)
-    log_dir,
-    pg,
-    publisher,
-    results,
-    session_worker,
-    settings,
-    tenants,
-)

@@ -248,11 +248,17 @@ class PrivateStack:
     def target_up(self) -> None:
         if not self._offline_dir.exists():
             return
-        if self.backup_dir.is_dir():
-            self._merge_into_offline()
-        else:
-            self.backup_dir.unlink(missing_ok=True)
-        os.rename(self._offline_dir, self.backup_dir)
+        for _ in range(50):  # workers may still be writing into a folder they recreated
+            if self.backup_dir.is_dir():
+                self._merge_into_offline()
+            else:
+                self.backup_dir.unlink(missing_ok=True)
+            try:
+                os.rename(self._offline_dir, self.backup_dir)
+                return
+            except OSError:
+                continue
+        raise AssertionError("could not bring the backup target back")
 
     def _merge_into_offline(self) -> None:
         if self.backup_dir.is_dir():

@@ -34,8 +34,8 @@ from contracts.events import TenantRequested
 from runtime.settings import Settings
 from tests.chaos.observe import group_lag, read_topic
 from tests.chaos.private_stack import PrivateStack
-from tests.integration.conftest import SessionWorker, TenantIds
 from tests.support.kafka import ResultLog, TopicTail, publish, requested
+from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import REPO_ROOT, http_get
 

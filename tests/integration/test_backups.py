@@ -15,9 +15,9 @@ from contracts.events import BackupDue, TenantDeactivated
 from domain.backups import backup_id_for
 from runtime.backup_target import backup_target
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
+from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess, free_port
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import SessionWorker, TenantIds
+from tests.support.stack import SessionWorker, TenantIds
 from tests.support.workers import REPO_ROOT
 
 pytestmark = pytest.mark.stack

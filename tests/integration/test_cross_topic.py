@@ -14,10 +14,10 @@ from contracts.events import BackupDue, RestoreRequested, TenantEraseRequested, 
 from domain.backups import backup_id_for
 from migrations import TENANT_DIR
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
 from tests.support.lifecycle import fill_incompressible, running_job
+from tests.support.stack import TenantIds
 
 pytestmark = pytest.mark.stack
 

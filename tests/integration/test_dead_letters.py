@@ -13,8 +13,8 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support.kafka import ResultLog, TopicTail, publish, requested
+from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack

@@ -5,9 +5,9 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
-from tests.integration.conftest import TenantIds
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
+from tests.support.stack import TenantIds
 
 pytestmark = pytest.mark.stack
 

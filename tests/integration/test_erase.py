@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantEraseRequested, TenantRequested
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
+from tests.support.stack import TenantIds
 
 pytestmark = pytest.mark.stack
 

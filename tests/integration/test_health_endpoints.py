@@ -8,8 +8,8 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
-from tests.integration.conftest import SessionWorker, TenantIds
 from tests.support.kafka import ResultLog, keys_covering, publish, requested
+from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import http_get
 

@@ -7,9 +7,9 @@ import pytest
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantDeactivated, TenantReactivated
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
+from tests.support.stack import TenantIds
 
 pytestmark = pytest.mark.stack
 

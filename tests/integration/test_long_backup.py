@@ -13,10 +13,10 @@ from contracts import topics
 from contracts.events import BackupDue
 from domain.backups import backup_id_for
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog, group_members
 from tests.support.lifecycle import fill_incompressible, running_job, watch_concurrency
+from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack

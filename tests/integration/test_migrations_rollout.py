@@ -16,10 +16,10 @@ from contracts.events import TenantMigrationDue
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tenantctl.lifecycle_ops import rollout
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
 from tests.support.postgres import drop_tenants
+from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack

@@ -4,9 +4,9 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
-from tests.integration.conftest import TenantIds
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
+from tests.support.stack import TenantIds
 
 pytestmark = pytest.mark.stack
 

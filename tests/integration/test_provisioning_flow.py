@@ -10,9 +10,9 @@ from contracts import topics
 from contracts.envelope import Envelope, result_event_id
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
-from tests.integration.conftest import SessionWorker, TenantIds
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
+from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack

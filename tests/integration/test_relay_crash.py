@@ -13,9 +13,9 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from contracts.envelope import result_event_id
 from runtime.settings import Settings
-from tests.integration.conftest import SessionWorker, TenantIds
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, group_members, publish, requested
+from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 

@@ -18,9 +18,9 @@ from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantDeactivated
 from migrations import TENANT_DIR
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
+from tests.support.stack import TenantIds
 from tests.support.workers import REPO_ROOT, WorkerProcess
 
 pytestmark = pytest.mark.stack

@@ -21,9 +21,9 @@ from contracts.events import (
     TenantRequested,
 )
 from runtime.settings import Settings
-from tests.integration.conftest import TenantIds
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog, TopicTail
+from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack

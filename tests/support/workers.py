@@ -56,7 +56,14 @@ class WorkerProcess:
     async def start(self) -> None:
         """Spawn the process and return once its /readyz answers 200."""
         self._log = self.log_path.open("ab")
-        env = {**os.environ, **self._env, "TENANT_HTTP_PORT": str(self.port)}
+        # One group member per process, so tests can tell their workers from foreign ones by
+        # counting members; the concurrent path (3 per process) runs in the chaos suite.
+        env = {
+            **os.environ,
+            "TENANT_CONSUMER_CONCURRENCY": "1",
+            **self._env,
+            "TENANT_HTTP_PORT": str(self.port),
+        }
         # Popen returns at once; a plain handle outlives any event loop (fixtures span tests).
         self._proc = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "tenantctl.cli", "run", *self.roles],

@@ -1,5 +1,8 @@
 """Fixtures against the real local stack: settings from .env, one worker for the session,
-unique tenant ids that are dropped at the end, and observers of tenants.events."""
+unique tenant ids that are dropped at the end, and observers of tenants.events.
+
+Registered once, in tests/conftest.py, so every suite shares ONE session worker: a second
+definition (say in another package's conftest) would start a second worker in the same group."""
 
 import secrets
 from collections.abc import AsyncIterator
