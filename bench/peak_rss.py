@@ -29,7 +29,8 @@ def _hwm_mb(status: dict[str, str]) -> float:
 async def run(args: Sequence[str], env: dict[str, str] | None = None, interval: float = 0.02
               ) -> tuple[bytes, dict[str, float]]:
     """Run ``args``; return (stdout, peak MB by process name: 'self' and each child's name)."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env={**os.environ, **(env or {})})
+    # Popen returns at once; the loop below polls /proc for peak RSS while the child runs.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env={**os.environ, **(env or {})})  # noqa: ASYNC220
     peaks: dict[str, float] = {}
     while proc.poll() is None:
         for pid, name in [(proc.pid, "self"), *((c, "") for c in _children(proc.pid))]:
