@@ -2,7 +2,7 @@
 
 from faststream.kafka import KafkaBroker
 
-from consumers.delivery import DeadLetters, Delivery, RetryPolicy
+from consumers.delivery import DeadLetters, Delivery
 from consumers.subscriptions import subscribe
 from contracts import events, topics
 from runtime.settings import Settings
@@ -17,19 +17,12 @@ def register(
     collection: MetricsCollection,
     dead_letters: DeadLetters,
 ) -> Delivery:
-    delivery = Delivery(
-        group=GROUP,
-        handlers={events.MetricsDue: collection.metrics_due},
-        dead_letters=dead_letters,
-        retry=RetryPolicy.from_settings(settings),
-        max_message_bytes=settings.max_message_bytes,
-        commit_interval_s=settings.kafka_commit_interval_ms / 1000,
-    )
-    subscribe(
+    return subscribe(
         broker,
         settings,
+        group=GROUP,
         topic=topics.METRICS,
-        delivery=delivery,
+        handlers={events.MetricsDue: collection.metrics_due},
+        dead_letters=dead_letters,
         description="MetricsDue -> figures of every tenant -> TenantMetricsCollected per tenant",
     )
-    return delivery

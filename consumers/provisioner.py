@@ -2,7 +2,7 @@
 
 from faststream.kafka import KafkaBroker
 
-from consumers.delivery import DeadLetters, Delivery, RetryPolicy
+from consumers.delivery import DeadLetters, Delivery
 from consumers.subscriptions import subscribe
 from contracts import events, topics
 from runtime.settings import Settings
@@ -19,8 +19,11 @@ def register(
     lifecycle: LifecycleService,
     dead_letters: DeadLetters,
 ) -> Delivery:
-    delivery = Delivery(
+    return subscribe(
+        broker,
+        settings,
         group=GROUP,
+        topic=topics.LIFECYCLE,
         # One group for the whole lifecycle topic: per-tenant order holds across these types.
         handlers={
             events.TenantRequested: service.handle,
@@ -30,15 +33,5 @@ def register(
             events.TenantMigrationDue: lifecycle.migration_due,
         },
         dead_letters=dead_letters,
-        retry=RetryPolicy.from_settings(settings),
-        max_message_bytes=settings.max_message_bytes,
-        commit_interval_s=settings.kafka_commit_interval_ms / 1000,
-    )
-    subscribe(
-        broker,
-        settings,
-        topic=topics.LIFECYCLE,
-        delivery=delivery,
         description="Tenant lifecycle: provision, suspend, resume, erase (as a job), migrate",
     )
-    return delivery

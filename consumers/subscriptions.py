@@ -1,15 +1,16 @@
 """Wires a Delivery to a FastStream subscriber with the settings every group shares."""
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faststream import AckPolicy, StreamMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from consumers.delivery import Delivery
+from consumers.delivery import DeadLetters, Delivery, Handler, RetryPolicy
 from consumers.offsets import FlushOnRevoke
+from contracts.events import Event
 from runtime.settings import Settings
 
 
@@ -39,10 +40,22 @@ def subscribe(
     broker: KafkaBroker,
     settings: Settings,
     *,
+    group: str,
     topic: str,
-    delivery: Delivery,
+    handlers: Mapping[type[Event], Handler],
+    dead_letters: DeadLetters,
     description: str,
-) -> Any:
+) -> Delivery:
+    """One consumer group on one topic: its Delivery (the same policy for every group) wired to a
+    FastStream subscriber. Returns the Delivery (its breaker feeds readiness)."""
+    delivery = Delivery(
+        group=group,
+        handlers=handlers,
+        dead_letters=dead_letters,
+        retry=RetryPolicy.from_settings(settings),
+        max_message_bytes=settings.max_message_bytes,
+        commit_interval_s=settings.kafka_commit_interval_ms / 1000,
+    )
     subscriber = broker.subscriber(
         topic,
         group_id=delivery.group,
@@ -67,4 +80,4 @@ def subscribe(
     async def on_record(body: bytes, msg: KafkaMessage) -> None:
         await delivery(msg)
 
-    return subscriber
+    return delivery
