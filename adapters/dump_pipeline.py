@@ -10,11 +10,11 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from adapters.age_keys import IdentityPipe
-from adapters.processes import StderrTail
+from adapters.processes import StderrTail, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 _TRANSIENT_HINTS = (
@@ -81,7 +81,35 @@ async def _spawn(
         raise PermanentError("tool_missing", f"{args[0]} is not installed") from e
 
 
-async def _check(procs: list[tuple[str, asyncio.subprocess.Process, StderrTail]]) -> None:
+Running = list[tuple[str, asyncio.subprocess.Process, StderrTail]]
+
+
+@dataclass(frozen=True)
+class _Stage:
+    name: str
+    args: list[str]
+    stdin: int
+    stdout: int
+    env: dict[str, str] = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()
+
+
+async def _start_chain(stages: list[_Stage]) -> Running:
+    """Spawn the stages in order; if one cannot start, those already running are reaped."""
+    procs: Running = []
+    try:
+        for st in stages:
+            proc = await _spawn(
+                *st.args, stdin=st.stdin, stdout=st.stdout, env=st.env, pass_fds=st.pass_fds
+            )
+            procs.append((st.name, proc, StderrTail(proc.stderr)))
+    except BaseException:
+        await kill_and_reap(p for _, p, _ in procs)
+        raise
+    return procs
+
+
+async def _check(procs: Running) -> None:
     failures = []
     for name, proc, tail in procs:
         code = await proc.wait()
@@ -115,26 +143,16 @@ async def dump(
         dump_args.insert(1, f"--snapshot={snapshot}")
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
-    procs: list[tuple[str, asyncio.subprocess.Process, StderrTail]] = []
+    zstd = ["zstd", "-q", "-c", f"-{zstd_level}", f"-T{zstd_threads}"]
+    age_args = ["age", *(a for r in recipients for a in ("-r", r))]
     try:
-        for name, args, stdin, stdout in (
-            ("pg_dump", dump_args, asyncio.subprocess.DEVNULL, w1),
-            ("zstd", ["zstd", "-q", "-c", f"-{zstd_level}", f"-T{zstd_threads}"], r1, w2),
-            (
-                "age",
-                ["age", *(a for r in recipients for a in ("-r", r))],
-                r2,
-                asyncio.subprocess.PIPE,
-            ),
-        ):
-            proc = await _spawn(
-                *args, stdin=stdin, stdout=stdout, env=env if name == "pg_dump" else {}
-            )
-            procs.append((name, proc, StderrTail(proc.stderr)))
-    except BaseException:
-        for _, proc, _ in procs:
-            proc.kill()
-        raise
+        procs = await _start_chain(
+            [
+                _Stage("pg_dump", dump_args, asyncio.subprocess.DEVNULL, w1, env),
+                _Stage("zstd", zstd, r1, w2),
+                _Stage("age", age_args, r2, asyncio.subprocess.PIPE),
+            ]
+        )
     finally:
         for fd in (r1, w1, r2, w2):  # the children hold their own copies
             os.close(fd)
@@ -156,11 +174,7 @@ async def dump(
             await sink(bytes(buffer))
             total += len(buffer)
     except BaseException:
-        for _, proc, _ in procs:
-            if proc.returncode is None:
-                proc.kill()
-        for _, proc, _ in procs:
-            await proc.wait()
+        await kill_and_reap(p for _, p, _ in procs)
         raise
     await _check(procs)
     return StreamStats(total, digest.hexdigest())
@@ -179,15 +193,20 @@ async def restore_sql(
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     key = IdentityPipe(identity)
-    procs: list[tuple[str, asyncio.subprocess.Process, StderrTail]] = []
     try:
-        for name, args, stdin, stdout, fds in (
-            ("age", ["age", "-d", "-i", key.path], asyncio.subprocess.PIPE, w1, (key.fd,)),
-            ("zstd", ["zstd", "-q", "-d", "-c"], r1, w2, ()),
-            ("pg_restore", ["pg_restore", "-f", "-"], r2, asyncio.subprocess.PIPE, ()),
-        ):
-            proc = await _spawn(*args, stdin=stdin, stdout=stdout, env={}, pass_fds=fds)
-            procs.append((name, proc, StderrTail(proc.stderr)))
+        procs = await _start_chain(
+            [
+                _Stage(
+                    "age",
+                    ["age", "-d", "-i", key.path],
+                    asyncio.subprocess.PIPE,
+                    w1,
+                    pass_fds=(key.fd,),
+                ),
+                _Stage("zstd", ["zstd", "-q", "-d", "-c"], r1, w2),
+                _Stage("pg_restore", ["pg_restore", "-f", "-"], r2, asyncio.subprocess.PIPE),
+            ]
+        )
     finally:
         for fd in (r1, w1, r2, w2):
             os.close(fd)
@@ -214,11 +233,7 @@ async def restore_sql(
     try:
         await asyncio.gather(feed(), run_sql(script()))
     except BaseException:
-        for _, proc, _ in procs:
-            if proc.returncode is None:
-                proc.kill()
-        for _, proc, _ in procs:
-            await proc.wait()
+        await kill_and_reap(p for _, p, _ in procs)
         raise
     await _check(procs)
     return StreamStats(total, digest.hexdigest())

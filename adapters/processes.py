@@ -1,8 +1,9 @@
 """Async subprocess helpers: no pipe is ever read or written from a blocking call."""
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from domain.errors import PermanentError, TransientError
 
@@ -30,14 +31,34 @@ async def run(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError as e:
-        proc.kill()
-        await proc.wait()
+        await kill_and_reap([proc])
         raise TransientError(f"{args[0]} timed out after {timeout}s") from e
     if proc.returncode != 0:
         raise PermanentError(
             f"{os.path.basename(args[0])}_failed", err.decode(errors="replace")[-500:]
         )
     return out
+
+
+async def kill_and_reap(procs: Iterable[asyncio.subprocess.Process]) -> None:
+    """Kill whichever of ``procs`` still run and wait for every one to be gone.
+
+    asyncio's ``Process.wait()`` returns only once the process's pipes are closed as well. A
+    stdout we stopped reading mid-stream (an aborted backup) has its transport paused at the
+    buffer limit and would never see EOF, so wait() would hang for ever: drain it first. After
+    the kill that is at most one pipe buffer.
+    """
+    procs = list(procs)
+    for proc in procs:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    for proc in procs:
+        if proc.stdout is not None:
+            with contextlib.suppress(Exception):  # e.g. a reader left waiting by a cancelled task
+                while await proc.stdout.read(1 << 16):
+                    pass
+        await proc.wait()
 
 
 class StderrTail:

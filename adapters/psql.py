@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator
 
 from adapters.dump_pipeline import libpq_target
-from adapters.processes import StderrTail
+from adapters.processes import StderrTail, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 
@@ -63,9 +63,8 @@ class PsqlTransaction:
 
     async def kill(self) -> None:
         """Abandon: the server rolls back the open transaction when the session ends."""
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
+        if self._proc is not None:
+            await kill_and_reap([self._proc])
 
     async def _failure(self) -> Exception:
         assert self._proc is not None and self._stderr is not None

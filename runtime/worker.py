@@ -147,26 +147,73 @@ class Worker:
         """Stop taking records, let in-flight work finish within the grace period, release.
 
         Offsets of unfinished records are not committed: they are redelivered, and the inbox
-        absorbs whatever did commit.
+        absorbs whatever did commit. Every step is bounded: a step that overruns is logged with
+        the stacks of the tasks still alive and then abandoned, so SIGTERM always ends the process
+        (a supervisor's SIGKILL would otherwise be the only way out, and would say nothing).
         """
         log.info("worker_stopping")
-        for delivery in self.deliveries:
-            await delivery.stop()  # handled offsets committed; later ones commit at once
+        grace = self.settings.shutdown_grace_s
+        for delivery in self.deliveries:  # handled offsets committed; later ones commit at once
+            await _bounded(f"stop consumer group {delivery.group}", delivery.stop(), grace)
         if hasattr(self, "broker"):
-            await self.broker.stop()  # waits up to graceful_timeout for handlers in flight
+            # FastStream waits up to graceful_timeout for handlers in flight, then the consumers
+            # leave their groups (one request each).
+            await _bounded("stop broker", self.broker.stop(), grace + _STEP_S)
         for background in self._background:
             background.stop()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await _bounded(
+                    "cancel background loops",
+                    asyncio.gather(*pending, return_exceptions=True),
+                    _STEP_S,
+                )
         if hasattr(self, "_lag_task"):
             self._lag_task.cancel()
         for close in reversed(self.closers):
             with contextlib.suppress(Exception):
-                await close()
+                await _bounded(f"close {getattr(close, '__qualname__', close)}", close(), _STEP_S)
         log.info("worker_stopped")
+
+
+_STEP_S = 10.0  # for a shutdown step that does not wait for work: a close, a leave-group
+
+
+async def _bounded(step: str, work: Awaitable[Any], limit_s: float) -> None:
+    """Run one shutdown step for at most ``limit_s``; name it, and what is stuck, if it overruns.
+
+    An overrunning step is cancelled but not awaited (wait_for would wait for the cancellation,
+    and a step stuck on a dead peer may never finish it).
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=limit_s)
+    if done:
+        task.result()  # re-raise what the step raised
+        return
+    current = asyncio.current_task()
+    stuck = {t.get_name(): _stack_of(t) for t in asyncio.all_tasks() if t is not current}
+    log.error("shutdown_step_overran", step=step, limit_s=limit_s, tasks=stuck)
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no noise
+
+
+def _stack_of(task: "asyncio.Task[Any]") -> list[str]:
+    """Where a suspended task waits: its await chain (Task.get_stack gives one frame only)."""
+    frames: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(frames) < 20:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            frames.append(repr(awaited)[:120])  # a future, or a finished coroutine
+            break
+        frames.append(
+            f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+        )
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return frames
 
 
 async def run_worker(settings: Settings, roles: list[str]) -> None:
