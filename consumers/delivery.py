@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from consumers.offsets import DurableOffsets
-from contracts.codec import Decoded, InvalidMessage, decode
+from contracts.codec import Decoded, DecodeLimits, InvalidMessage, decode
 from contracts.events import Event
 from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
@@ -77,7 +77,7 @@ class Delivery:
         handlers: Mapping[type[Event], Handler],
         dead_letters: DeadLetters,
         retry: RetryPolicy,
-        max_message_bytes: int,
+        limits: DecodeLimits,
         breaker: CircuitBreaker | None = None,
         commit_interval_s: float = 0.0,
     ) -> None:
@@ -85,7 +85,7 @@ class Delivery:
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
         self._dead_letters = dead_letters
         self._retry = retry
-        self._max_bytes = max_message_bytes
+        self._limits = limits
         # Shared by every record of the group: while a dependency is down, the consumer waits
         # out the breaker instead of hammering it with each record's retries.
         self.breaker = breaker or CircuitBreaker(retry.attempts, retry.max_delay_s)
@@ -110,7 +110,7 @@ class Delivery:
         )
         try:
             decoded = decode(
-                record.value or b"", key=record.key, topic=record.topic, max_bytes=self._max_bytes
+                record.value or b"", key=record.key, topic=record.topic, limits=self._limits
             )
         except InvalidMessage as e:
             await self._dead_letter(msg, "invalid", e.reason, e.detail)

@@ -10,6 +10,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from consumers.delivery import DeadLetters, Delivery, Handler, RetryPolicy
 from consumers.offsets import FlushOnRevoke
+from contracts.codec import DecodeLimits
 from contracts.events import Event
 from runtime.settings import Settings
 
@@ -53,7 +54,11 @@ def subscribe(
         handlers=handlers,
         dead_letters=dead_letters,
         retry=RetryPolicy.from_settings(settings),
-        max_message_bytes=settings.max_message_bytes,
+        limits=DecodeLimits(
+            max_bytes=settings.max_message_bytes,
+            max_future_s=settings.event_max_future_s,
+            max_age_s=settings.event_max_age_s,
+        ),
         commit_interval_s=settings.kafka_commit_interval_ms / 1000,
     )
     subscriber = broker.subscriber(

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ UNKNOWN_TYPE = "unknown_type"
 WRONG_TOPIC = "wrong_topic"
 INVALID_DATA = "invalid_data"
 KEY_MISMATCH = "key_mismatch"
+TIME_OUT_OF_RANGE = "time_out_of_range"
 
 
 class InvalidMessage(Exception):
@@ -31,15 +33,32 @@ class InvalidMessage(Exception):
 
 
 @dataclass(frozen=True)
+class DecodeLimits:
+    """What a consumer accepts beyond the schema (values from settings)."""
+
+    max_bytes: int
+    max_future_s: float  # how far ahead of the consumer's clock ``time`` may be
+    max_age_s: float  # how far behind
+
+
+@dataclass(frozen=True)
 class Decoded(Generic[E]):
     envelope: Envelope
     event: E
 
 
-def decode(value: bytes, *, key: bytes | None, topic: str, max_bytes: int) -> Decoded[Event]:
-    """Validate a structured-mode CloudEvent read from ``topic`` and type its ``data``."""
-    if len(value) > max_bytes:
-        raise InvalidMessage(TOO_LARGE, f"{len(value)} bytes > {max_bytes}")
+def decode(
+    value: bytes,
+    *,
+    key: bytes | None,
+    topic: str,
+    limits: DecodeLimits,
+    at: datetime | None = None,
+) -> Decoded[Event]:
+    """Validate a structured-mode CloudEvent read from ``topic`` (at time ``at``, default now)
+    and type its ``data``."""
+    if len(value) > limits.max_bytes:
+        raise InvalidMessage(TOO_LARGE, f"{len(value)} bytes > {limits.max_bytes}")
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, ValueError) as e:
@@ -48,6 +67,7 @@ def decode(value: bytes, *, key: bytes | None, topic: str, max_bytes: int) -> De
         envelope = Envelope.model_validate(raw)
     except ValidationError as e:
         raise InvalidMessage(NOT_CLOUDEVENT, _summary(e)) from e
+    _check_time(envelope.time, at or now(), limits)
     model = EVENT_TYPES.get(envelope.type)
     if model is None:
         raise InvalidMessage(UNKNOWN_TYPE, f"type {envelope.type!r}")
@@ -62,6 +82,19 @@ def decode(value: bytes, *, key: bytes | None, topic: str, max_bytes: int) -> De
     if key is None or key != envelope.subject.encode("utf-8"):
         raise InvalidMessage(KEY_MISMATCH, "Kafka key differs from the subject")
     return Decoded(envelope, event)
+
+
+def _check_time(time: datetime, at: datetime, limits: DecodeLimits) -> None:
+    if time > at + timedelta(seconds=limits.max_future_s):
+        raise InvalidMessage(
+            TIME_OUT_OF_RANGE,
+            f"time {time.isoformat()} is more than {limits.max_future_s:g}s ahead of {at.isoformat()}",
+        )
+    if time < at - timedelta(seconds=limits.max_age_s):
+        raise InvalidMessage(
+            TIME_OUT_OF_RANGE,
+            f"time {time.isoformat()} is more than {limits.max_age_s:g}s before {at.isoformat()}",
+        )
 
 
 def envelope_for(

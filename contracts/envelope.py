@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SOURCE = "urn:tenant-service"
@@ -25,7 +25,7 @@ class Envelope(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     source: str = Field(min_length=1, max_length=512)
     type: str = Field(min_length=1, max_length=128)
-    time: datetime
+    time: AwareDatetime  # RFC 3339 with an offset; a naive time has no meaning across hosts
     subject: str = Field(min_length=1, max_length=256)
     datacontenttype: Literal["application/json"] = "application/json"
     correlationid: str = Field(min_length=1, max_length=128)

@@ -29,6 +29,11 @@ class Settings(SchedulingSettings):
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500)
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # How far an event's CloudEvents ``time`` may be from this worker's clock. Producers' clocks
+    # drift by seconds, not days; an event older than Kafka would keep it, or from the future, is
+    # a bug or a forgery and is dead-lettered (raise the age before replaying old dead letters).
+    event_max_future_s: float = Field(default=300.0, ge=0)
+    event_max_age_s: float = Field(default=30 * 86_400.0, gt=0)
     # Consumers per group in one process (each owns whole partitions, order kept per partition).
     consumer_concurrency: int = Field(default=3, ge=1, le=64)
     # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.

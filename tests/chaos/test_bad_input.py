@@ -77,6 +77,9 @@ def dead_letter_corpus(tag: str) -> dict[str, tuple[str, Raw]]:
         "spec_version_2": ("not_cloudevent", ok("sv", specversion="2.0")),
         "extra_envelope_field": ("not_cloudevent", ok("ef", evil="x")),
         "time_not_a_time": ("not_cloudevent", ok("tt", time="yesterday")),
+        "time_without_offset": ("not_cloudevent", ok("tn", time="2026-01-01T00:00:00")),
+        "time_far_future": ("time_out_of_range", ok("tf", time="9999-12-31T23:59:59Z")),
+        "time_far_past": ("time_out_of_range", ok("tp", time="1970-01-01T00:00:00Z")),
         "unknown_type": ("unknown_type", (k("ut").encode(), _value(
             k("ut"), "TenantTeleported", {"tenant_id": k("ut")}))),
         "wrong_topic_type": ("wrong_topic", (k("wt").encode(), _value(

@@ -1,6 +1,7 @@
 """contracts.codec: round trip, every dead-letter reason, deterministic result ids."""
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,11 @@ from contracts.envelope import CONTENT_TYPE, Envelope, result_event_id
 from contracts.events import TenantProvisioned, TenantProvisioningFailed, TenantRequested
 
 MAX = 1_048_576
+DAY = 86_400.0
+
+
+def _limits(max_bytes: int = MAX) -> codec.DecodeLimits:
+    return codec.DecodeLimits(max_bytes=max_bytes, max_future_s=300.0, max_age_s=30 * DAY)
 
 
 def _request(tenant_id: str = "acme", **envelope_kw: Any) -> Envelope:
@@ -25,14 +31,13 @@ def _raw(**overrides: Any) -> bytes:
 def _reason(value: bytes, *, key: bytes | None = b"acme", topic: str = topics.LIFECYCLE,
             max_bytes: int = MAX) -> str:
     with pytest.raises(codec.InvalidMessage) as caught:
-        codec.decode(value, key=key, topic=topic, max_bytes=max_bytes)
+        codec.decode(value, key=key, topic=topic, limits=_limits(max_bytes))
     return caught.value.reason
 
 
 def test_round_trip_keeps_envelope_and_event() -> None:
     envelope = _request(correlation_id="corr-1")
-    decoded = codec.decode(codec.encode(envelope), key=b"acme", topic=topics.LIFECYCLE,
-                           max_bytes=MAX)
+    decoded = codec.decode(codec.encode(envelope), key=b"acme", topic=topics.LIFECYCLE, limits=_limits())
     assert decoded.envelope == envelope
     assert decoded.event == TenantRequested(tenant_id="acme", plan="free")
     assert decoded.envelope.correlationid == "corr-1"
@@ -48,7 +53,7 @@ def test_uncaused_envelope_correlates_with_itself_and_omits_causation() -> None:
 def test_too_large() -> None:
     value = codec.encode(_request())
     assert _reason(value, max_bytes=len(value) - 1) == codec.TOO_LARGE
-    codec.decode(value, key=b"acme", topic=topics.LIFECYCLE, max_bytes=len(value))  # at the limit
+    codec.decode(value, key=b"acme", topic=topics.LIFECYCLE, limits=_limits(len(value)))  # at the limit
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe not json", b"{not json", b"", b'{"a": 1'])
@@ -63,6 +68,32 @@ def test_invalid_json(value: bytes) -> None:
 )
 def test_not_cloudevent(value: bytes) -> None:
     assert _reason(value) == codec.NOT_CLOUDEVENT
+
+
+def test_naive_time_is_not_a_cloudevent() -> None:
+    assert _reason(_raw(time="2026-01-01T00:00:00")) == codec.NOT_CLOUDEVENT
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-01-01T00:05:01Z",
+     "2025-12-01T23:59:59Z"],
+    ids=["epoch", "year-9999", "just-over-skew", "just-over-age"],
+)
+def test_time_far_from_the_consumers_clock(time: str) -> None:
+    with pytest.raises(codec.InvalidMessage) as caught:
+        codec.decode(_raw(time=time), key=b"acme", topic=topics.LIFECYCLE, limits=_limits(),
+                     at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert caught.value.reason == codec.TIME_OUT_OF_RANGE
+    assert time[:10] in caught.value.detail
+
+
+@pytest.mark.parametrize("time", ["2026-01-01T00:05:00Z", "2025-12-02T00:00:00Z",
+                                  "2026-01-01T02:00:00+02:00"])
+def test_time_within_the_window_is_accepted(time: str) -> None:
+    decoded = codec.decode(_raw(time=time), key=b"acme", topic=topics.LIFECYCLE,
+                           limits=_limits(), at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert decoded.envelope.time == datetime.fromisoformat(time)
 
 
 def test_unknown_type() -> None:
@@ -90,7 +121,7 @@ def test_key_differs_from_subject(key: bytes | None) -> None:
 def test_subject_differs_from_data_tenant_id() -> None:
     value = _raw(subject="other")
     with pytest.raises(codec.InvalidMessage) as caught:
-        codec.decode(value, key=b"other", topic=topics.LIFECYCLE, max_bytes=MAX)
+        codec.decode(value, key=b"other", topic=topics.LIFECYCLE, limits=_limits())
     assert caught.value.reason == codec.KEY_MISMATCH
     assert "subject" in caught.value.detail
 
