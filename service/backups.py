@@ -134,6 +134,13 @@ class BackupTaker:
             return await self._from_manifest(mkey, akey)
         if await self._target.exists(akey):  # artifact without manifest: incomplete, redo
             await self._target.delete(akey)
+        # An earlier attempt killed mid-upload (SIGKILL, OOM) never ran its abort: its partial
+        # is ours to remove, as we hold the job's lease and no other writer of these keys lives.
+        swept = await self._target.discard_partials(akey) + await self._target.discard_partials(
+            mkey
+        )
+        if swept:
+            log.info("stale_partials_discarded", count=swept)
         started = datetime.now(UTC)
         async with self._pool.acquire() as conn:
             with translated("backup preparation"):

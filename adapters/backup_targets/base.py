@@ -9,6 +9,9 @@ Contract shared by every adapter (and checked by tests/integration/test_backup_t
     ``PermanentError("already_exists")`` (keys derive from event ids, so an existing object is
     the work of an earlier attempt: check the manifest's ``exists()`` before redoing a backup);
   * ``abort()`` removes any partial data, is idempotent and safe after any failure;
+  * ``discard_partials(key)`` removes what writers of ``key`` left behind without an abort (a
+    worker SIGKILLed mid-upload); call it only while no live writer of ``key`` can exist (the
+    backup job's lease is held), since it cannot tell a dead writer's partial from a live one's;
   * reading a missing key raises ``PermanentError("not_found")``; ``delete()`` of a missing key
     is a no-op;
   * library errors surface only as ``TransientError`` (retry later) or ``PermanentError``.
@@ -30,6 +33,7 @@ __all__ = [
     "not_found",
     "ArtifactWriter",
     "BackupTarget",
+    "is_partial_of",
     "partial_name",
     "put_with_writer",
     "validate_key",
@@ -77,6 +81,9 @@ class BackupTarget(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the object at ``key``; a missing object is fine."""
 
+    async def discard_partials(self, key: str) -> int:
+        """Remove uploads of ``key`` that were never committed nor aborted; how many."""
+
     async def list(self, prefix: str) -> list[str]:
         """Sorted committed keys (relative to the target root) that start with ``prefix``."""
 
@@ -103,6 +110,17 @@ def validate_prefix(prefix: str) -> str:
 def partial_name(key: str) -> str:
     """A per-writer partial name beside ``key``, so two writers of one key never mix bytes."""
     return f"{key}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+
+
+def is_partial_of(name: str, final_name: str) -> bool:
+    """Whether file ``name`` is a ``partial_name`` of ``final_name`` (same directory)."""
+    head, _, token = name.removesuffix(PARTIAL_SUFFIX).rpartition(".")
+    return (
+        name.endswith(PARTIAL_SUFFIX)
+        and head == final_name
+        and len(token) == 16
+        and all(c in "0123456789abcdef" for c in token)
+    )
 
 
 async def put_with_writer(target: BackupTarget, key: str, data: bytes) -> None:

@@ -12,6 +12,7 @@ from typing import BinaryIO
 from adapters.backup_targets.base import (
     PARTIAL_SUFFIX,
     already_exists,
+    is_partial_of,
     not_found,
     partial_name,
     put_with_writer,
@@ -161,6 +162,25 @@ class LocalFolderTarget:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         except OSError as e:
             raise _os_error(e, f"delete {path}") from e
+
+    async def discard_partials(self, key: str) -> int:
+        final = self._path(key)
+
+        def sweep() -> int:
+            try:
+                names = os.listdir(final.parent)
+            except FileNotFoundError:
+                return 0
+            stale = [n for n in names if is_partial_of(n, final.name)]
+            for name in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(final.parent / name)
+            return len(stale)
+
+        try:
+            return await asyncio.to_thread(sweep)
+        except OSError as e:
+            raise _os_error(e, f"sweep {final.parent}") from e
 
     async def list(self, prefix: str) -> list[str]:
         validate_prefix(prefix)

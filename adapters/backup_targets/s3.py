@@ -285,6 +285,26 @@ class S3BackupTarget:
         except _LIBRARY_ERRORS as e:
             raise _translate(e, self.uri(key)) from e
 
+    async def discard_partials(self, key: str) -> int:
+        """Abort the key's incomplete multipart uploads (they are billed, and invisible)."""
+        s3key = self._s3_key(key)
+        client = await self._get_client()
+        aborted = 0
+        try:
+            paginator = client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=s3key):
+                for upload in page.get("Uploads", []):
+                    if upload["Key"] != s3key:
+                        continue
+                    with contextlib.suppress(ClientError):  # NoSuchUpload: gone meanwhile
+                        await client.abort_multipart_upload(
+                            Bucket=self._bucket, Key=s3key, UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except _LIBRARY_ERRORS as e:
+            raise _translate(e, self.uri(key)) from e
+        return aborted
+
     async def list(self, prefix: str) -> list[str]:
         validate_prefix(prefix)
         root = f"{self._prefix}/" if self._prefix else ""

@@ -15,6 +15,7 @@ import asyncssh
 from adapters.backup_targets.base import (
     PARTIAL_SUFFIX,
     already_exists,
+    is_partial_of,
     not_found,
     partial_name,
     put_with_writer,
@@ -259,6 +260,23 @@ class SftpBackupTarget:
                 await sftp.remove(path)
 
         await self._idempotent(self.uri(key), remove)
+
+    async def discard_partials(self, key: str) -> int:
+        final = self._path(key)
+        directory, name = posixpath.split(final)
+
+        async def sweep(sftp: asyncssh.SFTPClient) -> int:
+            try:
+                names = [str(n) for n in await sftp.listdir(directory)]
+            except asyncssh.SFTPNoSuchFile:
+                return 0
+            stale = [n for n in names if is_partial_of(n, name)]
+            for n in stale:
+                with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                    await sftp.remove(f"{directory}/{n}")
+            return len(stale)
+
+        return await self._idempotent(self.uri(key), sweep)
 
     async def list(self, prefix: str) -> list[str]:
         validate_prefix(prefix)

@@ -469,10 +469,9 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
             if (s.envelope.type == "BackupCompleted" and p.tenant not in plan.erased
                     and s.envelope.data["backup_id"] not in by_id):
                 problems.append(f"BackupCompleted {s.envelope.data['backup_id']} not catalogued")
+    # a SIGKILLed upload leaves a partial; the job's next attempt (every job ended) removes it
     leftovers = [str(f) for f in stack.backup_dir.rglob("*") if f.name.endswith(".partial")]
-    if leftovers:
-        print(f"note: {len(leftovers)} uncatalogued partial file(s) left in the target, e.g."
-              f" {leftovers[:3]}")
+    problems += [f"partial upload left behind: {f}" for f in leftovers]
     # decrypt + restore: every catalogued backup, or a seeded sample
     sample = catalog if len(catalog) <= RESTORE_SAMPLE else rng.sample(catalog, RESTORE_SAMPLE)
     key_dir = stack.state / "chaos-keys"

@@ -86,6 +86,31 @@ class TestBackupTargetContract:
         assert await target.list(f"{tenant}/") == []
         assert [n for n in await target_under_test.raw_names() if tenant in n] == []
 
+    async def test_a_dead_writers_partial_is_discarded_and_nothing_else(
+        self, target_under_test: TargetUnderTest  # noqa: F811
+    ) -> None:
+        target, tenant = target_under_test.target, new_tenant()
+        key, other = f"{tenant}/b1.dump.zst.age", f"{tenant}/b2.dump.zst.age"
+        await target.put(f"{tenant}/b1.manifest.json", b"{}")  # a committed neighbour stays
+        live_other = await target.open_writer(other)  # another key's upload stays
+        dead = await target.open_writer(key)  # a worker SIGKILLed mid-upload: never ended
+        for w in (dead, live_other):
+            for _ in range(9):  # > one 8 MiB S3 part, so a multipart upload exists
+                await w.write(os.urandom(MiB))
+        assert any(tenant in n for n in await target_under_test.raw_names())
+
+        assert await target.discard_partials(key) == 1
+        assert await target.discard_partials(key) == 0  # idempotent
+
+        left = [n for n in await target_under_test.raw_names() if tenant in n]
+        assert left and all("b1.dump" not in n for n in left), left
+        assert any("b2.dump" in n for n in left), left
+        assert await target.list(f"{tenant}/") == [f"{tenant}/b1.manifest.json"]
+        await live_other.commit()  # the other writer was not disturbed
+        assert await target.exists(other)
+        # and the discarded key can be written afresh
+        assert await target.discard_partials(f"{new_tenant()}/none.dump.zst.age") == 0
+
     async def test_abort_before_any_write_is_safe(
         self, target_under_test: TargetUnderTest  # noqa: F811
     ) -> None:
