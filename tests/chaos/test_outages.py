@@ -30,6 +30,7 @@ from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.chaos
+LIMITS = codec.DecodeLimits(max_bytes=1 << 20, max_future_s=300.0, max_age_s=86_400.0)
 
 OUTAGE_S = float(os.environ.get("TENANT_CHAOS_OUTAGE_S", "10"))
 SETTLE_S = 120.0
@@ -187,7 +188,7 @@ async def test_redis_outage(fleet: Fleet) -> None:
     # every metrics tick emitted meanwhile was collected exactly once
     ticks = [r for r in await read_topic(s.settings(), topics.METRICS)
              if (r.partition, r.offset) not in before]
-    ids = [codec.decode(r.value, key=r.key, topic=topics.METRICS, max_bytes=1 << 20).envelope.id
+    ids = [codec.decode(r.value, key=r.key, topic=topics.METRICS, limits=LIMITS).envelope.id
            for r in ticks]
     assert ids, "no MetricsDue during the outage"
 

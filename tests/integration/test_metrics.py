@@ -161,7 +161,7 @@ async def test_results_built_without_validation_are_the_bytes_envelope_for_would
         assert codec.encode(envelope) == codec.encode(expected)
         assert codec.headers_for(envelope) == codec.headers_for(expected)
         decoded = codec.decode(codec.encode(envelope), key=f[0].encode(), topic=topics.EVENTS,
-                               max_bytes=1 << 20)
+                               limits=codec.DecodeLimits(1 << 20, 300.0, 86_400.0))
         assert decoded.event == event
     assert built[2].id == result_event_id(cause.id, "TenantQuotaExceeded:connections:acme_b")
     assert built[2].data == TenantQuotaExceeded(
