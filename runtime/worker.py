@@ -4,7 +4,9 @@ asked for, serves health and metrics, and stops gracefully on SIGTERM."""
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -64,6 +66,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.failed = False
+        self.abandoned_steps = 0  # shutdown steps that overran and were left running
 
     async def start(self) -> None:
         s = self.settings
@@ -128,6 +131,9 @@ class Worker:
         if open_:
             raise RuntimeError(f"circuit open: {', '.join(open_)}")
 
+    def _note(self, finished: bool) -> None:
+        self.abandoned_steps += not finished
+
     def request_stop(self) -> None:
         self._stopped.set()
 
@@ -154,11 +160,13 @@ class Worker:
         log.info("worker_stopping")
         grace = self.settings.shutdown_grace_s
         for delivery in self.deliveries:  # handled offsets committed; later ones commit at once
-            await _bounded(f"stop consumer group {delivery.group}", delivery.stop(), grace)
+            self._note(
+                await _bounded(f"stop consumer group {delivery.group}", delivery.stop(), grace)
+            )
         if hasattr(self, "broker"):
             # FastStream waits up to graceful_timeout for handlers in flight, then the consumers
             # leave their groups (one request each).
-            await _bounded("stop broker", self.broker.stop(), grace + _STEP_S)
+            self._note(await _bounded("stop broker", self.broker.stop(), grace + _STEP_S))
         for background in self._background:
             background.stop()
         if self._tasks:
@@ -166,23 +174,29 @@ class Worker:
             for task in pending:
                 task.cancel()
             if pending:
-                await _bounded(
-                    "cancel background loops",
-                    asyncio.gather(*pending, return_exceptions=True),
-                    _STEP_S,
+                self._note(
+                    await _bounded(
+                        "cancel background loops",
+                        asyncio.gather(*pending, return_exceptions=True),
+                        _STEP_S,
+                    )
                 )
         if hasattr(self, "_lag_task"):
             self._lag_task.cancel()
         for close in reversed(self.closers):
             with contextlib.suppress(Exception):
-                await _bounded(f"close {getattr(close, '__qualname__', close)}", close(), _STEP_S)
+                self._note(
+                    await _bounded(
+                        f"close {getattr(close, '__qualname__', close)}", close(), _STEP_S
+                    )
+                )
         log.info("worker_stopped")
 
 
 _STEP_S = 10.0  # for a shutdown step that does not wait for work: a close, a leave-group
 
 
-async def _bounded(step: str, work: Awaitable[Any], limit_s: float) -> None:
+async def _bounded(step: str, work: Awaitable[Any], limit_s: float) -> bool:
     """Run one shutdown step for at most ``limit_s``; name it, and what is stuck, if it overruns.
 
     An overrunning step is cancelled but not awaited (wait_for would wait for the cancellation,
@@ -192,12 +206,13 @@ async def _bounded(step: str, work: Awaitable[Any], limit_s: float) -> None:
     done, _ = await asyncio.wait({task}, timeout=limit_s)
     if done:
         task.result()  # re-raise what the step raised
-        return
+        return True
     current = asyncio.current_task()
     stuck = {t.get_name(): _stack_of(t) for t in asyncio.all_tasks() if t is not current}
     log.error("shutdown_step_overran", step=step, limit_s=limit_s, tasks=stuck)
     task.cancel()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no noise
+    return False
 
 
 def _stack_of(task: "asyncio.Task[Any]") -> list[str]:
@@ -226,5 +241,12 @@ async def run_worker(settings: Settings, roles: list[str]) -> None:
         await worker.wait()
     finally:
         await worker.stop()
+    if worker.abandoned_steps:
+        # asyncio.run would now wait, without a bound, for the abandoned tasks to honour their
+        # cancellation: leave instead, so SIGTERM always ends the process.
+        log.error("worker_exit_forced", abandoned_steps=worker.abandoned_steps)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(1)
     if worker.failed:
         raise SystemExit(1)

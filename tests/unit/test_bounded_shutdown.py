@@ -19,8 +19,11 @@ async def _ignores_cancellation(release: asyncio.Event) -> None:
 async def test_an_overrunning_step_is_abandoned_and_logged_with_what_is_stuck() -> None:
     release = asyncio.Event()
     with structlog.testing.capture_logs() as logs:
-        await asyncio.wait_for(_bounded("stuck step", _ignores_cancellation(release), 0.2), 5)
-    release.set()  # let the abandoned task end so the loop closes cleanly
+        finished = await asyncio.wait_for(
+            _bounded("stuck step", _ignores_cancellation(release), 0.2), 5
+        )
+    assert finished is False  # the worker then exits without waiting for it
+    release.set()  # let the abandoned task end so this test's loop closes cleanly
 
     [entry] = [e for e in logs if e["event"] == "shutdown_step_overran"]
     assert entry["step"] == "stuck step"
@@ -36,7 +39,7 @@ async def test_a_step_that_finishes_is_silent_and_its_error_propagates() -> None
         await asyncio.sleep(0)
 
     with structlog.testing.capture_logs() as logs:
-        await _bounded("quick", works(), 5)
+        assert await _bounded("quick", works(), 5) is True
         with pytest.raises(ValueError, match="boom"):
             await _bounded("failing", fails(), 5)
     assert not logs
