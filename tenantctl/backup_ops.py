@@ -2,12 +2,14 @@
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from adapters.age_keys import PostgresTenantKeys
 from adapters.kafka.event_reader import EventReader
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.pool import create_pool
@@ -111,3 +113,22 @@ async def drill(settings: Settings, tenant_id: str, backup_id: str) -> dict[str,
             await parts.target.close()
     finally:
         await pool.close()
+
+
+async def rotate_master(
+    settings: Settings, identity_file: Path, new_recipient: str, console: Console
+) -> int:
+    """Re-wrap every tenant key to ``new_recipient`` (one transaction), with a progress bar."""
+    keys = PostgresTenantKeys(settings.control_schema, new_recipient)
+    conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        with Progress(*Progress.get_default_columns(), console=console) as bar:
+            task = bar.add_task("re-wrapping tenant keys", total=None)
+            return await keys.rotate_master(
+                conn,
+                identity_file,
+                new_recipient,
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    finally:
+        await conn.close()

@@ -234,6 +234,34 @@ def migrate(
         raise typer.Exit(1)
 
 
+keys_app = typer.Typer(help="The backup master key.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master(
+    identity: Annotated[
+        Path, typer.Option("--identity", help="The CURRENT master's age identity file")
+    ],
+    to: Annotated[str, typer.Option("--to", help="The new master's age recipient (age1...)")],
+) -> None:
+    """Re-wrap every tenant key to a new master, in one transaction, and pin it.
+
+    Then give the workers TENANT_BACKUP_MASTER_RECIPIENT (and restore workers the new
+    identity file) and restart them: a worker on the old master refuses to make new keys.
+    Backups need no re-encryption: they are encrypted to the tenant keys.
+    """
+    from domain.errors import PermanentError
+    from tenantctl import backup_ops
+
+    try:
+        n = asyncio.run(backup_ops.rotate_master(_settings(), identity, to, console))
+    except PermanentError as e:  # nothing was changed: the transaction rolled back
+        console.print(f"[red]not rotated ({e.reason}):[/red] {e}")
+        raise typer.Exit(2) from None
+    console.print(f"re-wrapped {n} tenant key(s); master is now {to[:16]}...")
+
+
 dlq_app = typer.Typer(help="Dead letters in tenants.dlq.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 
