@@ -31,7 +31,7 @@ async def run(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError as e:
-        await kill_and_reap([proc])
+        await kill_and_reap([proc], drain_stderr=True)  # communicate() no longer reads either
         raise TransientError(f"{args[0]} timed out after {timeout}s") from e
     if proc.returncode != 0:
         raise PermanentError(
@@ -40,13 +40,16 @@ async def run(
     return out
 
 
-async def kill_and_reap(procs: Iterable[asyncio.subprocess.Process]) -> None:
+async def kill_and_reap(
+    procs: Iterable[asyncio.subprocess.Process], *, drain_stderr: bool = False
+) -> None:
     """Kill whichever of ``procs`` still run and wait for every one to be gone.
 
-    asyncio's ``Process.wait()`` returns only once the process's pipes are closed as well. A
-    stdout we stopped reading mid-stream (an aborted backup) has its transport paused at the
-    buffer limit and would never see EOF, so wait() would hang for ever: drain it first. After
-    the kill that is at most one pipe buffer.
+    asyncio's ``Process.wait()``, called before the exit has been seen, returns only once the
+    process's pipes are closed as well. A stdout we stopped reading mid-stream (an aborted
+    backup) has its transport paused at the buffer limit and would never see EOF, so wait()
+    would hang for ever: drain it first (after the kill that is at most one pipe buffer).
+    ``drain_stderr``: stderr too, when nobody else reads it (a StderrTail does in pipelines).
     """
     procs = list(procs)
     for proc in procs:
@@ -54,10 +57,11 @@ async def kill_and_reap(procs: Iterable[asyncio.subprocess.Process]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
     for proc in procs:
-        if proc.stdout is not None:
-            with contextlib.suppress(Exception):  # e.g. a reader left waiting by a cancelled task
-                while await proc.stdout.read(1 << 16):
-                    pass
+        for stream in (proc.stdout, proc.stderr if drain_stderr else None):
+            if stream is not None:
+                with contextlib.suppress(Exception):  # e.g. a reader left by a cancelled task
+                    while await stream.read(1 << 16):
+                        pass
         await proc.wait()
 
 

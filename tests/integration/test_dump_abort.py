@@ -13,13 +13,15 @@ SIGKILLed). Reaping drains the paused stdout first.
 import asyncio
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from adapters.dump_pipeline import dump
-from adapters.processes import kill_and_reap
+from adapters.processes import kill_and_reap, run
+from domain.errors import TransientError
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from tests.support.waiting import wait_until
@@ -47,6 +49,17 @@ async def test_reaping_a_process_whose_stdout_is_paused_returns() -> None:
 
     assert done, "kill_and_reap hung on a paused stdout"
     assert proc.returncode == -9
+
+
+async def test_a_command_timing_out_while_flooding_stderr_is_reaped() -> None:
+    # run()'s communicate() is cancelled by its timeout, so nobody reads stderr any more
+    flood = "import sys\nwhile True: sys.stderr.write('y' * 65536)"
+    task = asyncio.create_task(run([sys.executable, "-c", flood], timeout=0.5))
+    done, _ = await asyncio.wait({task}, timeout=15)
+
+    assert done, "run() hung after its timeout: stderr was never drained"
+    with pytest.raises(TransientError, match="timed out"):
+        task.result()
 
 
 async def test_cancel_with_a_stalled_sink_returns_and_reaps(
