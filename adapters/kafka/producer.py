@@ -21,6 +21,7 @@ class KafkaEventPublisher:
     def __init__(self, settings: Settings, *, client_id: str = "tenant-service") -> None:
         self._settings, self._client_id = settings, client_id
         self._producer = self._new_producer()
+        self._started = False  # only a producer whose start() succeeded is ever used
         self._lock = asyncio.Lock()
 
     def _new_producer(self) -> AIOKafkaProducer:
@@ -35,26 +36,44 @@ class KafkaEventPublisher:
             linger_ms=5,
         )
 
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        """The current producer, started; TransientError while the cluster is unreachable.
+
+        aiokafka's start() that fails to bootstrap leaves a producer with no brokers and no
+        metadata task: its send() then waits for metadata forever and every refresh logs
+        "Unable to update metadata from []". So a failed start throws that producer away and
+        the next call starts a fresh one.
+        """
+        async with self._lock:
+            if self._started:
+                return self._producer
+            try:
+                await self._producer.start()
+            except KafkaError as e:
+                failed, self._producer = self._producer, self._new_producer()
+                with contextlib.suppress(Exception):
+                    await failed.stop()
+                raise TransientError(f"kafka producer start: {e}") from e
+            self._started = True
+            return self._producer
+
     async def _renew(self) -> None:
         """A failed send can leave the idempotent producer in a state it never leaves (after a
-        broker restart: OutOfOrderSequenceNumber on every later send). Start a fresh one, with
-        a new producer id; the caller republishes, and duplicates carry the same event ids."""
+        broker restart: OutOfOrderSequenceNumber on every later send). The next call starts a
+        fresh one, with a new producer id; the caller republishes, and duplicates carry the
+        same event ids."""
         async with self._lock:
-            old, self._producer = self._producer, self._new_producer()
+            old, self._producer, self._started = self._producer, self._new_producer(), False
             with contextlib.suppress(Exception):
                 await old.stop()
-            with contextlib.suppress(KafkaError):
-                await self._producer.start()
 
     async def start(self) -> None:
-        try:
-            await self._producer.start()
-        except KafkaError as e:
-            await self._producer.stop()
-            raise TransientError(f"kafka producer start: {e}") from e
+        await self._ensure_started()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        async with self._lock:
+            self._started = False
+            await self._producer.stop()
 
     async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Send and wait for the broker's acknowledgement."""
@@ -64,9 +83,10 @@ class KafkaEventPublisher:
         self, messages: Sequence[tuple[str, bytes | None, bytes, Headers]]
     ) -> None:
         """Send a batch (kept in order per partition) and wait until all are acknowledged."""
+        producer = await self._ensure_started()
         try:
             futures = [
-                await self._producer.send(topic, value=value, key=key, headers=list(headers))
+                await producer.send(topic, value=value, key=key, headers=list(headers))
                 for topic, key, value, headers in messages
             ]
             for future in futures:
@@ -77,14 +97,16 @@ class KafkaEventPublisher:
 
     async def partitions_for(self, topic: str) -> set[int]:
         """The topic's partitions (from the producer's metadata, refreshed when missing)."""
+        producer = await self._ensure_started()
         try:
-            return set(await self._producer.partitions_for(topic))
+            return set(await producer.partitions_for(topic))
         except KafkaError as e:
             raise TransientError(f"kafka metadata: {e}") from e
 
     async def ping(self) -> None:
         """A real metadata round trip to the cluster (cached metadata would hide an outage)."""
+        producer = await self._ensure_started()
         try:
-            await self._producer.client.fetch_all_metadata()
+            await producer.client.fetch_all_metadata()
         except KafkaError as e:
             raise TransientError(f"kafka metadata: {e}") from e

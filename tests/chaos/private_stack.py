@@ -280,6 +280,10 @@ async def stop_private_stack(stack: PrivateStack) -> None:
         print(f"private stack kept: {stack.state} ({stack.ports})")
         return
     await stack.stack("down", "--purge")
+    # Keep the services' own logs (Kafka, PostgreSQL, Redis) beside the workers' for post-mortems
+    # of a failed CI run; the rest of the state (data, keys) goes.
+    kept = stack.log_dir.with_name(stack.log_dir.name + "-services")
+    shutil.copytree(stack.state / "logs", kept, dirs_exist_ok=True)
     shutil.rmtree(stack.state, ignore_errors=True)
 
 

@@ -114,30 +114,47 @@ async def run_outage(fleet: Fleet, down: object, up: object, *, backups: bool = 
     stop_traffic, stop_obs = asyncio.Event(), asyncio.Event()
     async with InputPublisher(settings) as pub, EventsTail(settings) as tail:
         flow = asyncio.create_task(traffic(pub, tail, fleet, stop_traffic, sent, backups))
-        await wait_until(lambda: len(sent) >= 2, 30, what="traffic")
-        await tail.wait_for(set(sent[:2]), 60, "first results before the outage")
-        watcher = asyncio.create_task(observe(fleet, obs, stop_obs))
-        started = time.monotonic()
-        await down()  # type: ignore[operator]
-        await asyncio.sleep(OUTAGE_S)  # the outage itself: an injected condition
-        await up()  # type: ignore[operator]
-        print(f"outage lasted {time.monotonic() - started:.1f}s")
-        # recovery: ready again, circuits closed
-        for w in fleet.all:
-            await wait_until(lambda w=w: _ready(w), SETTLE_S, what=f"{w.roles} ready again",
-                             interval=0.5)
-        stop_traffic.set()
-        await flow
-        await tail.wait_for(set(sent), SETTLE_S, "results after recovery")
-        stop_obs.set()
-        await watcher
-        by_cause = {c: list(tail.by_cause[c]) for c in sent}
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await wait_until(lambda: len(sent) >= 2, 30, what="traffic")
+            await tail.wait_for(set(sent[:2]), 60, "first results before the outage")
+            watcher = asyncio.create_task(observe(fleet, obs, stop_obs))
+            started = time.monotonic()
+            await down()  # type: ignore[operator]
+            await asyncio.sleep(OUTAGE_S)  # the outage itself: an injected condition
+            await up()  # type: ignore[operator]
+            print(f"outage lasted {time.monotonic() - started:.1f}s")
+            # recovery: ready again, circuits closed
+            for w in fleet.all:
+                await _wait_ready(w)
+            stop_traffic.set()
+            await flow
+            await tail.wait_for(set(sent), SETTLE_S, "results after recovery")
+            stop_obs.set()
+            await watcher
+            by_cause = {c: list(tail.by_cause[c]) for c in sent}
+        finally:
+            # A failed wait must not leave traffic flowing into the next tests (the event loop
+            # outlives this test): a leaked publisher once queued hundreds of backups for them.
+            for task in (flow, watcher):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     return obs, sent, by_cause
 
 
-async def _ready(w: WorkerProcess) -> bool:
-    status, _ = await readiness(w.port)
-    return status == 200
+async def _wait_ready(w: WorkerProcess) -> None:
+    last: list[tuple[int, dict]] = []
+
+    async def ready() -> bool:
+        last[:] = [await readiness(w.port)]
+        return last[0][0] == 200
+
+    try:
+        await wait_until(ready, SETTLE_S, what=f"{w.roles} ready again", interval=0.5)
+    except AssertionError as e:  # say which check stayed red
+        raise AssertionError(f"{e}; last /readyz: {last}") from None
 
 
 async def assert_nothing_lost(stack: PrivateStack, sent: list[str], by_cause: dict) -> None:
