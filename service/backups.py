@@ -56,8 +56,9 @@ class BackupRequests:
             record = await self._store.get(conn, event.tenant_id)
             if record is None or record.status == TenantStatus.ERASED:
                 return BackupFailed(tenant_id=event.tenant_id, reason="unknown_tenant", attempts=0)
-            job_id = rules.backup_id_for(env.id)
-            await self._jobs.add(conn, job_id, "backup", event.tenant_id, env.id, env.correlationid)
+            job_id = await self._jobs.add_backup(
+                conn, rules.backup_id_for(env.id), event.tenant_id, env.id, env.correlationid
+            )
             return Accepted(job_id)
 
         return await self._transaction.run(env, effect, source=self._source)

@@ -3,7 +3,8 @@
 Order: optional final archive (encrypted to operator recipients only, per policy) -> tables
 dropped in batches (bounded locks per transaction) -> schema and role -> Redis keys -> the
 tenant's backup key destroyed (crypto-shredding every other backup, wherever copies went) and
-their catalog rows and artifacts removed -> pending jobs cancelled -> registry tombstone.
+their catalog rows and artifacts removed -> registry tombstone. The tenant's jobs still waiting
+run afterwards and answer unknown_tenant, one result per request.
 """
 
 from typing import Any
@@ -81,13 +82,9 @@ class Eraser:
                     if r.backup_id != archive_id
                 ]
                 await self._jobs.forget(conn, [r.backup_id for r in doomed])
-                await conn.execute(
-                    f"UPDATE {self._jobs.jobs} SET status = 'failed', last_error = 'tenant erased',"
-                    " lease_owner = NULL, lease_until = NULL, updated_at = now()"
-                    " WHERE tenant_id = $1 AND job_id <> $2 AND status = 'pending'",
-                    tenant_id,
-                    job.job_id,
-                )
+                # The tenant's jobs still waiting are not cancelled here: each request must get
+                # its one answer, and they do when they run (BackupFailed / RestoreFailed,
+                # unknown_tenant: the registry row is a tombstone from now on).
                 await self._store.tombstone(conn, tenant_id)
         if doomed:
             erased.append(f"backups:{len(doomed)}")

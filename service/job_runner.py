@@ -148,9 +148,7 @@ class JobRunner:
                 record = await self._store.get(conn, job.tenant_id)
                 if record is not None:
                     expired = await self._taker.expire(conn, job.tenant_id, record.plan)
-            await self._outbox.add(
-                conn, envelope_for(result, cause=_cause(job), source=self._source)
-            )
+            await self._answer(conn, job, result)
         log.info("job_succeeded", result=type(result).__name__, expired=len(expired))
         await self._taker.delete_artifacts(expired)
 
@@ -177,10 +175,20 @@ class JobRunner:
             )
         async with self._pool.acquire() as conn, conn.transaction():
             if await self._jobs.finish(conn, job.job_id, self.owner, "failed", detail[:1000]):
-                await self._outbox.add(
-                    conn, envelope_for(failed, cause=_cause(job), source=self._source)
-                )
+                await self._answer(conn, job, failed)
         log.warning("job_failed", reason=reason, detail=detail[:300])
+
+    async def _answer(self, conn: asyncpg.Connection, job: Job, result: Result) -> None:
+        """One result per request: the job's own cause and every request riding on it."""
+        causes = [(job.cause_id, job.correlation_id)]
+        if job.kind == "backup":
+            causes += await self._jobs.riders_of(conn, job.job_id)
+            if len(causes) > 1:
+                log.info("job_answers_riders", riders=len(causes) - 1)
+        await self._outbox.add_many(conn, [
+            envelope_for(result, cause=_cause(job.tenant_id, job.kind, c, corr), source=self._source)
+            for c, corr in causes
+        ])
 
     async def _housekeeping(self) -> None:
         if self._restorer is None:
@@ -192,15 +200,15 @@ class JobRunner:
             log.warning("housekeeping_failed", error=repr(e))
 
 
-def _cause(job: Job) -> Envelope:
+def _cause(tenant_id: str, kind: str, cause_id: str, correlation_id: str) -> Envelope:
     """Stands in for the causing event: a result's envelope takes only its id and correlation."""
     return Envelope(
         specversion="1.0",
-        id=job.cause_id,
+        id=cause_id,
         source="urn:tenant-service",
-        type=job.kind,
+        type=kind,
         time=now(),
-        subject=job.tenant_id,
-        correlationid=job.correlation_id,
+        subject=tenant_id,
+        correlationid=correlation_id,
         data={},
     )

@@ -32,14 +32,17 @@ async def _request(
     async with EventReader(settings) as reader:
         await publish_event(settings, envelope)
         result = asyncio.create_task(first_result(reader, envelope.id, timeout))
-        await _show_progress(settings, job_id_of(envelope.id), result, console)
+        await _show_progress(settings, envelope.id, job_id_of(envelope.id), result, console)
         return envelope, await result
 
 
 async def _show_progress(
-    settings: Settings, job_id: str, result: "asyncio.Task[Any]", console: Console
+    settings: Settings, cause_id: str, job_id: str, result: "asyncio.Task[Any]", console: Console
 ) -> None:
-    """A live line with the job's state and bytes written, until the result arrives."""
+    """A live line with the job's state and bytes written, until the result arrives.
+
+    ``job_id`` is the job the request makes; a backup request that rode on a job already
+    waiting (see PostgresBackupJobs.add_backup) follows that job instead."""
     jobs = PostgresBackupJobs(settings.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
@@ -53,6 +56,9 @@ async def _show_progress(
             line = progress.add_task(f"{job_id}: waiting")
             while not result.done():
                 job = await jobs.job(conn, job_id)
+                if job is None and (host := await jobs.job_answering(conn, cause_id)):
+                    job_id = host
+                    job = await jobs.job(conn, job_id)
                 if job:
                     progress.update(
                         line,

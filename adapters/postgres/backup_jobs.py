@@ -50,6 +50,7 @@ class PostgresBackupJobs:
         s = quote_ident(control_schema)
         self.jobs, self.catalog = f"{s}.backup_jobs", f"{s}.backups"
         self.replaced, self.drills = f"{s}.replaced_schemas", f"{s}.restore_drills"
+        self.riders = f"{s}.backup_job_riders"
 
     async def add(
         self,
@@ -74,6 +75,57 @@ class PostgresBackupJobs:
             backup_id,
             archive,
         )
+
+    async def add_backup(
+        self,
+        conn: asyncpg.Connection,
+        job_id: str,
+        tenant_id: str,
+        cause_id: str,
+        correlation_id: str,
+    ) -> str:
+        """Queue a backup of the tenant; returns the id of the job that will answer it.
+
+        If the tenant already has a backup job that no runner has started yet, this request
+        rides on it: that backup starts after now, so it is as fresh as the one asked for.
+        The row lock makes it exact against a claim: a claim that got there first has set the
+        job running, the re-checked row no longer qualifies, and a new job is queued instead;
+        a claim that comes second skips the locked row until we commit (SKIP LOCKED).
+        """
+        host = await conn.fetchval(
+            f"SELECT job_id FROM {self.jobs} WHERE tenant_id = $1 AND kind = 'backup'"
+            " AND status = 'pending' AND attempts = 0 AND not_before <= now() AND job_id <> $2"
+            " ORDER BY created_at LIMIT 1 FOR UPDATE",
+            tenant_id,
+            job_id,
+        )
+        if host is None:
+            await self.add(conn, job_id, "backup", tenant_id, cause_id, correlation_id)
+            return job_id
+        await conn.execute(
+            f"INSERT INTO {self.riders} (cause_id, job_id, correlation_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (cause_id) DO NOTHING",
+            cause_id,
+            host,
+            correlation_id,
+        )
+        return str(host)
+
+    async def riders_of(self, conn: asyncpg.Connection, job_id: str) -> list[tuple[str, str]]:
+        """(cause id, correlation id) of the requests riding on the job, oldest first."""
+        rows = await conn.fetch(
+            f"SELECT cause_id, correlation_id FROM {self.riders} WHERE job_id = $1"
+            " ORDER BY created_at, cause_id",
+            job_id,
+        )
+        return [(r["cause_id"], r["correlation_id"]) for r in rows]
+
+    async def job_answering(self, conn: asyncpg.Connection, cause_id: str) -> str | None:
+        """The job that answers the request ``cause_id``, if it rides on another's."""
+        host = await conn.fetchval(
+            f"SELECT job_id FROM {self.riders} WHERE cause_id = $1", cause_id
+        )
+        return None if host is None else str(host)
 
     async def claim(
         self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float

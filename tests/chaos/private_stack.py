@@ -279,11 +279,13 @@ async def stop_private_stack(stack: PrivateStack) -> None:
     if os.environ.get("TENANT_CHAOS_KEEP_STACK") == "1":
         print(f"private stack kept: {stack.state} ({stack.ports})")
         return
-    await stack.stack("down", "--purge")
+    await stack.stack("down")
     # Keep the services' own logs (Kafka, PostgreSQL, Redis) beside the workers' for post-mortems
     # of a failed CI run; the rest of the state (data, keys) goes.
-    kept = stack.log_dir.with_name(stack.log_dir.name + "-services")
-    shutil.copytree(stack.state / "logs", kept, dirs_exist_ok=True)
+    if (stack.state / "logs").is_dir():
+        kept = stack.log_dir.with_name(stack.log_dir.name + "-services")
+        shutil.copytree(stack.state / "logs", kept, dirs_exist_ok=True)
+    await stack.stack("down", "--purge")
     shutil.rmtree(stack.state, ignore_errors=True)
 
 

@@ -36,6 +36,7 @@ from contracts.events import (
     TenantRequested,
 )
 from domain.tenant_ids import role_name, schema_name
+from runtime.settings import Settings
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import PrivateStack
 from tests.support.backups import local_path, stock_restore_list, unwrap, write_identity
@@ -464,11 +465,20 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
         "SELECT tenant_id FROM tenant_service.tenant_keys WHERE tenant_id = ANY($1::text[])",
         sorted(plan.erased))}
     problems += [f"erased tenant {t} still has a backup key" for t in sorted(keys)]
-    for p in plan.originals:  # every BackupCompleted of a live tenant is catalogued
+    # every BackupCompleted of a live tenant is catalogued, unless retention expired it: then
+    # the tenant's plan keeps `last` newer backups (the newest is never expired)
+    plans = dict(await conn.fetch("SELECT tenant_id, plan FROM tenant_service.tenants"
+                                  " WHERE tenant_id = ANY($1::text[])", plan.tenants))
+    retention = Settings.model_fields["backup_retention"].default  # the chaos workers' (unset)
+    for p in plan.originals:
         for s in by_cause.get(p.env.id, []):
             if (s.envelope.type == "BackupCompleted" and p.tenant not in plan.erased
                     and s.envelope.data["backup_id"] not in by_id):
-                problems.append(f"BackupCompleted {s.envelope.data['backup_id']} not catalogued")
+                newer = [r for r in catalog if r["tenant_id"] == p.tenant
+                         and r["finished_at"] > s.envelope.time]
+                if len(newer) < retention[plans.get(p.tenant, "free")][0]:
+                    problems.append(f"BackupCompleted {s.envelope.data['backup_id']} not"
+                                    f" catalogued ({len(newer)} newer backups catalogued)")
     # a SIGKILLed upload leaves a partial; the job's next attempt (every job ended) removes it
     leftovers = [str(f) for f in stack.backup_dir.rglob("*") if f.name.endswith(".partial")]
     problems += [f"partial upload left behind: {f}" for f in leftovers]

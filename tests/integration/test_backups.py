@@ -290,3 +290,46 @@ def _relay_to(upstream_port: int):  # type: ignore[no-untyped-def]
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     return handle
+
+
+async def _accepted(pg: asyncpg.Connection, event_ids: list[str]) -> bool:
+    n = await pg.fetchval(
+        "SELECT count(*) FROM tenant_service.inbox WHERE consumer_group = 'tenant-backup'"
+        " AND event_id = ANY($1::text[])", event_ids)
+    return bool(n == len(event_ids))
+
+
+async def test_requests_waiting_for_the_same_tenant_share_one_backup(
+    workers: Workers, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds,
+) -> None:
+    # A worker that accepts requests but whose runner sleeps: the jobs stay waiting.
+    await workers.only("idle", {"TENANT_BACKUP_POLL_INTERVAL_S": "3600"})
+    busy, other = tenants.new(), tenants.new()
+    for t in (busy, other):
+        await bk.provision(publisher, results, t)
+    burst = [await bk.send(publisher, bk.envelope(BackupDue(tenant_id=busy))) for _ in range(3)]
+    alone = await bk.send(publisher, bk.envelope(BackupDue(tenant_id=other)))
+    asked = [e.id for e in (*burst, alone)]
+    await wait_until(lambda: _accepted(pg, asked), 60, what="all four accepted", interval=0.2)
+
+    host = backup_id_for(burst[0].id)
+    jobs = {t: [j["job_id"] for j in await bk.jobs_of(pg, t)] for t in (busy, other)}
+    assert jobs == {busy: [host], other: [backup_id_for(alone.id)]}
+    riders = await pg.fetch("SELECT cause_id, job_id FROM tenant_service.backup_job_riders"
+                            " WHERE job_id = $1 ORDER BY created_at", host)
+    assert [(r["cause_id"], r["job_id"]) for r in riders] == [(e.id, host) for e in burst[1:]]
+
+    await workers.only("local")  # a runner that works: it takes the two waiting jobs
+    done = await results.all_of(asked, 120)
+
+    answers = [done[e.id] for e in burst]
+    assert [a.type for a in answers] == ["BackupCompleted"] * 3, [a.data for a in answers]
+    assert {a.data["backup_id"] for a in answers} == {host}  # one backup answers all three
+    assert [(a.causationid, a.correlationid) for a in answers] == [
+        (e.id, e.correlationid) for e in burst]
+    assert len({a.id for a in answers}) == 3  # three results, each its own event
+    assert all(len(results.caused_by(e.id)) == 1 for e in burst)
+    assert done[alone.id].type == "BackupCompleted"
+    assert done[alone.id].data["backup_id"] == backup_id_for(alone.id)
+    assert [r["backup_id"] for r in await bk.catalog(pg, busy)] == [host]
