@@ -22,6 +22,7 @@ class KafkaEventPublisher:
         self._settings, self._client_id = settings, client_id
         self._producer = self._new_producer()
         self._started = False  # only a producer whose start() succeeded is ever used
+        self._stopped = False
         self._lock = asyncio.Lock()
 
     def _new_producer(self) -> AIOKafkaProducer:
@@ -47,6 +48,8 @@ class KafkaEventPublisher:
         async with self._lock:
             if self._started:
                 return self._producer
+            if self._stopped:  # shutting down: a late call must not start a new producer
+                raise TransientError("kafka publisher stopped")
             try:
                 await self._producer.start()
             except KafkaError as e:
@@ -72,7 +75,7 @@ class KafkaEventPublisher:
 
     async def stop(self) -> None:
         async with self._lock:
-            self._started = False
+            self._started, self._stopped = False, True
             await self._producer.stop()
 
     async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:

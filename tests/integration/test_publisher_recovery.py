@@ -115,5 +115,9 @@ async def test_a_publisher_that_could_not_start_recovers_when_kafka_answers(
             await asyncio.wait_for(publisher.ping(), CALL_LIMIT_S)
             await wait_until(lambda: tail.with_key(key), 30, what="the record on the topic")
             assert [r.value for r in tail.with_key(key)] == [b"after the outage"]
+        await publisher.stop()
+        # stopped means stopped: a late call during shutdown must not start a new producer
+        with pytest.raises(TransientError, match="stopped"):
+            await asyncio.wait_for(publisher.publish(scratch_topic, key, b"late", []), 5)
     finally:
         await publisher.stop()
