@@ -305,6 +305,13 @@ async def test_requests_waiting_for_the_same_tenant_share_one_backup(
 ) -> None:
     # A worker that accepts requests but whose runner sleeps: the jobs stay waiting.
     await workers.only("idle", {"TENANT_BACKUP_POLL_INTERVAL_S": "3600"})
+
+    async def nothing_claimable() -> bool:  # the idle runner's first pass is over: it sleeps
+        return not await pg.fetchval(
+            "SELECT count(*) FROM tenant_service.backup_jobs WHERE not_before <= now()"
+            " AND (status = 'pending' OR (status = 'running' AND lease_until < now()))")
+
+    await wait_until(nothing_claimable, 60, what="no job left to claim", interval=0.2)
     busy, other = tenants.new(), tenants.new()
     for t in (busy, other):
         await bk.provision(publisher, results, t)
