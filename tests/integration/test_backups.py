@@ -3,7 +3,10 @@ idempotency, unknown and suspended tenants, retention, retries (issue 3)."""
 
 import asyncio
 import hashlib
+import json
+import re
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tests.support import backups as bk
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
-from tests.support.workers import WorkerProcess, free_port
+from tests.support.workers import REPO_ROOT, WorkerProcess, free_port
 
 pytestmark = pytest.mark.stack
 
@@ -292,6 +295,18 @@ def _relay_to(upstream_port: int):  # type: ignore[no-untyped-def]
     return handle
 
 
+async def _idle_runner(workers: Workers, pg: asyncpg.Connection) -> None:
+    """A worker that accepts requests but whose runner sleeps: the jobs stay waiting."""
+    await workers.only("idle", {"TENANT_BACKUP_POLL_INTERVAL_S": "3600"})
+
+    async def nothing_claimable() -> bool:  # the idle runner's first pass is over: it sleeps
+        return not await pg.fetchval(
+            "SELECT count(*) FROM tenant_service.backup_jobs WHERE not_before <= now()"
+            " AND (status = 'pending' OR (status = 'running' AND lease_until < now()))")
+
+    await wait_until(nothing_claimable, 60, what="no job left to claim", interval=0.2)
+
+
 async def _accepted(pg: asyncpg.Connection, event_ids: list[str]) -> bool:
     n = await pg.fetchval(
         "SELECT count(*) FROM tenant_service.inbox WHERE consumer_group = 'tenant-backup'"
@@ -303,15 +318,7 @@ async def test_requests_waiting_for_the_same_tenant_share_one_backup(
     workers: Workers, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
     tenants: TenantIds,
 ) -> None:
-    # A worker that accepts requests but whose runner sleeps: the jobs stay waiting.
-    await workers.only("idle", {"TENANT_BACKUP_POLL_INTERVAL_S": "3600"})
-
-    async def nothing_claimable() -> bool:  # the idle runner's first pass is over: it sleeps
-        return not await pg.fetchval(
-            "SELECT count(*) FROM tenant_service.backup_jobs WHERE not_before <= now()"
-            " AND (status = 'pending' OR (status = 'running' AND lease_until < now()))")
-
-    await wait_until(nothing_claimable, 60, what="no job left to claim", interval=0.2)
+    await _idle_runner(workers, pg)
     busy, other = tenants.new(), tenants.new()
     for t in (busy, other):
         await bk.provision(publisher, results, t)
@@ -340,3 +347,38 @@ async def test_requests_waiting_for_the_same_tenant_share_one_backup(
     assert done[alone.id].type == "BackupCompleted"
     assert done[alone.id].data["backup_id"] == backup_id_for(alone.id)
     assert [r["backup_id"] for r in await bk.catalog(pg, busy)] == [host]
+
+
+async def test_tenantctl_backup_wait_follows_the_job_it_rode_on(
+    workers: Workers, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds,
+) -> None:
+    await _idle_runner(workers, pg)
+    tenant_id = tenants.new()
+    await bk.provision(publisher, results, tenant_id)
+    first = await bk.send(publisher, bk.envelope(BackupDue(tenant_id=tenant_id)))
+    await wait_until(lambda: _accepted(pg, [first.id]), 60, what="the first accepted", interval=0.2)
+    host = backup_id_for(first.id)
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tenantctl.cli", "backup", tenant_id, "--wait", "--timeout", "120",
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async def rode() -> bool:
+            return bool(await pg.fetchval(
+                "SELECT count(*) FROM tenant_service.backup_job_riders WHERE job_id = $1", host))
+
+        await wait_until(rode, 60, what="the CLI's request riding on the waiting job",
+                         interval=0.2)
+        await workers.only("local")
+        out, err = await asyncio.wait_for(cli.communicate(), 150)
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.wait()
+    text = out.decode()
+    assert cli.returncode == 0, text + err.decode()
+    request_id = re.search(r"published BackupDue id=(\S+)", text)
+    assert request_id, text
+    result = json.loads(text[text.index("{"):])
+    assert (result["type"], result["causationid"]) == ("BackupCompleted", request_id.group(1))
+    assert result["data"]["backup_id"] == host

@@ -88,8 +88,12 @@ async def test_one_backup_per_tenant_per_window_and_standby_takeover(
     }
 
     async def effects() -> list[tuple[str, str]]:
+        """(tenant, tick id) of every accepted BackupDue: a job of its own, or a ride on the
+        tenant's job still waiting (one backup answers both; see add_backup)."""
         rows = await pg.fetch(
-            f"SELECT tenant_id, cause_id FROM {CONTROL}.backup_jobs WHERE tenant_id = ANY($1)",
+            f"SELECT tenant_id, cause_id FROM {CONTROL}.backup_jobs WHERE tenant_id = ANY($1)"
+            f" UNION ALL SELECT j.tenant_id, r.cause_id FROM {CONTROL}.backup_job_riders r"
+            f" JOIN {CONTROL}.backup_jobs j USING (job_id) WHERE j.tenant_id = ANY($1)",
             tenant_ids,
         )
         return [(r["tenant_id"], r["cause_id"]) for r in rows]
