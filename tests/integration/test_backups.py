@@ -21,6 +21,7 @@ from runtime.settings import Settings
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
+from tests.support.tcp_gate import TcpGate
 from tests.support.waiting import wait_until
 from tests.support.workers import REPO_ROOT, WorkerProcess, free_port
 
@@ -257,11 +258,12 @@ async def test_transient_target_failure_is_retried_then_succeeds(
         return bool(jobs) and jobs[0]["last_error"] is not None
 
     await wait_until(failed_once, 60, what="a failed first attempt", interval=0.2)
-    relay = await asyncio.start_server(_relay_to(upstream_port), "127.0.0.1", port)
+    gate = TcpGate(port, ("127.0.0.1", upstream_port))
+    await gate.open()
     try:
         result = await results.first(due.id, 90)
     finally:
-        relay.close()
+        await gate.close()
     assert result.type == "BackupCompleted", result.data
     bk.skip_if_foreign(result.data["uri"], "s3://")
     (job,) = await bk.jobs_of(pg, tenant_id)
@@ -274,25 +276,6 @@ async def test_transient_target_failure_is_retried_then_succeeds(
             await target.delete(name)
     finally:
         await target.close()
-
-
-def _relay_to(upstream_port: int):  # type: ignore[no-untyped-def]
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    return handle
 
 
 async def _idle_runner(workers: Workers, pg: asyncpg.Connection) -> None:

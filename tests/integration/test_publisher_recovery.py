@@ -22,6 +22,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from domain.errors import TransientError
 from runtime.settings import Settings
 from tests.support.kafka import TopicTail
+from tests.support.tcp_gate import TcpGate
 from tests.support.waiting import wait_until
 from tests.support.workers import free_port
 
@@ -29,44 +30,6 @@ pytestmark = pytest.mark.stack
 
 TOPIC = "tenant-service.test.publisher-recovery"
 CALL_LIMIT_S = 30.0  # far above a healthy call; a hang is what the test is about
-
-
-class Gate:
-    """A TCP forwarder to ``upstream`` on ``port``, listening only while open."""
-
-    def __init__(self, port: int, upstream: tuple[str, int]) -> None:
-        self.port, self._upstream = port, upstream
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in list(self._pipes):
-            task.cancel()
-
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        dst.close()
 
 
 @pytest.fixture
@@ -82,15 +45,15 @@ async def scratch_topic(settings: Settings) -> str:
 
 
 @pytest.fixture
-async def gate(settings: Settings) -> AsyncIterator[Gate]:
+async def gate(settings: Settings) -> AsyncIterator[TcpGate]:
     host, port = settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)
-    g = Gate(free_port(), (host, int(port)))
+    g = TcpGate(free_port(), (host, int(port)))
     yield g
     await g.close()
 
 
 async def test_a_publisher_that_could_not_start_recovers_when_kafka_answers(
-    settings: Settings, scratch_topic: str, gate: Gate
+    settings: Settings, scratch_topic: str, gate: TcpGate
 ) -> None:
     gated = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{gate.port}"})
     publisher = KafkaEventPublisher(gated, client_id="test-publisher-recovery")
