@@ -261,7 +261,9 @@ async def publish_paced(plan: Plan, pub: InputPublisher, tail: EventsTail, fleet
         for d in ready:
             deferred.remove(d)
             await pub.send(d.env)
-        if p.kind == "backup" and request_of[p.tenant] not in tail.by_cause:
+        # A backup (or a duplicate of one: same id, and whichever copy comes first is the
+        # effect) waits for its tenant's provisioning, which travels on another topic.
+        if p.env.type == "BackupDue" and request_of[p.tenant] not in tail.by_cause:
             deferred.append(p)
         else:
             await pub.send(p.env)
