@@ -53,9 +53,7 @@ class KafkaEventPublisher:
             try:
                 await self._producer.start()
             except KafkaError as e:
-                failed, self._producer = self._producer, self._new_producer()
-                with contextlib.suppress(Exception):
-                    await failed.stop()
+                await self._replace()
                 raise TransientError(f"kafka producer start: {e}") from e
             self._started = True
             return self._producer
@@ -66,9 +64,13 @@ class KafkaEventPublisher:
         fresh one, with a new producer id; the caller republishes, and duplicates carry the
         same event ids."""
         async with self._lock:
-            old, self._producer, self._started = self._producer, self._new_producer(), False
-            with contextlib.suppress(Exception):
-                await old.stop()
+            await self._replace()
+
+    async def _replace(self) -> None:
+        """Swap in a fresh, unstarted producer and close the old one (caller holds the lock)."""
+        old, self._producer, self._started = self._producer, self._new_producer(), False
+        with contextlib.suppress(Exception):
+            await old.stop()
 
     async def start(self) -> None:
         await self._ensure_started()
