@@ -34,6 +34,9 @@ class Settings(SchedulingSettings):
     # a bug or a forgery and is dead-lettered (raise the age before replaying old dead letters).
     event_max_future_s: float = Field(default=300.0, ge=0)
     event_max_age_s: float = Field(default=30 * 86_400.0, gt=0)
+    # CloudEvents content mode of result events on tenants.events (inputs are read in both):
+    # structured (the envelope is the value) or binary (attributes in ce_* headers).
+    result_content_mode: Literal["structured", "binary"] = "structured"
     # Consumers per group in one process (each owns whole partitions, order kept per partition).
     consumer_concurrency: int = Field(default=3, ge=1, le=64)
     # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.

@@ -85,6 +85,7 @@ SETTINGS: dict[str, str] = {
     "plans": "Allowed plans, comma-separated.",
     "default_plan": "Plan of `tenantctl request` without `--plan`; must be one of the plans.",
     "max_tenants": "Tenants (not erased) allowed; beyond it `TenantProvisioningFailed{quota_exceeded}`. Soft by up to the number of concurrent provisioners.",
+    "result_content_mode": "CloudEvents content mode of result events: `structured` (the envelope is the value) or `binary` (attributes in `ce_*` headers). Inputs are read in both.",
     "retry_attempts": "Attempts at a transient failure within one delivery before the record is handed back to Kafka (seek back, redelivered).",
     "retry_base_delay_s": "First backoff delay between those attempts (exponential, full jitter).",
     "retry_max_delay_s": "Cap of that backoff.",
