@@ -65,6 +65,14 @@ class Settings(SchedulingSettings):
     retry_max_delay_s: float = Field(default=10.0, gt=0)
     # Unexpected handler errors (bugs): redeliveries of one message before it is dead-lettered.
     poison_redeliveries: int = Field(default=3, ge=1)
+    # A record still failing transiently after those retries is parked (its tenant's later records
+    # queue behind it, other tenants go on) and retried by the re-driver; it is dead-lettered
+    # (retries_exhausted) once it has had BOTH this many attempts and this long since its first
+    # failure, so neither a burst of quick failures nor a long outage alone gives it up.
+    redelivery_max_attempts: int = Field(default=50, ge=1, le=100_000)
+    redelivery_max_age_s: float = Field(default=3600.0, ge=0)
+    parked_max_delay_s: float = Field(default=60.0, gt=0)  # cap of the re-driver's backoff
+    parked_poll_s: float = Field(default=1.0, gt=0, le=60)  # re-driver's look for due events
 
     # Outbox relay
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)

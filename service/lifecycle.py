@@ -25,13 +25,14 @@ from contracts.events import (
     TenantSuspended,
 )
 from domain import backups as rules
-from domain.errors import PermanentError
+from domain.errors import PermanentError, TransientError
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration, plan_migrations
 from domain.tenant_ids import InvalidTenantId, quote_ident, validate_tenant_id
 from service.event_transaction import Accepted, EventTransaction
 
 log = structlog.get_logger(__name__)
+_QUERY_CANCELED = "57014"  # statement_timeout (class 57, which is otherwise transient)
 
 
 class LifecycleService:
@@ -162,6 +163,12 @@ class LifecycleService:
                         version = await self._store.migrate(conn, event.tenant_id, list(plan.steps))
             except PermanentError as e:
                 return failed("migration_error", e.detail)
+            except TransientError as e:
+                # Its statement timeout is this migration's own budget: one that exceeds it
+                # will exceed it again, so it fails (other faults stay transient and retry).
+                if getattr(e.__cause__, "sqlstate", None) == _QUERY_CANCELED:
+                    return failed("timeout", str(e))
+                raise
             return TenantMigrated(
                 tenant_id=event.tenant_id,
                 rollout_id=event.rollout_id,
