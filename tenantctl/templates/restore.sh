@@ -14,6 +14,8 @@
 #     the tenant's privileges.
 # Objects are restored with --no-owner: they belong to whoever runs this script, so it works as
 # any user allowed to create extensions, roles (or with the role already present) and tables.
+# The dump's default privileges name the service's database user (ALTER DEFAULT PRIVILEGES FOR
+# ROLE <owner>), which only a member of that role may run; for anyone else they are left out.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +26,7 @@ if [[ -z $db ]]; then
 fi
 
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
+SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS @EXTENSIONS_SCHEMA_Q@;
 GRANT USAGE ON SCHEMA @EXTENSIONS_SCHEMA_Q@ TO PUBLIC;
 @CREATE_EXTENSIONS@
@@ -36,6 +39,19 @@ END
 $$;
 SQL
 
+dump="$here/@DUMP_FILE@"
+list=$(mktemp)
+trap 'rm -f "$list"' EXIT
+pg_restore -l "$dump" >"$list"
+# The schema's TOC line: "<id>; <oid> <oid> SCHEMA - <name> <owner>".
+owner=$(awk '$4 == "SCHEMA" && $5 == "-" { print $7; exit }' "$list")
+member=$(psql -X -A -t -q -d "$db" -v owner="$owner" <<<"SELECT pg_has_role(current_user, oid,
+    'MEMBER') FROM pg_roles WHERE rolname = :'owner'")
+if [[ $member != t ]]; then
+    sed -i '/ DEFAULT ACL /d' "$list"
+    echo "note: default privileges of role $owner left out (not a member of it)" >&2
+fi
+
 # One transaction: a failure leaves nothing half-restored.
-pg_restore --exit-on-error --single-transaction --no-owner -d "$db" "$here/@DUMP_FILE@"
+pg_restore --exit-on-error --single-transaction --no-owner -L "$list" -d "$db" "$dump"
 echo "restored @TENANT_ID@ from @BACKUP_ID@ into schema @SCHEMA@"

@@ -190,3 +190,46 @@ async def test_fetch_of_unknown_tenant_or_backup_exits_4_with_one_line(
             dict(os.environ))
         assert code == 4, out
         assert out.strip().count("\n") == 0 and needle in out, out
+
+
+async def test_restore_sh_works_for_a_user_who_is_not_the_service(
+    backed_up: tuple[str, dict[str, int]], settings: Settings, pg: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    """Disaster recovery is often run by another database user than the service's: the dump's
+    ``ALTER DEFAULT PRIVILEGES FOR ROLE <service user>`` would stop pg_restore for them."""
+    tenant_id, expected = backed_up
+    user, password, db = f"dr_user_{secrets.token_hex(3)}", secrets.token_hex(8), "dr_as_user"
+    await pg.execute(f"CREATE ROLE {quote_ident(user)} LOGIN CREATEDB PASSWORD '{password}'")
+    base = settings.pg_dsn.get_secret_value().rsplit("/", 1)[0]
+    as_user = base.replace(base.split("//", 1)[1].split("@", 1)[0], f"{user}:{password}", 1)
+    try:
+        code, out = await run_recipe(
+            f'.venv/bin/tenantctl backup fetch {tenant_id} --out "{tmp_path}"', dict(os.environ))
+        assert code == 0, out
+        conn = await asyncpg.connect(f"{as_user}/postgres")
+        try:
+            await conn.execute(f"CREATE DATABASE {quote_ident(db)}")
+        finally:
+            await conn.close()
+
+        code, out = await run_recipe(f'"{tmp_path}/restore.sh" "{as_user}/{db}"',
+                                     recipe_env())
+
+        assert code == 0, out
+        assert "default privileges of role" in out
+        assert await row_counts(f"{as_user}/{db}", schema_name(tenant_id)) == expected
+        conn = await asyncpg.connect(f"{as_user}/{db}")
+        try:
+            assert await conn.fetchval(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = $1 AND tablename = 'users'",
+                schema_name(tenant_id)) == user
+        finally:
+            await conn.close()
+    finally:
+        conn = await asyncpg.connect(f"{as_user}/postgres")
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(db)} WITH (FORCE)")
+        finally:
+            await conn.close()
+        await pg.execute(f"DROP ROLE {quote_ident(user)}")
