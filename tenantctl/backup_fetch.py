@@ -93,7 +93,8 @@ async def _catalogued(settings: Settings, tenant_id: str, backup_id: str) -> tup
     """The catalogue row and the tenant's unwrapped identity; FetchError(4) when unknown."""
     if settings.backup_master_identity_file is None:
         raise FetchError(
-            EXIT_FAILED, "decrypting needs the master identity: set TENANT_BACKUP_MASTER_IDENTITY_FILE"
+            EXIT_FAILED,
+            "decrypting needs the master identity: set TENANT_BACKUP_MASTER_IDENTITY_FILE",
         )
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
@@ -129,16 +130,28 @@ async def decrypt(artifact: Path, identity: str, dump: Path) -> None:
     key = IdentityPipe(identity)
     read, write = os.pipe()
     try:
-        with artifact.open("rb") as src, os.fdopen(
-            os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
-        ) as out:
+        with (
+            artifact.open("rb") as src,
+            os.fdopen(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out,
+        ):
             age = await asyncio.create_subprocess_exec(
-                "age", "-d", "-i", key.path, stdin=src, stdout=write,
-                stderr=asyncio.subprocess.PIPE, pass_fds=(key.fd,),
+                "age",
+                "-d",
+                "-i",
+                key.path,
+                stdin=src,
+                stdout=write,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(key.fd,),
             )
             try:
                 zstd = await asyncio.create_subprocess_exec(
-                    "zstd", "-q", "-d", "-c", stdin=read, stdout=out,
+                    "zstd",
+                    "-q",
+                    "-d",
+                    "-c",
+                    stdin=read,
+                    stdout=out,
                     stderr=asyncio.subprocess.PIPE,
                 )
             except BaseException:
@@ -161,7 +174,7 @@ async def decrypt(artifact: Path, identity: str, dump: Path) -> None:
 async def fetch(settings: Settings, tenant_id: str, backup_id: str, out_dir: Path) -> Fetched:
     """Fetch, verify, decrypt one backup of ``tenant_id`` into ``out_dir``, with restore.sh."""
     row, identity = await _catalogued(settings, tenant_id, backup_id)
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    await asyncio.to_thread(out_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     artifact = out_dir / f"{row.backup_id}.dump.zst.age"
     manifest = out_dir / f"{row.backup_id}.manifest.json"
     target = await backup_target(settings)
@@ -176,7 +189,7 @@ async def fetch(settings: Settings, tenant_id: str, backup_id: str, out_dir: Pat
         await target.close()
     if sha != row.sha256:
         # Checked before decrypting: a tampered artifact never reaches age or pg_restore.
-        artifact.unlink()
+        await asyncio.to_thread(artifact.unlink)
         raise FetchError(
             EXIT_FAILED, f"sha256 mismatch for {row.uri}: catalogue {row.sha256}, read {sha}"
         )
@@ -184,17 +197,18 @@ async def fetch(settings: Settings, tenant_id: str, backup_id: str, out_dir: Pat
     try:
         await decrypt(artifact, identity, dump)
     finally:
-        artifact.unlink()
+        await asyncio.to_thread(artifact.unlink)
     script = out_dir / "restore.sh"
-    script.write_text(
-        restore_script(
-            tenant_id, row.backup_id, row.schema_version,
-            extensions_at(row.schema_version), dump.name,
-        ),
-        encoding="utf-8",
+    text = restore_script(
+        tenant_id, row.backup_id, row.schema_version, extensions_at(row.schema_version), dump.name
     )
-    script.chmod(0o700)
+    await asyncio.to_thread(_write_executable, script, text)
     return Fetched(row.backup_id, sha, dump, manifest, script)
+
+
+def _write_executable(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o700)
 
 
 def main(settings: Settings, tenant_id: str, backup_id: str, out_dir: Path) -> int:
