@@ -73,17 +73,29 @@ def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 @app.command(context_settings={"allow_extra_args": False})
 def backup(
-    args: Annotated[list[str], typer.Argument(help="TENANT_ID, or: verify TENANT_ID")],
+    args: Annotated[
+        list[str], typer.Argument(help="TENANT_ID, or: verify TENANT_ID, or: fetch TENANT_ID")
+    ],
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the result, with progress")
     ] = False,
-    backup_id: Annotated[str, typer.Option("--backup", help="verify: which backup")] = "latest",
+    backup_id: Annotated[
+        str, typer.Option("--backup", help="verify/fetch: which backup")
+    ] = "latest",
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
+    out: Annotated[Path | None, typer.Option("--out", help="fetch: folder to write to")] = None,
 ) -> None:
-    """Back up a tenant now (BackupDue), or `backup verify TENANT_ID` for a restore drill."""
+    """Back up a tenant now (BackupDue), or `backup verify TENANT_ID` for a restore drill,
+    or `backup fetch TENANT_ID --out DIR` for a verified, decrypted dump plus restore.sh."""
     from tenantctl import backup_ops
 
     settings = _settings()
+    if len(args) == 2 and args[0] == "fetch":
+        from tenantctl import backup_fetch
+
+        if out is None:
+            raise typer.BadParameter("fetch needs --out DIR")
+        raise typer.Exit(backup_fetch.main(settings, args[1], backup_id, out))
     if len(args) == 2 and args[0] == "verify":
         report = asyncio.run(backup_ops.drill(settings, args[1], backup_id))
         print(json.dumps(report, indent=2, default=str))
