@@ -70,7 +70,7 @@ async def test_a_backup_whose_holder_keeps_dying_fails_once_its_attempts_are_spe
             done = await results.all_of(causes, 90)
 
             for cause in causes:
-                assert (done[cause].type, done[cause].data["reason"]) == ("BackupFailed",
+                assert (done[cause].type, done[cause].data.get("reason")) == ("BackupFailed",
                                                                           "attempts")
                 assert done[cause].data["attempts"] == MAX_ATTEMPTS
             job = await jobs.job(pg, job_id)

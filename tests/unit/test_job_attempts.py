@@ -70,9 +70,10 @@ def _runner(pool: FakePool, jobs: FakeBackupJobs, outbox: FakeOutbox, *, lease_s
                      source="urn:tests")
 
 
-def _job(kind: str, attempts: int) -> Job:
+def _job(kind: str, attempts: int, *, spent: bool = True) -> Job:
+    """A job as claim() returns it past the limit (``spent``: see attempts_spent)."""
     return Job("job-1", kind, "acme", "cause-1", "corr-1", "latest" if kind == "restore" else None,
-               attempts)
+               attempts, spent=spent)
 
 
 def test_attempts_are_spent_only_once_a_claim_exceeds_the_limit() -> None:
@@ -105,7 +106,7 @@ async def test_a_holder_that_cannot_renew_stops_when_its_lease_runs_out() -> Non
     runner = _runner(FakePool(down=True), FakeBackupJobs([]), FakeOutbox(), lease_s=0.3)
     work: asyncio.Task[None] = asyncio.create_task(asyncio.Event().wait())
     heartbeat = asyncio.create_task(
-        runner._heartbeat(_job("backup", 1), work, {"bytes": 0})  # noqa: SLF001
+        runner._heartbeat(_job("backup", 1, spent=False), work, {"bytes": 0})  # noqa: SLF001
     )
     try:
         done, _ = await asyncio.wait({work}, timeout=10)
