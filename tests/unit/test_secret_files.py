@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_FILES = ["backup-master.key", "keys/operator.key", "age-identity.txt", "identity.age",
+SECRET_FILES = ["backup-master.key", "keys/operator.key", "age-identity.txt", "keys.txt",
                 ".env", ".env.production", "secrets/master.key"]
 
 
@@ -15,8 +15,8 @@ def _dockerignored(path: str) -> bool:
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     # Docker's rules: a pattern matches the path from the context root; ** spans directories.
-    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.removeprefix("**/"))
-               or fnmatch.fnmatch(Path(path).name, p.removeprefix("**/")) for p in patterns)
+    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(Path(path).name, p.removeprefix("**/"))
+               or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
 
 def test_git_ignores_key_files_and_env_files() -> None:
@@ -37,7 +37,9 @@ def test_the_image_copies_named_sources_not_the_whole_context() -> None:
 
 def test_only_the_backup_service_is_given_the_master_identity_at_run_time() -> None:
     compose = (ROOT / "docker-compose.kafka.yml").read_text()
-    services = re.split(r"\n  (?=[a-z][\w-]*:\n)", compose.split("\nservices:\n", 1)[1])
+    code = "\n".join(line for line in compose.splitlines() if not line.lstrip().startswith("#"))
+    section = re.split(r"\n(?=[a-z])", code.split("\nservices:\n", 1)[1])[0]
+    services = re.split(r"\n  (?=[a-z][\w-]*:\n)", "\n" + section)[1:]
     holders = [s.split(":", 1)[0] for s in services if "backup-master" in s]
     assert holders == ["backup"], holders
     assert "./backup-master.key" not in compose  # never a file in the repository root
