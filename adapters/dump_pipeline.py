@@ -11,10 +11,10 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from adapters.age_keys import IdentityPipe
-from adapters.processes import StderrTail, kill_and_reap
+from adapters.processes import StderrTail, child_env, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 _TRANSIENT_HINTS = (
@@ -31,15 +31,52 @@ _TRANSIENT_HINTS = (
 )
 
 
-def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
-    """Split the password off a DSN: it goes to the child's environment, never its argv."""
+#: DSN parameters (URL parts and query keys) and the libpq variables that carry them
+_LIBPQ_VARS = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "dbname": "PGDATABASE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "requiressl": "PGREQUIRESSL",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "service": "PGSERVICE",
+}
+
+
+def libpq_env(dsn: str) -> dict[str, str]:
+    """The DSN as libpq variables for a child's environment, so nothing of it is in argv.
+
+    A command line is readable by every local user (/proc/<pid>/cmdline, ps); a process's
+    environment only by its own user. Query parameters go the same way (a password may be one
+    of them); one libpq has no variable for is refused by name rather than put in argv.
+    """
     parts = urlsplit(dsn)
-    env = {"PGPASSWORD": parts.password} if parts.password else {}
-    host = parts.hostname or ""
-    netloc = (f"{parts.username}@" if parts.username else "") + host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), env
+    values = {
+        "host": parts.hostname,
+        "port": str(parts.port) if parts.port else None,
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "dbname": unquote(parts.path.lstrip("/")) or None,
+    }
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _LIBPQ_VARS:
+            raise PermanentError("unsupported_dsn", f"DSN parameter {key!r} has no libpq variable")
+        values[key] = value
+    return {_LIBPQ_VARS[k]: v for k, v in values.items() if v}
 
 
 @dataclass(frozen=True)
@@ -74,7 +111,7 @@ async def _spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
+            env=child_env(env),
             **kw,  # type: ignore[arg-type]
         )
     except FileNotFoundError as e:
@@ -137,8 +174,8 @@ async def dump(
     rate_limit: int = 0,
 ) -> StreamStats:
     """Stream ``schema`` as an encrypted, compressed custom-format dump into ``sink``."""
-    url, env = libpq_target(dsn)
-    dump_args = ["pg_dump", "--format=custom", "--compress=0", f'--schema="{schema}"', "-d", url]
+    env = libpq_env(dsn)  # the connection, password included, never in argv
+    dump_args = ["pg_dump", "--format=custom", "--compress=0", f'--schema="{schema}"']
     if snapshot:
         dump_args.insert(1, f"--snapshot={snapshot}")
     r1, w1 = os.pipe()

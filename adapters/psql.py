@@ -5,17 +5,16 @@ the caller decides at the very end (after verifying the artifact's sha256) wheth
 """
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
-from adapters.dump_pipeline import libpq_target
-from adapters.processes import StderrTail, kill_and_reap
+from adapters.dump_pipeline import libpq_env
+from adapters.processes import StderrTail, child_env, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 
 class PsqlTransaction:
     def __init__(self, dsn: str) -> None:
-        self._url, self._env = libpq_target(dsn)
+        self._env = libpq_env(dsn)  # the connection goes in the environment, never argv
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr: StderrTail | None = None
 
@@ -26,12 +25,10 @@ class PsqlTransaction:
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
-            "-d",
-            self._url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **self._env},
+            env=child_env(self._env),
         )
         self._stderr = StderrTail(self._proc.stderr)
         await self.write(f"BEGIN;\n{prelude}\n".encode())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from adapters.dump_pipeline import libpq_target, restore_sql
+from adapters.dump_pipeline import libpq_env, restore_sql
 from adapters.postgres.control_schema import ensure_extensions
 from adapters.psql import PsqlTransaction
 from bench import backup, common
@@ -78,7 +78,8 @@ def _decrypt(fx: backup.Fixture) -> Path:
 
 
 async def _stock(plain: Path, dsn: str) -> float:
-    url, env = libpq_target(dsn)
+    env = libpq_env(dsn)
+    url = env["PGDATABASE"]  # the rest of the connection is in env, never argv
     clock = common.Clock()
     proc = await asyncio.create_subprocess_exec("pg_restore", "-d", url, str(plain),
                                                 env={**__import__("os").environ, **env})

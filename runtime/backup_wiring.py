@@ -56,6 +56,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         zstd_threads=s.backup_zstd_threads,
         chunk_bytes=s.backup_chunk_bytes,
         rate_limit=s.backup_rate_limit_bytes,
+        count_budget_ms=s.backup_count_budget_ms,
     )
     restorer = None
     if s.backup_master_identity_file is not None:

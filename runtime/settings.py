@@ -93,6 +93,9 @@ class Settings(SchedulingSettings):
     backup_chunk_bytes: int = Field(default=1 << 20, ge=64 * 1024, le=64 << 20)
     backup_rate_limit_bytes: int = Field(default=0, ge=0)  # per second; 0 = unlimited
     backup_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Time for the manifest's exact row counts of one backup, all tables together; a table that
+    # does not fit is given the planner's estimate (row_counts_estimated). 0: estimates only.
+    backup_count_budget_ms: int = Field(default=10_000, ge=0, le=3_600_000)
     backup_retry_base_s: float = Field(default=2.0, gt=0)
     backup_retry_max_s: float = Field(default=300.0, gt=0)
     backup_lease_s: float = Field(default=30.0, ge=3)

@@ -3,10 +3,14 @@
 The runner renews its lease while a job runs; finishing writes (catalog row, job status,
 outbox result) are one transaction fenced on the lease owner. Transient failures are retried
 with exponential backoff and jitter up to a limit; the last failure becomes a *Failed result.
+A job whose runners keep dying (no failure is ever reported) is bounded by the same limit on
+claims: the claim past it answers the job's requests with reason "attempts". A runner that
+cannot renew stops the work once its lease has run out by its own clock.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import socket
 import uuid
@@ -64,7 +68,9 @@ class JobRunner:
         while not self._stopping.is_set():
             job = None
             try:
-                job = await self._jobs.claim(self._pool, self.owner, self._kinds, self._lease)
+                job = await self._jobs.claim(
+                    self._pool, self.owner, self._kinds, self._lease, self._attempts
+                )
                 if job is not None:
                     await self.run_job(job)
                     continue
@@ -83,6 +89,15 @@ class JobRunner:
             event_id=job.cause_id,
             correlation_id=job.correlation_id,
         )
+        if job.spent:
+            # Its earlier holders died mid-job (each claim counted); running it again would
+            # most likely kill this runner too. Report the attempts it had, not the claims.
+            spent = dataclasses.replace(job, attempts=self._attempts)
+            try:
+                await self._fail(spent, "attempts", f"claimed {job.attempts} times, never finished")
+            finally:
+                structlog.contextvars.unbind_contextvars("job_id")
+            return
         progress = {"bytes": 0}
         work = asyncio.create_task(self._work(job, lambda n: progress.__setitem__("bytes", n)))
         heartbeat = asyncio.create_task(self._heartbeat(job, work, progress))
@@ -123,8 +138,18 @@ class JobRunner:
     async def _heartbeat(
         self, job: Job, work: asyncio.Task[object], progress: dict[str, int]
     ) -> None:
+        loop = asyncio.get_running_loop()
+        # By our clock, started before the claim's: our deadline is never later than the row's.
+        expires = loop.time() + self._lease
         while True:
-            await asyncio.sleep(self._lease / 3)
+            await asyncio.sleep(min(self._lease / 3, max(0.0, expires - loop.time())))
+            if loop.time() >= expires:
+                # Unrenewed past its end: another runner may hold the job (or another job of
+                # the tenant may run) by now, so the work must stop even if we can't ask.
+                log.warning("job_abandoned_lease_expired")
+                work.cancel()
+                return
+            asked = loop.time()
             try:
                 async with self._pool.acquire() as conn:
                     alive = await self._jobs.renew(
@@ -132,10 +157,11 @@ class JobRunner:
                     )
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("lease_renewal_failed", error=str(e))
-                continue  # the lease still has two thirds left; try again
+                continue  # try again while the lease lasts
             if not alive:
                 work.cancel()
                 return
+            expires = asked + self._lease
 
     async def _succeed(self, job: Job, result: Result, row: object) -> None:
         expired: list[CatalogRow] = []
