@@ -31,8 +31,14 @@ from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 CONTROL = "tenant_service"
-MASTER_KEY = Path.home() / ".cache" / "tenant-service" / "state" / "age" / "master.key"
-OPERATOR_KEY = Path.home() / ".cache" / "tenant-service" / "state" / "age" / "operator.key"
+# The stack's keys, wherever its state lives (scripts/stack's TENANT_STACK_STATE / _CACHE defaults).
+_STACK_STATE = Path(
+    os.environ.get("TENANT_STACK_STATE")
+    or Path(os.environ.get("TENANT_STACK_CACHE") or Path.home() / ".cache" / "tenant-service")
+    / "state"
+)
+MASTER_KEY = _STACK_STATE / "age" / "master.key"
+OPERATOR_KEY = _STACK_STATE / "age" / "operator.key"
 #: fast polling and short backoffs, so the suites wait on state for seconds, not minutes
 FAST_BACKUP_ENV = {
     "TENANT_BACKUP_TARGET": "local",
