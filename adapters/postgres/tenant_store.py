@@ -10,13 +10,21 @@ from datetime import datetime
 import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
-from domain.lifecycle import TenantStatus
+from domain.errors import PermanentError
+from domain.lifecycle import TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
 from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
 
 POLICY_NAME = "tenant_isolation"
 _TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
+# What lets a role create large objects: objects outside every schema, which no quota, backup or
+# erase sees. Revoked from PUBLIC (only a superuser can: migration 0007, scripts/stack).
+LARGE_OBJECT_CREATORS = (
+    "pg_catalog.lo_creat(integer)",
+    "pg_catalog.lo_create(oid)",
+    "pg_catalog.lo_from_bytea(oid, bytea)",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class TenantRecord:
     schema_version: int
     created_at: datetime
     updated_at: datetime
+    # The first accepted erase's archive backup: kept by every later erase and job retry.
+    erase_archive_id: str | None = None
 
 
 class PostgresTenantStore:
@@ -67,6 +77,7 @@ class PostgresTenantStore:
         schema, role = schema_name(tenant_id), role_name(tenant_id)
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
+        await self._refuse_large_objects(conn, role)
         await conn.execute(f"CREATE SCHEMA {q_schema}")
         await self._apply(conn, schema, role, migrations)
         await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
@@ -107,12 +118,24 @@ class PostgresTenantStore:
             status.value,
         )
 
+    async def mark_erasing(
+        self, conn: asyncpg.Connection, tenant_id: str, archive_id: str | None
+    ) -> None:
+        """The erase is accepted: nothing brings the tenant back, and its archive id is fixed."""
+        await conn.execute(
+            f"UPDATE {self._tenants} SET status = $2, erase_archive_id = $3, updated_at = now()"
+            " WHERE tenant_id = $1",
+            tenant_id,
+            TenantStatus.ERASING.value,
+            archive_id,
+        )
+
     async def revoke_access(self, conn: asyncpg.Connection, tenant_id: str) -> int:
         """Take the tenant role from the app role and end the tenant's open sessions.
 
-        Applications tag a tenant's connections with application_name = the tenant's schema
-        name (Postgres does not show another backend's SET ROLE); those, and any backend logged
-        in as the tenant role itself, are terminated. Returns how many were terminated.
+        Applications tag a tenant's connections with application_name = session_tag(id)
+        (Postgres does not show another backend's SET ROLE); those, and any backend logged in
+        as the tenant role itself, are terminated. Returns how many were terminated.
         """
         role = role_name(tenant_id)
         if await self._is_member(conn, role):
@@ -122,7 +145,7 @@ class PostgresTenantStore:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
                 role,
-                schema_name(tenant_id),
+                session_tag(tenant_id),
             )
         )
 
@@ -163,11 +186,51 @@ class PostgresTenantStore:
             await conn.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
             dropped.append("schema")
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-            # The role owns nothing and its grants (default privileges included) went with the
-            # schema, so it drops cleanly.
-            await conn.execute(f"DROP ROLE {quote_ident(role)}")
-            dropped.append("role")
+            # Whatever the role still owns or was granted outside its schema (large objects
+            # created before they were revoked, anything arranged by hand) is the tenant's too
+            # and must not make DROP ROLE fail. DROP OWNED needs the role's privileges, which
+            # the service role (CREATEROLE, not superuser) takes for the rest of this
+            # transaction; dropping the role ends that membership again.
+            q_role = quote_ident(role)
+            if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", role):
+                await conn.execute(f"GRANT {q_role} TO CURRENT_USER")
+            owned = await conn.fetchval(
+                "SELECT count(*) FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid"
+                " WHERE r.rolname = $1 AND d.deptype IN ('o', 'a')"
+                " AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                role,
+            )
+            await conn.execute(f"DROP OWNED BY {q_role}")
+            await conn.execute(f"DROP ROLE {q_role}")
+            dropped += (["outside_objects"] if owned else []) + ["role"]
         return dropped
+
+    async def _refuse_large_objects(self, conn: asyncpg.Connection, role: str) -> None:
+        """Tenants own nothing outside their schema: refuse a role that could create large
+        objects. Revoke while we can (we own the functions only as a superuser)."""
+        if await self._lo_creatable(conn, role) and await conn.fetchval(
+            "SELECT pg_has_role(current_user, proowner, 'USAGE') FROM pg_proc"
+            " WHERE oid = 'pg_catalog.lo_from_bytea(oid, bytea)'::regprocedure"
+        ):
+            await conn.execute(
+                f"REVOKE EXECUTE ON FUNCTION {', '.join(LARGE_OBJECT_CREATORS)} FROM PUBLIC"
+            )
+        if await self._lo_creatable(conn, role):
+            raise PermanentError(
+                "large_objects_allowed",
+                "tenant roles could create large objects outside their schema: as a superuser,"
+                f" REVOKE EXECUTE ON FUNCTION {', '.join(LARGE_OBJECT_CREATORS)} FROM PUBLIC",
+            )
+
+    async def _lo_creatable(self, conn: asyncpg.Connection, role: str) -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT bool_or(has_function_privilege($1, f, 'EXECUTE'))"
+                " FROM unnest($2::text[]) AS f",
+                role,
+                list(LARGE_OBJECT_CREATORS),
+            )
+        )
 
     async def tombstone(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         """The registry row stays (ids are never reused) but keeps nothing about the tenant."""
@@ -242,4 +305,5 @@ def _record(row: asyncpg.Record) -> TenantRecord:
         schema_version=row["schema_version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        erase_archive_id=row.get("erase_archive_id"),
     )
