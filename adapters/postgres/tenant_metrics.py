@@ -21,7 +21,8 @@ What the figures mean:
   role taken with SET ROLE, so a session of the shared ``tenant_app`` login cannot be attributed
   from the catalogue. We count the backends in this database whose ``usename`` is the tenant's
   role (if it is ever given LOGIN) or whose ``application_name`` is ``tenant:<id>``, the
-  convention for tenant_app connections (domain.lifecycle.session_tag; suspension ends them). Both columns stay visible without pg_read_all_stats.
+  convention for tenant_app connections (domain.lifecycle.session_tag; suspension ends them).
+  Both columns stay visible without pg_read_all_stats.
 """
 
 # SQL names are quote_ident()-ed from settings, never from input; values are bind parameters.

@@ -189,18 +189,22 @@ async def test_a_role_owning_things_outside_its_schema_is_erased_cleanly(
     tenants: TenantIds,
 ) -> None:
     tenant_id = tenants.new()
-    role = f"tenant_{tenant_id}"
+    role, elsewhere = f'"tenant_{tenant_id}"', f'"leak_{tenant_id}"'
     await bk.provision(publisher, results, tenant_id)
-    # Arranged as the service role: a table elsewhere, a large object, a privilege granted to it.
-    await pg.execute(f'CREATE TABLE public."leak_{tenant_id}" (id int)')
-    await pg.execute(f'ALTER TABLE public."leak_{tenant_id}" OWNER TO "{role}"')
-    oid = await pg.fetchval("SELECT lo_from_bytea(0, 'secret'::bytea)")
-    await pg.execute(f'ALTER LARGE OBJECT {int(oid)} OWNER TO "{role}"')
-    await pg.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+    # Arranged as the service role: a table in another schema and privileges on that schema
+    # (large objects made before their creation was revoked would be dropped the same way).
+    await pg.execute(f"CREATE SCHEMA {elsewhere}")
+    try:
+        await pg.execute(f"GRANT USAGE, CREATE ON SCHEMA {elsewhere} TO {role}")
+        await pg.execute(f"CREATE TABLE {elsewhere}.kept (id int)")
+        await pg.execute(f"ALTER TABLE {elsewhere}.kept OWNER TO {role}")
 
-    erased = await bk.ask(publisher, results, TenantEraseRequested(tenant_id=tenant_id), 90)
+        erased = await bk.ask(publisher, results, TenantEraseRequested(tenant_id=tenant_id), 90)
 
-    assert erased.type == "TenantErased", erased.data
-    assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-    assert not await pg.fetchval("SELECT 1 FROM pg_class WHERE relname = $1", f"leak_{tenant_id}")
-    assert not await pg.fetchval("SELECT 1 FROM pg_largeobject_metadata WHERE oid = $1", oid)
+        assert erased.type == "TenantErased", erased.data
+        assert "outside_objects" in erased.data["erased"]
+        assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
+                                     f"tenant_{tenant_id}")
+        assert not await pg.fetchval(f"SELECT to_regclass('{elsewhere}.kept')")
+    finally:
+        await pg.execute(f"DROP SCHEMA {elsewhere} CASCADE")
