@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
-from domain.errors import PermanentError
+from adapters.postgres.large_objects import refuse_large_objects
 from domain.lifecycle import TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
@@ -18,13 +18,6 @@ from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
 
 POLICY_NAME = "tenant_isolation"
 _TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
-# What lets a role create large objects: objects outside every schema, which no quota, backup or
-# erase sees. Revoked from PUBLIC (only a superuser can: migration 0007, scripts/stack).
-LARGE_OBJECT_CREATORS = (
-    "pg_catalog.lo_creat(integer)",
-    "pg_catalog.lo_create(oid)",
-    "pg_catalog.lo_from_bytea(oid, bytea)",
-)
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,7 @@ class PostgresTenantStore:
         schema, role = schema_name(tenant_id), role_name(tenant_id)
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
-        await self._refuse_large_objects(conn, role)
+        await refuse_large_objects(conn, role)
         await conn.execute(f"CREATE SCHEMA {q_schema}")
         await self._apply(conn, schema, role, migrations)
         await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
@@ -204,33 +197,6 @@ class PostgresTenantStore:
             await conn.execute(f"DROP ROLE {q_role}")
             dropped += (["outside_objects"] if owned else []) + ["role"]
         return dropped
-
-    async def _refuse_large_objects(self, conn: asyncpg.Connection, role: str) -> None:
-        """Tenants own nothing outside their schema: refuse a role that could create large
-        objects. Revoke while we can (we own the functions only as a superuser)."""
-        if await self._lo_creatable(conn, role) and await conn.fetchval(
-            "SELECT pg_has_role(current_user, proowner, 'USAGE') FROM pg_proc"
-            " WHERE oid = 'pg_catalog.lo_from_bytea(oid, bytea)'::regprocedure"
-        ):
-            await conn.execute(
-                f"REVOKE EXECUTE ON FUNCTION {', '.join(LARGE_OBJECT_CREATORS)} FROM PUBLIC"
-            )
-        if await self._lo_creatable(conn, role):
-            raise PermanentError(
-                "large_objects_allowed",
-                "tenant roles could create large objects outside their schema: as a superuser,"
-                f" REVOKE EXECUTE ON FUNCTION {', '.join(LARGE_OBJECT_CREATORS)} FROM PUBLIC",
-            )
-
-    async def _lo_creatable(self, conn: asyncpg.Connection, role: str) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT bool_or(has_function_privilege($1, f, 'EXECUTE'))"
-                " FROM unnest($2::text[]) AS f",
-                role,
-                list(LARGE_OBJECT_CREATORS),
-            )
-        )
 
     async def tombstone(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         """The registry row stays (ids are never reused) but keeps nothing about the tenant."""
