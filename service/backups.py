@@ -151,6 +151,9 @@ class BackupTaker:
                 record = await self._store.get(conn, tenant_id)
                 if record is None or record.status == TenantStatus.ERASED:
                     raise PermanentError("unknown_tenant", tenant_id)
+                if record.status == TenantStatus.ERASING and not operators_only:
+                    # Its data and key are about to go; only the erase's own archive is taken.
+                    raise PermanentError("erasing", tenant_id)
                 if operators_only:
                     if not self._operators:
                         raise PermanentError(

@@ -8,6 +8,7 @@ from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import Decoded
 from contracts.events import Result, TenantProvisioned, TenantProvisioningFailed, TenantRequested
 from domain.errors import PermanentError
+from domain.lifecycle import TenantStatus
 from domain.migrations import Migration, plan_migrations
 from domain.provisioning import Decision, decide_provisioning
 from domain.tenant_ids import role_name, schema_name
@@ -45,6 +46,7 @@ class ProvisioningService:
 
     async def _provision(self, conn: asyncpg.Connection, request: TenantRequested) -> Result:
         tenant_id, plan = request.tenant_id, request.plan
+        existing = None
         decision = decide_provisioning(
             tenant_id, plan, None, allowed_plans=self._plans, tenant_count=0, max_tenants=1
         )
@@ -81,10 +83,13 @@ class ProvisioningService:
             assert existing_record is not None
             return _provisioned(tenant_id, plan, existing_record.schema_version)
         log.info("provisioning_refused", reason=decision.value)
+        detail = _DETAILS[decision]
+        if decision == Decision.CONFLICT and existing and existing.status in _GONE:
+            detail = f"tenant is {existing.status.value}: erase is terminal, ids are never reused"
         return TenantProvisioningFailed(
             tenant_id=tenant_id,
             reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
-            detail=_DETAILS[decision],
+            detail=detail,
         )
 
 
@@ -98,6 +103,7 @@ def _provisioned(tenant_id: str, plan: str, version: int) -> TenantProvisioned:
     )
 
 
+_GONE = (TenantStatus.ERASING, TenantStatus.ERASED)
 _DETAILS = {
     Decision.INVALID_TENANT_ID: "tenant id must match ^[a-z][a-z0-9_]{2,39}$",
     Decision.UNKNOWN_PLAN: "plan is not one of the configured plans",

@@ -53,7 +53,7 @@ async def rollout(
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         rows = await conn.fetch(
-            f"SELECT tenant_id FROM {schema}.tenants WHERE status <> 'erased'"
+            f"SELECT tenant_id FROM {schema}.tenants WHERE status IN ('active', 'suspended')"
             " AND schema_version < $1 ORDER BY created_at, tenant_id",
             goal,
         )

@@ -53,8 +53,14 @@ EVENTS: dict[str, tuple[str, str]] = {
     "TenantProvisioningFailed": (_PROV, "The request was refused or failed; no DDL was kept."),
     "TenantSuspended": (_PROV, "The tenant is suspended."),
     "TenantResumed": (_PROV, "The tenant is active again."),
-    "TenantErased": (_PROV, "The tenant is erased; `erased` lists what was removed."),
-    "TenantEraseFailed": (_PROV, "An erase could not proceed as asked."),
+    "TenantSuspendFailed": (_PROV, "A suspend changed nothing: unknown, erasing or erased tenant."),
+    "TenantResumeFailed": (_PROV, "A resume changed nothing: unknown, erasing or erased tenant."),
+    "TenantErased": (
+        _PROV,
+        "The tenant is erased; `erased` lists what this run removed; every erase request answers"
+        " the first erase's `archive_backup_id`.",
+    ),
+    "TenantEraseFailed": (_PROV, "An erase could not proceed as asked (e.g. `unknown_tenant`)."),
     "TenantMigrated": (_PROV, "The tenant's schema is at `to_version`."),
     "TenantMigrationFailed": (_PROV, "Migrating this tenant failed; other tenants are unaffected."),
     "BackupCompleted": (_BACKUP, "A backup is stored and catalogued."),
