@@ -12,7 +12,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cloudevents.v1.http import CloudEvent
-from cloudevents.v1.kafka import KafkaMessage, from_binary, from_structured, to_binary, to_structured
+from cloudevents.v1.kafka import (
+    KafkaMessage,
+    from_binary,
+    from_structured,
+    to_binary,
+    to_structured,
+)
 
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
