@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_KEY_FILE = Path.home() / ".cache" / "tenant-service" / "api-dev-key.pem"
 
 
 def _settings() -> Settings:
@@ -331,7 +332,10 @@ def watch(
 
 @app.command()
 def run(
-    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, backup, or all")],
+    roles: Annotated[
+        list[str],
+        typer.Argument(help="provisioner, relay, backup, scheduler, metrics, api, or all"),
+    ],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT."""
     from runtime.worker import expand_roles, run_worker
@@ -339,6 +343,41 @@ def run(
     settings = _settings()
     configure_logging(settings.log_level)
     asyncio.run(run_worker(settings, expand_roles(roles)))
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="The client the token names (becomes the actor)")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Repeatable, e.g. tenants:read")],
+    key: Annotated[
+        Path, typer.Option(help="Ed25519 key file; created with its JWKS beside it if missing")
+    ] = DEV_KEY_FILE,
+    ttl: Annotated[int, typer.Option(help="Seconds the token is valid")] = 3600,
+    hs256: Annotated[
+        bool, typer.Option("--hs256", help="Sign with TENANT_API_HS256_SECRET instead")
+    ] = False,
+) -> None:
+    """Mint a development token for the HTTP API (prints it; the JWKS path goes to stderr)."""
+    from api.tokens import ensure_dev_key, mint
+
+    settings = _settings()
+    if hs256:
+        if settings.api_hs256_secret is None:
+            raise typer.BadParameter("--hs256 needs TENANT_API_HS256_SECRET")
+        signer: Any = settings.api_hs256_secret.get_secret_value()
+    else:
+        signer, jwks_file = ensure_dev_key(key)
+        Console(stderr=True).print(f"verify with TENANT_API_JWKS_FILE={jwks_file}", style="dim")
+    print(
+        mint(
+            signer,
+            sub=sub,
+            scopes=scope,
+            audience=settings.api_jwt_audience,
+            issuer=settings.api_jwt_issuer,
+            ttl_s=ttl,
+        )
+    )
 
 
 @app.command()
