@@ -18,13 +18,11 @@ TITLE = "Tenant Service API"
 VERSION = "1.0.0"
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse bodies over ``max_bytes`` with 413 before a route sees them: by Content-Length
-    when it is declared, else by counting the chunks as they arrive."""
+    when it is declared, else by reading the chunks (at most ``max_bytes`` are ever held) and
+    handing them on only once the whole body fits. A route's own body parser would turn an
+    error raised mid-read into a generic 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -37,27 +35,25 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(scope, receive, send)
             return
+        if declared is not None:  # the server enforces a declared length
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
         seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            buffered.append(message)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
-            return message
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracking)
-        except _TooLarge:
-            if not started:
                 await self._refuse(scope, receive, send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problems.problem_response(
@@ -83,8 +79,8 @@ def create_app(ctx: ApiContext | None, max_body_bytes: int = 16_384) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    app.include_router(routes_reads.router)
-    app.include_router(routes_commands.router)
+    app.include_router(routes_reads.router, responses=problems.RESPONSES)
+    app.include_router(routes_commands.router, responses=problems.RESPONSES)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -56,6 +56,8 @@ class TokenVerifier:
             raise InvalidToken("malformed token") from e
         alg = header.get("alg")
         key: object
+        if self._jwks is None and self._secret is None:
+            raise InvalidToken("no token keys are configured (TENANT_API_JWKS_FILE)")
         if alg == "HS256" and self._secret is not None:
             key = self._secret
         elif alg in ASYMMETRIC and self._jwks is not None:

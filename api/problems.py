@@ -11,6 +11,34 @@ PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:tenant-service:problem:"
 
 
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def _described(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+
+
+# Documented on every /v1 route (RFC 9457 bodies).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _described("No bearer token, or one that was refused."),
+    403: _described("The token lacks the route's scope."),
+    404: _described("No such tenant or operation."),
+    409: _described("A conflicting operation is running, or nothing to do."),
+    413: _described("The body is too large."),
+    422: _described("The request is malformed."),
+    429: _described("Rate limited: see Retry-After and the RateLimit headers."),
+}
+
+
 class Problem(Exception):
     """Raised anywhere in a request; answered as problem+json with ``status``."""
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import jwt
 import structlog
 import uvicorn
 
@@ -77,13 +78,19 @@ async def create_read_pool(settings: Settings) -> asyncpg.Pool:
 
 def build_verifier(settings: Settings) -> TokenVerifier:
     if settings.api_jwks_file is None and not settings.api_dev_hs256:
-        raise SettingsError(
-            "invalid settings:\n  TENANT_API_JWKS_FILE: the api role needs a JWKS file"
-            " (or TENANT_API_DEV_HS256 with TENANT_API_HS256_SECRET in development)"
-        )
+        # Fail closed, but start: `run all` on a fresh machine serves health and refuses every
+        # token until keys are configured.
+        log.warning("api_no_token_keys", hint="set TENANT_API_JWKS_FILE; every token is refused")
     if settings.api_dev_hs256 and settings.api_hs256_secret is None:
         raise SettingsError("invalid settings:\n  TENANT_API_HS256_SECRET: needed by the flag")
-    jwks = TokenVerifier.load_jwks(settings.api_jwks_file) if settings.api_jwks_file else None
+    jwks = None
+    if settings.api_jwks_file is not None:
+        try:
+            jwks = TokenVerifier.load_jwks(settings.api_jwks_file)
+        except (OSError, ValueError, jwt.PyJWTError) as e:
+            raise SettingsError(
+                f"invalid settings:\n  TENANT_API_JWKS_FILE: not a readable JWKS: {e}"
+            ) from None
     secret = settings.api_hs256_secret
     return TokenVerifier(
         jwks=jwks,
