@@ -136,7 +136,7 @@ SETTINGS: dict[str, str] = {
     "sftp_dir": "Remote folder for backups.",
     "api_host": "Address of the HTTP API (role `api`).",
     "api_port": "Its port, with its own `/healthz` and `/readyz` (0 = any free port).",
-    "api_jwks_file": "JWKS file whose RS256/EdDSA public keys verify bearer tokens (role `api` needs it, or the HS256 flag).",
+    "api_jwks_file": "JWKS file whose RS256/EdDSA public keys verify bearer tokens; unset (and no HS256 flag): every token is refused.",
     "api_jwt_audience": "The `aud` every token must carry.",
     "api_jwt_issuer": "The `iss` every token must carry; unset = not checked.",
     "api_dev_hs256": "Development only: also accept HS256 tokens signed with `api_hs256_secret`.",
