@@ -25,3 +25,10 @@ def test_every_v1_operation_needs_a_bearer_token_and_documents_problems() -> Non
         for status in ("401", "403", "429"):
             content = op["responses"][status]["content"]
             assert "application/problem+json" in content, (method, path, status)
+
+
+def test_run_all_includes_the_api_role() -> None:
+    from runtime.worker import expand_roles
+
+    assert "api" in expand_roles(["all"])
+    assert expand_roles(["api"]) == ["api"]
