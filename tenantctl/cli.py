@@ -13,7 +13,7 @@ from rich.table import Table
 
 from runtime.logging import configure_logging
 from runtime.settings import Settings, load_settings
-from tenantctl import ops
+from tenantctl import api_client, ops
 
 app = typer.Typer(
     help="Operate the Tenant Service.",
@@ -41,7 +41,11 @@ def request(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 60.0,
 ) -> None:
-    """Publish TenantRequested for TENANT_ID."""
+    """Publish TenantRequested for TENANT_ID (through the HTTP API when TENANTCTL_API_URL and
+    TENANTCTL_TOKEN are set)."""
+    if api_client.configured():
+        _api_request(tenant_id, plan, wait, timeout)
+        return
     settings = _settings()
     envelope, result = asyncio.run(
         ops.request_tenant(settings, tenant_id, plan or settings.default_plan, wait, timeout)
@@ -52,7 +56,10 @@ def request(
 @app.command()
 def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one tenant's registry row."""
-    record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
+    if api_client.configured():
+        record = _api(lambda: api_client.tenant_status(tenant_id))
+    else:
+        record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
     if record is None:
         console.print(f"[red]unknown tenant {tenant_id!r}[/red]")
         raise typer.Exit(1)
@@ -65,7 +72,10 @@ def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
 @app.command("list")
 def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every tenant in the registry."""
-    records = asyncio.run(ops.list_tenants(_settings()))
+    if api_client.configured():
+        records = _api(api_client.list_tenants)
+    else:
+        records = asyncio.run(ops.list_tenants(_settings()))
     if as_json:
         print(json.dumps(records, default=str, indent=2))
         return
@@ -147,6 +157,27 @@ def restore(
         backup_ops.request_restore(_settings(), tenant_id, backup_id, wait, timeout, console)
     )
     _print_result(envelope, result, wait, timeout)
+
+
+def _api(action: Any) -> Any:
+    try:
+        return action()
+    except api_client.ApiError as e:
+        console.print(f"[red]API: {e}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _api_request(tenant_id: str, plan: str | None, wait: bool, timeout: float) -> None:
+    operation = _api(lambda: api_client.request_tenant(tenant_id, plan, wait, timeout))
+    console.print(f"{operation['name']} event id={operation['event_id']}", style="dim")
+    if not wait:
+        return
+    print(json.dumps(operation, indent=2))
+    if not operation["done"]:
+        console.print(f"[red]no result within {timeout:.0f}s[/red]")
+        raise typer.Exit(3)
+    if "error" in operation:
+        raise typer.Exit(1)
 
 
 def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> None:
