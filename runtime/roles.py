@@ -12,6 +12,7 @@ from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.tenant_store import PostgresTenantStore
+from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
 from migrations import TENANT_DIR
@@ -125,4 +126,5 @@ ROLE_BUILDERS: dict[str, RoleBuilder] = {
     "backup": backup_role,
     "scheduler": scheduler_role,
     "metrics": metrics_role,
+    "api": api_role,
 }

@@ -126,6 +126,24 @@ class Settings(SchedulingSettings):
     sftp_known_hosts: Path | None = None
     sftp_dir: str = "/backups"
 
+    # HTTP API (role ``api``): its own port and health routes. Bearer JWTs are checked against
+    # the JWKS file (RS256/EdDSA); HS256 with a shared secret only when the development flag is
+    # set. Rate limits are "requests/seconds" per client (token sub) and route, kept in Redis.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8090, ge=0, le=65535)
+    api_jwks_file: Path | None = None
+    api_jwt_audience: str = "tenant-service"
+    api_jwt_issuer: str | None = None
+    api_dev_hs256: bool = False
+    api_hs256_secret: SecretStr | None = None
+    api_rate_limit_read: str = Field(default="600/60", pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    api_rate_limit_write: str = Field(default="60/60", pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    api_max_body_bytes: int = Field(default=16_384, ge=256, le=1 << 20)
+    # Idempotency keys are honoured at least this long (a client retrying the next day still
+    # gets its first operation back).
+    api_idempotency_ttl_s: float = Field(default=86_400.0, ge=86_400.0)
+    api_page_size_max: int = Field(default=200, ge=1, le=1000)
+
     # Process
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -182,6 +200,12 @@ class Settings(SchedulingSettings):
             raise ValueError("backup_target sftp needs sftp_key_file and sftp_known_hosts")
         if self.backup_target == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
             raise ValueError("backup_target s3 needs s3_access_key_id and s3_secret_access_key")
+        return self
+
+    @model_validator(mode="after")
+    def _hs256_is_development_only(self) -> "Settings":
+        if self.api_hs256_secret is not None and not self.api_dev_hs256:
+            raise ValueError("api_hs256_secret is accepted only with api_dev_hs256 (development)")
         return self
 
     @field_validator("pg_dsn")

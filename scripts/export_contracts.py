@@ -6,7 +6,8 @@
 Writes contracts/schemas/<EventType>.json (JSON Schema of each event's ``data``),
 contracts/schemas/envelope.json (the CloudEvents envelope) and docs/asyncapi.yaml (AsyncAPI 3.0,
 built by FastStream from a broker that declares every topic, consumer group and message; no
-connection is made), and the README's event catalogue and settings table (between their
+connection is made), docs/openapi.json (OpenAPI 3.1 of the HTTP API, from its FastAPI app), and
+the README's event catalogue and settings table (between their
 ``<!-- BEGIN GENERATED: ... -->`` markers). The YAML is written by a tiny emitter below so that no
 YAML library is needed and the output is byte-for-byte stable.
 """
@@ -49,6 +50,7 @@ from lib.readme_tables import (  # noqa: E402
 
 SCHEMAS_DIR = ROOT / "contracts" / "schemas"
 ASYNCAPI_FILE = ROOT / "docs" / "asyncapi.yaml"
+OPENAPI_FILE = ROOT / "docs" / "openapi.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Which consumer group reads each input topic, and what it does today.
@@ -244,11 +246,18 @@ def _json(obj: Any) -> str:
 # ---- main -----------------------------------------------------------------------------------
 
 
+def openapi() -> dict[Path, str]:
+    """The HTTP API's OpenAPI 3.1 document, from the app's routes and models (no I/O)."""
+    from api.app import create_app
+
+    return {OPENAPI_FILE: _json(create_app(None).openapi())}
+
+
 def generate() -> dict[Path, str]:
     readme = README_FILE.read_text()
     readme = replace_section(readme, "event-catalogue", event_catalogue())
     readme = replace_section(readme, "settings", settings_table())
-    return {**json_schemas(), **asyncapi(), README_FILE: readme}
+    return {**json_schemas(), **asyncapi(), **openapi(), README_FILE: readme}
 
 
 def main(argv: list[str] | None = None) -> int:

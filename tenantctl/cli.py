@@ -13,7 +13,7 @@ from rich.table import Table
 
 from runtime.logging import configure_logging
 from runtime.settings import Settings, load_settings
-from tenantctl import ops
+from tenantctl import api_client, ops
 
 app = typer.Typer(
     help="Operate the Tenant Service.",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_KEY_FILE = Path.home() / ".cache" / "tenant-service" / "api-dev-key.pem"
 
 
 def _settings() -> Settings:
@@ -40,7 +41,11 @@ def request(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 60.0,
 ) -> None:
-    """Publish TenantRequested for TENANT_ID."""
+    """Publish TenantRequested for TENANT_ID (through the HTTP API when TENANTCTL_API_URL and
+    TENANTCTL_TOKEN are set)."""
+    if api_client.configured():
+        _api_request(tenant_id, plan, wait, timeout)
+        return
     settings = _settings()
     envelope, result = asyncio.run(
         ops.request_tenant(settings, tenant_id, plan or settings.default_plan, wait, timeout)
@@ -51,7 +56,10 @@ def request(
 @app.command()
 def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one tenant's registry row."""
-    record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
+    if api_client.configured():
+        record = _api(lambda: api_client.tenant_status(tenant_id))
+    else:
+        record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
     if record is None:
         console.print(f"[red]unknown tenant {tenant_id!r}[/red]")
         raise typer.Exit(1)
@@ -64,7 +72,10 @@ def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
 @app.command("list")
 def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every tenant in the registry."""
-    records = asyncio.run(ops.list_tenants(_settings()))
+    if api_client.configured():
+        records = _api(api_client.list_tenants)
+    else:
+        records = asyncio.run(ops.list_tenants(_settings()))
     if as_json:
         print(json.dumps(records, default=str, indent=2))
         return
@@ -146,6 +157,27 @@ def restore(
         backup_ops.request_restore(_settings(), tenant_id, backup_id, wait, timeout, console)
     )
     _print_result(envelope, result, wait, timeout)
+
+
+def _api(action: Any) -> Any:
+    try:
+        return action()
+    except api_client.ApiError as e:
+        console.print(f"[red]API: {e}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _api_request(tenant_id: str, plan: str | None, wait: bool, timeout: float) -> None:
+    operation = _api(lambda: api_client.request_tenant(tenant_id, plan, wait, timeout))
+    console.print(f"{operation['name']} event id={operation['event_id']}", style="dim")
+    if not wait:
+        return
+    print(json.dumps(operation, indent=2))
+    if not operation["done"]:
+        console.print(f"[red]no result within {timeout:.0f}s[/red]")
+        raise typer.Exit(3)
+    if "error" in operation:
+        raise typer.Exit(1)
 
 
 def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> None:
@@ -331,7 +363,10 @@ def watch(
 
 @app.command()
 def run(
-    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, backup, or all")],
+    roles: Annotated[
+        list[str],
+        typer.Argument(help="provisioner, relay, backup, scheduler, metrics, api, or all"),
+    ],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT."""
     from runtime.worker import expand_roles, run_worker
@@ -339,6 +374,41 @@ def run(
     settings = _settings()
     configure_logging(settings.log_level)
     asyncio.run(run_worker(settings, expand_roles(roles)))
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="The client the token names (becomes the actor)")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Repeatable, e.g. tenants:read")],
+    key: Annotated[
+        Path, typer.Option(help="Ed25519 key file; created with its JWKS beside it if missing")
+    ] = DEV_KEY_FILE,
+    ttl: Annotated[int, typer.Option(help="Seconds the token is valid")] = 3600,
+    hs256: Annotated[
+        bool, typer.Option("--hs256", help="Sign with TENANT_API_HS256_SECRET instead")
+    ] = False,
+) -> None:
+    """Mint a development token for the HTTP API (prints it; the JWKS path goes to stderr)."""
+    from api.tokens import ensure_dev_key, mint
+
+    settings = _settings()
+    if hs256:
+        if settings.api_hs256_secret is None:
+            raise typer.BadParameter("--hs256 needs TENANT_API_HS256_SECRET")
+        signer: Any = settings.api_hs256_secret.get_secret_value()
+    else:
+        signer, jwks_file = ensure_dev_key(key)
+        Console(stderr=True).print(f"verify with TENANT_API_JWKS_FILE={jwks_file}", style="dim")
+    print(
+        mint(
+            signer,
+            sub=sub,
+            scopes=scope,
+            audience=settings.api_jwt_audience,
+            issuer=settings.api_jwt_issuer,
+            ttl_s=ttl,
+        )
+    )
 
 
 @app.command()

@@ -12,10 +12,11 @@ from rich.table import Table
 
 from adapters.kafka.event_reader import EventReader
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.kafka.requests import publish_requests
 from adapters.postgres.tenant_store import PostgresTenantStore
-from contracts import codec, topics
+from contracts import codec
 from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES, TenantRequested
+from contracts.events import TenantRequested
 from runtime.settings import Settings
 
 CLI_SOURCE = "urn:tenantctl"
@@ -25,12 +26,7 @@ async def publish_event(settings: Settings, envelope: Envelope) -> None:
     publisher = KafkaEventPublisher(settings, client_id="tenantctl")
     await publisher.start()
     try:
-        await publisher.publish(
-            EVENT_TYPES[envelope.type].topic,
-            topics.partition_key(envelope.subject),
-            codec.encode(envelope),
-            [(k, v.encode()) for k, v in codec.headers_for(envelope).items()],
-        )
+        await publish_requests(publisher, [envelope])
     finally:
         await publisher.stop()
 

@@ -3,6 +3,7 @@ they are lazy, so a unit run never touches a server."""
 
 import pytest
 
+from tests.support.api_fixtures import api, api_keys  # noqa: F401  (fixtures of the API suites)
 from tests.support.stack import (  # noqa: F401  (fixtures, registered once for every suite)
     log_dir,
     pg,
