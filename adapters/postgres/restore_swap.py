@@ -39,8 +39,9 @@ def _functions(ctl: str, role: str) -> list[str]:
     # search_path pinned: a definer function must not resolve names through the caller's path.
     head = "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
     fence = (
-        "job_id = p_job AND kind = 'restore' AND status = 'running' AND lease_owner = p_owner"
-        " AND lease_until > clock_timestamp() AND swapped_at IS NULL"
+        "j.job_id = p_job AND j.kind = 'restore' AND j.status = 'running'"
+        " AND j.lease_owner = p_owner AND j.lease_until > clock_timestamp()"
+        " AND j.swapped_at IS NULL"
     )
     check_name = (
         "IF p_replaced !~ '^replaced_[0-9a-f]{16}$' THEN"
@@ -67,8 +68,8 @@ RETURNS void {head}
 DECLARE t record; o record; s text; r text;
 BEGIN
   {check_name}
-  UPDATE {ctl}.backup_jobs SET swapped_at = clock_timestamp(), replaced_schema = p_replaced,
-    restored_backup_id = p_backup_id, updated_at = now() WHERE {fence} RETURNING tenant_id INTO t;
+  UPDATE {ctl}.backup_jobs j SET swapped_at = clock_timestamp(), replaced_schema = p_replaced,
+    restored_backup_id = p_backup_id, updated_at = now() WHERE {fence} RETURNING j.tenant_id INTO t;
   IF NOT FOUND THEN RAISE EXCEPTION '{LEASE_LOST}'; END IF;
   SELECT schema_name, role_name INTO s, r FROM {ctl}.tenants WHERE tenant_id = t.tenant_id;
   -- Objects the restore role made become the service's, like a provisioned tenant's.
@@ -120,8 +121,10 @@ async def ensure_restore_role(
         exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
         verb = "ALTER" if exists else "CREATE"
         await conn.execute(
-            f"{verb} ROLE {q_role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE"
-            f" NOBYPASSRLS NOREPLICATION PASSWORD {quote_literal(password)}"
+            # SUPERUSER, REPLICATION and BYPASSRLS are off by default and only a superuser could
+            # turn them on; the test asserts they stay off.
+            f"{verb} ROLE {q_role} LOGIN NOINHERIT NOCREATEDB NOCREATEROLE"
+            f" PASSWORD {quote_literal(password)}"
         )
         # The service may act on what the restore role creates; never the other way round.
         if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role):
