@@ -4,6 +4,7 @@ exactly once (fenced on the lease, resumed after a failure that follows it)."""
 # Table names are constants of the tests; values are bind parameters.
 # ruff: noqa: S608
 
+import asyncio
 import secrets
 import shutil
 import uuid
@@ -14,15 +15,19 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import Job
 from adapters.postgres.pool import create_pool
+from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
 from domain.errors import PermanentError, TransientError
+from migrations import TENANT_DIR
 from runtime.backup_wiring import BackupParts, build_backup_parts
 from runtime.settings import Settings
 from service.restores import Restorer
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.stack
@@ -245,3 +250,59 @@ async def test_a_runner_whose_lease_was_taken_does_not_swap(
         "SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}") == oid
     assert await pg.fetch(
         "SELECT 1 FROM tenant_service.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
+
+
+async def test_the_forward_migration_waits_under_the_migration_lock_timeout_not_the_pools(
+    folder: Path, settings: Settings, publisher: KafkaEventPublisher, results: ResultLog,
+    pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    tenant_id = tenants.new()
+    first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
+    async with pg.transaction():
+        await PostgresTenantStore("tenant_service", "tenant_app").create(pg, tenant_id, "free", first)
+    await bk.add_users(pg, tenant_id, ["old"])
+    backup_id = await _backed_up(publisher, results, folder, tenant_id)
+    # The pool's lock timeout is far shorter than the migration's: only the latter lets the
+    # forward migration wait out a tenant transaction that is still running.
+    local = settings.model_copy(update={
+        "backup_local_dir": folder, "backup_target": "local", "pg_lock_timeout_ms": 100,
+        "migration_lock_timeout_ms": 60_000})
+    pool = await create_pool(local, max_size=4)
+    holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        built = await build_backup_parts(local, pool)
+        assert built.restorer is not None
+        outer = holder
+
+        class _Contended(Restorer):
+            async def _migrate_forward(self, tenant_id: str) -> int:
+                busy = outer.transaction()
+                await busy.start()
+                await outer.execute(tenant_lock_sql(tenant_id))  # a tenant transaction, running
+                migrating = asyncio.create_task(super()._migrate_forward(tenant_id))
+                try:
+                    await wait_until(lambda: _advisory_waiters(pg), 30,
+                                     what="the forward migration waiting for the tenant's lock"
+                                     " for 10x the pool's lock timeout")
+                finally:
+                    await busy.commit()
+                return await migrating
+
+        restorer = _Contended(**built.restorer.arguments)
+        job = await _held_job(pg, tenant_id, "test-runner", backup_id)
+
+        result = await restorer.restore(job, "test-runner")
+
+        assert result.schema_version == 2
+        assert await bk.user_names(pg, tenant_id) == ["old"]
+    finally:
+        await holder.close()
+        await pool.close()
+
+
+async def _advisory_waiters(pg: asyncpg.Connection) -> int:
+    """Sessions that have waited over a second (the pool's lock timeout is 100 ms) for a lock."""
+    return int(await pg.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND NOT l.granted"
+        " AND clock_timestamp() - a.query_start > interval '1 second'"))
