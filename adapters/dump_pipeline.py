@@ -211,13 +211,15 @@ async def verified_spool(
             os.unlink(path)
 
 
-def with_login(dsn: str, user: str, password: str) -> str:
-    """The same server and database, another login (the password still never reaches argv)."""
+def with_login(dsn: str, user: str, password: str, application_name: str) -> str:
+    """The same server and database, another login (the password still never reaches argv),
+    its session tagged with ``application_name``."""
     parts = urlsplit(dsn)
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or ''}"
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = "&".join(q for q in (parts.query, f"application_name={quote(application_name)}") if q)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 async def restore_sql(

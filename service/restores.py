@@ -12,6 +12,7 @@ on the job (fenced again, against the clock) before COMMIT. A retry after a comm
 period ends.
 """
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -35,6 +36,7 @@ from adapters.postgres.restore_swap import (
     restore_role_password,
     swap_in_sql,
     swap_out_sql,
+    terminate_sessions,
 )
 from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
 from adapters.psql import PsqlTransaction
@@ -202,7 +204,9 @@ class Restorer:
     ) -> None:
         """Verify the artifact, then restore it in one psql transaction as the restore role."""
         role = await self._restore_role()
-        dsn = with_login(database or self._dsn, role, restore_role_password(self._password, role))
+        tag = f"tenant-restore-{uuid.uuid4().hex[:12]}"
+        password = restore_role_password(self._password, role)
+        dsn = with_login(database or self._dsn, role, password, tag)
         chunks = self._target.read(backup.artifact_key, self._chunk)
         async with verified_spool(chunks, backup.sha256, self._spool_dir) as spool:
             psql = PsqlTransaction(dsn)
@@ -212,7 +216,18 @@ class Restorer:
                 await psql.finish(commit=True, postlude=postlude)
             except BaseException:
                 await psql.kill()
+                # A backend waiting on a lock does not notice its client died: end it now, so
+                # nothing of this attempt outlives it (the role's connection check is the backstop).
+                await self._terminate(role, tag)
                 raise
+
+    async def _terminate(self, role: str, tag: str) -> None:
+        try:
+            async with asyncio.timeout(5):
+                async with self._pool.acquire() as conn:
+                    await terminate_sessions(conn, role, tag)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            log.warning("restore_session_not_terminated", error=repr(e))
 
     async def _schema(self, tenant_id: str) -> str:
         async with self._pool.acquire() as conn:

@@ -126,6 +126,8 @@ async def ensure_restore_role(
             f"{verb} ROLE {q_role} LOGIN NOINHERIT NOCREATEDB NOCREATEROLE"
             f" PASSWORD {quote_literal(password)}"
         )
+        # A backend waiting on a lock notices a killed psql only with this check.
+        await conn.execute(f"ALTER ROLE {q_role} SET client_connection_check_interval = 1000")
         # The service may act on what the restore role creates; never the other way round.
         if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role):
             await conn.execute(f"GRANT {q_role} TO CURRENT_USER")
@@ -142,6 +144,18 @@ async def ensure_restore_role(
             await conn.execute(f"REVOKE ALL ON FUNCTION {sig} FROM PUBLIC")
             await conn.execute(f"GRANT EXECUTE ON FUNCTION {sig} TO {q_role}")
     return role
+
+
+async def terminate_sessions(conn: asyncpg.Connection, role: str, application_name: str) -> int:
+    """End the restore role's sessions tagged ``application_name`` (an abandoned attempt)."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE usename = $1 AND application_name = $2",
+            role,
+            application_name,
+        )
+    )
 
 
 async def allow_restore_into(conn: asyncpg.Connection, database: str, role: str) -> None:

@@ -23,6 +23,7 @@ from domain.errors import PermanentError, TransientError
 from migrations import TENANT_DIR
 from runtime.backup_wiring import BackupParts, build_backup_parts
 from runtime.settings import Settings
+from service.job_runner import JobRunner
 from service.restores import Restorer
 from tests.support import backups as bk
 from tests.support.kafka import ResultLog
@@ -306,3 +307,59 @@ async def _advisory_waiters(pg: asyncpg.Connection) -> int:
         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND NOT l.granted"
         " AND clock_timestamp() - a.query_start > interval '1 second'"))
+
+
+async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_lapses(
+    folder: Path, parts: BackupParts, settings: Settings, publisher: KafkaEventPublisher,
+    results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    tenant_id = tenants.new()
+    await bk.provision(publisher, results, tenant_id)
+    await bk.add_users(pg, tenant_id, ["kept"])
+    backup_id = await _backed_up(publisher, results, folder, tenant_id)
+    runner = JobRunner(
+        pool=parts.restorer._pool, jobs=parts.jobs, outbox=None, store=parts.store,  # type: ignore[arg-type, union-attr]
+        taker=parts.taker, restorer=parts.restorer, eraser=None,  # type: ignore[arg-type]
+        lease_s=6, poll_s=1, max_attempts=3, retry_base_s=1, retry_max_s=1, source="test")
+    job = await _held_job(pg, tenant_id, runner.owner, backup_id)
+    await pg.execute("UPDATE tenant_service.backup_jobs SET lease_until = now() + interval '6 s'"
+                     " WHERE job_id = $1", job.job_id)
+    role = parts.restorer.arguments["control_schema"] + "_restore"  # type: ignore[union-attr]
+    tenant_tx = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    row_tx = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        # The restore's psql blocks on the tenant's lock; every renewal blocks on the job's row.
+        busy = tenant_tx.transaction()
+        await busy.start()
+        await tenant_tx.execute(tenant_lock_sql(tenant_id))
+        blocked = row_tx.transaction()
+        await blocked.start()
+        await row_tx.execute(
+            "SELECT 1 FROM tenant_service.backup_jobs WHERE job_id = $1 FOR UPDATE", job.job_id)
+        running = asyncio.create_task(runner.run_job(job))
+        await wait_until(lambda: _sessions_of(pg, role), 30, what="the restore's psql session")
+
+        await asyncio.wait_for(running, 30)  # the watchdog ended the job
+
+        await wait_until(lambda: _no_sessions_of(pg, role), 30, what="the psql session gone")
+        assert await row_tx.fetchval(
+            "SELECT lease_until > clock_timestamp() FROM tenant_service.backup_jobs"
+            " WHERE job_id = $1", job.job_id), "the job was stopped only after its lease lapsed"
+        await blocked.rollback()
+        await busy.rollback()
+        assert await bk.user_names(pg, tenant_id) == ["kept"]
+        assert await parts.jobs.swap_of(pg, job.job_id) is None
+    finally:
+        await tenant_tx.close()  # releases their locks, whatever failed
+        await row_tx.close()
+        await pg.execute(  # no one is to pick this job up after the test
+            "UPDATE tenant_service.backup_jobs SET status = 'failed' WHERE job_id = $1", job.job_id)
+
+
+async def _sessions_of(pg: asyncpg.Connection, role: str) -> int:
+    return int(await pg.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role))
+
+
+async def _no_sessions_of(pg: asyncpg.Connection, role: str) -> bool:
+    return await _sessions_of(pg, role) == 0
