@@ -1,13 +1,15 @@
 """Runs an SQL script stream through psql inside one explicit transaction.
 
-Used by restores: pg_restore's script is wrapped in BEGIN ... COMMIT that we write ourselves, so
-the caller decides at the very end (after verifying the artifact's sha256) whether to commit.
+Used by restores: pg_restore's script (of an artifact whose sha256 was verified before a byte of
+it was decrypted) is wrapped in BEGIN ... COMMIT that we write ourselves; the fenced swap
+functions run inside the same transaction, so a failing fence rolls everything back.
 """
 
 import asyncio
 from collections.abc import AsyncIterator
 
 from adapters.dump_pipeline import libpq_env
+from adapters.postgres.restore_swap import LEASE_LOST
 from adapters.processes import StderrTail, child_env, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
@@ -67,6 +69,8 @@ class PsqlTransaction:
         assert self._proc is not None and self._stderr is not None
         await self._proc.wait()
         text = (await self._stderr.text())[-500:]
+        if f"ERROR:  {LEASE_LOST}" in text:  # raised by the fenced swap functions
+            return PermanentError(LEASE_LOST, "the job's lease is no longer this runner's")
         if any(h in text.lower() for h in ("could not connect", "connection", "terminating")):
             return TransientError(f"psql: {text}")
         return PermanentError("restore_failed", f"psql: {text}")

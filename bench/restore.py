@@ -58,8 +58,7 @@ async def _ours(fx: backup.Fixture, dsn: str) -> float:
     clock = common.Clock()
     await psql.start("")
     try:
-        await restore_sql(_chunks(fx.artifact, common.settings().backup_chunk_bytes),
-                          fx.identity, psql.stream)
+        await restore_sql(fx.artifact, fx.identity, psql.stream)
         await psql.finish(commit=True)
     except BaseException:
         await psql.kill()

@@ -70,5 +70,9 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
             master_identity_file=s.backup_master_identity_file,
             grace_s=s.restore_grace_s,
             chunk_bytes=s.backup_chunk_bytes,
+            control_schema=s.control_schema,
+            migration_lock_timeout_ms=s.migration_lock_timeout_ms,
+            migration_statement_timeout_ms=s.migration_statement_timeout_ms,
+            spool_dir=s.restore_spool_dir,
         )
     return BackupParts(store, jobs, keys, target, taker, restorer)

@@ -109,6 +109,9 @@ class Settings(SchedulingSettings):
     migration_lock_timeout_ms: int = Field(default=2_000, ge=50)
     migration_statement_timeout_ms: int = Field(default=60_000, ge=100)
     restore_grace_s: float = Field(default=7 * 24 * 3600, ge=0)
+    # Restores spool the encrypted artifact here (0600) to verify its sha256 before a byte of it
+    # is decrypted; it needs room for the largest artifact. Unset: the system temp directory.
+    restore_spool_dir: Path | None = None
 
     s3_bucket: str = "tenant-backups"
     s3_prefix: str = ""

@@ -223,6 +223,19 @@ class PostgresBackupJobs:
         )
         return bool(result != "UPDATE 0")
 
+    async def swap_of(self, conn: asyncpg.Connection, job_id: str) -> tuple[str, str] | None:
+        """(restored backup id, replaced schema) once the restore's swap has committed.
+
+        The record is written by the swap's own transaction (adapters/postgres/restore_swap.py),
+        fenced on the lease owner, so it exists exactly when the swap does.
+        """
+        row = await conn.fetchrow(
+            f"SELECT restored_backup_id, replaced_schema FROM {self.jobs}"
+            " WHERE job_id = $1 AND swapped_at IS NOT NULL",
+            job_id,
+        )
+        return None if row is None else (row["restored_backup_id"], row["replaced_schema"])
+
     async def job(self, conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
         row = await conn.fetchrow(f"SELECT * FROM {self.jobs} WHERE job_id = $1", job_id)
         return dict(row) if row else None

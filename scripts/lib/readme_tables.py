@@ -120,6 +120,7 @@ SETTINGS: dict[str, str] = {
     "backup_poll_interval_s": "How often backup workers look for jobs.",
     "backup_retention": "Per plan `keep-last/dailies/weeklies`, e.g. `free=3/7/0,pro=7/14/8`.",
     "restore_grace_s": "How long the schema replaced by a restore is kept.",
+    "restore_spool_dir": "Where a restore spools the encrypted artifact (mode 0600) to verify its sha256 before restoring it; needs room for the largest artifact. Unset: the system temp directory.",
     "s3_bucket": "S3 bucket.",
     "s3_prefix": "Key prefix inside the bucket.",
     "s3_endpoint_url": "S3 endpoint (MinIO, moto); unset = AWS.",
