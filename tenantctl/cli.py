@@ -5,6 +5,7 @@ tenantctl.output.ExitCode (``--debug`` shows the traceback).
 """
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -52,12 +53,17 @@ Timeout = Annotated[float, typer.Option(help="Seconds to wait with --wait (then 
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an unexpected error")
     ] = False,
 ) -> None:
     global _debug
     _debug = debug
+    if ctx.invoked_subcommand != "run" and not debug:
+        # aiokafka warns on stderr while it retries (e.g. a topic not created yet); a command's
+        # own one-line error says what went wrong. Workers keep their structured logs.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @app.command()

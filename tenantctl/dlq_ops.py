@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import ConsumerRecord
 
 from adapters.kafka import dead_letters as dlq
@@ -95,6 +96,7 @@ def parse_id(text: str) -> tuple[int, int]:
 
 
 async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsumer:
+    """A consumer assigned every partition of tenants.dlq (none while the topic is missing)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
@@ -102,12 +104,14 @@ async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsume
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    await consumer._client._wait_on_metadata(topics.DLQ)  # see EventReader for why
-    parts = [
-        TopicPartition(topics.DLQ, p)
-        for p in sorted(consumer.partitions_for_topic(topics.DLQ) or ())
-    ]
-    consumer.assign(parts)
+    try:
+        with contextlib.suppress(UnknownTopicOrPartitionError):  # no dead letter yet, ever
+            await consumer._client._wait_on_metadata(topics.DLQ)  # see EventReader for why
+        parts = consumer.partitions_for_topic(topics.DLQ) or ()
+        consumer.assign([TopicPartition(topics.DLQ, p) for p in sorted(parts)])
+    except BaseException:
+        await consumer.stop()
+        raise
     return consumer
 
 

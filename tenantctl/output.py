@@ -111,6 +111,10 @@ def describe(exc: BaseException) -> tuple[ExitCode, str]:
     if isinstance(exc, ConnectionError | TimeoutError | OSError):
         return ExitCode.FAILED, f"cannot reach a dependency: {exc or type(exc).__name__}"
     name = type(exc).__name__
+    if name == "UndefinedTableError":  # a fresh stack: the workers create the control schema
+        return ExitCode.FAILED, f"{exc}: start a worker once (tenantctl run all) to create it"
+    if name == "UnknownTopicOrPartitionError":
+        return ExitCode.FAILED, "a topic does not exist yet: start a worker once to create it"
     if name.startswith("Kafka") or type(exc).__module__.startswith("aiokafka"):
         return ExitCode.FAILED, f"Kafka: {exc or name}"
     return ExitCode.FAILED, f"{name}: {exc}"
