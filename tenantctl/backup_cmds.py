@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from tenantctl.output import ExitCode, notice, out, print_json, rfc3339
+from tenantctl.output import JSON_HELP, ExitCode, notice, out, print_json, rfc3339
 
 
 class _BackupGroup(TyperGroup):
@@ -64,7 +64,7 @@ def backup_verify(tenant_id: TenantArg, backup_id: BackupOpt = "latest") -> None
 
 def backups(
     tenant_id: TenantArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List a tenant's catalogued backups, newest first."""
     from rich.table import Table

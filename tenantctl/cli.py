@@ -19,6 +19,7 @@ from runtime.logging import configure_logging
 from tenantctl import ops
 from tenantctl.common import REPO_ROOT, print_result, settings
 from tenantctl.output import (
+    JSON_HELP,
     ExitCode,
     NotFound,
     Usage,
@@ -41,7 +42,7 @@ app = typer.Typer(
 ROLES = ("provisioner", "relay", "backup", "scheduler", "metrics")
 _debug = False
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table")]
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 WaitFlag = Annotated[
     bool, typer.Option("--wait", help="Wait for the result event and print it on stdout")
 ]

@@ -5,14 +5,14 @@ from typing import Annotated
 
 import typer
 
-from tenantctl.output import NotFound, Usage, notice, out, print_json
+from tenantctl.output import JSON_HELP, NotFound, Usage, notice, out, print_json
 
 app = typer.Typer(help="Dead letters in tenants.dlq.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")
 def dlq_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show every dead letter with its reason and origin."""
     from rich.table import Table

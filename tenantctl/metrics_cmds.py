@@ -1,13 +1,29 @@
 """tenantctl's metrics commands: ``metrics`` (one tenant) and ``top``."""
 
 import asyncio
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from tenantctl.output import CliError, ExitCode, NotFound, Usage, notice, out, print_json, rfc3339
+from tenantctl.output import (
+    JSON_HELP,
+    CliError,
+    ExitCode,
+    NotFound,
+    notice,
+    out,
+    print_json,
+    rfc3339,
+)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+class Rank(StrEnum):
+    SIZE = "size"
+    CONNECTIONS = "connections"
+    DEAD_TUPLES = "dead_tuples"
 
 
 def metrics(
@@ -57,7 +73,7 @@ def metrics(
 
 
 def top(
-    by: Annotated[str, typer.Option(help="Rank by: size, connections or dead_tuples")] = "size",
+    by: Annotated[Rank, typer.Option(help="Rank by this figure")] = Rank.SIZE,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many tenants")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
@@ -67,10 +83,8 @@ def top(
     from tenantctl import metrics_ops
     from tenantctl.common import settings
 
-    if by not in metrics_ops.TOP_COLUMNS:
-        raise Usage("--by must be size, connections or dead_tuples")
     s = settings()
-    rows = asyncio.run(metrics_ops.top_tenants(s, by, limit))
+    rows = asyncio.run(metrics_ops.top_tenants(s, by.value, limit))
     if as_json:
         print_json(rows)
         return

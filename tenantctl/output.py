@@ -19,6 +19,9 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
+JSON_HELP = "Print JSON on stdout instead of a table"
+
+
 class ExitCode(IntEnum):
     """The exit codes of every command (the README's table is generated from ``MEANING``)."""
 
