@@ -45,3 +45,10 @@ def decide_provisioning(
     if tenant_count >= max_tenants:
         return Decision.QUOTA_EXCEEDED
     return Decision.PROVISION
+
+
+def conflict_detail(existing: ExistingTenant, plan: str) -> str:
+    """Which conflict it is, so the requester knows whether another plan would have worked."""
+    if existing.status == TenantStatus.ERASED:
+        return "tenant was erased; tenant ids are never reused"
+    return f"tenant exists with plan {existing.plan!r}, not {plan!r}"

@@ -88,3 +88,13 @@ async def test_outside_the_repository_the_error_says_where_env_was_looked_for(
     assert ran.code == 2, str(ran)
     line = one_line_error(ran)
     assert "TENANT_PG_DSN" in line and f"no .env in {tmp_path}" in line
+
+
+async def test_a_plan_conflict_names_the_existing_plan(
+    session_worker: SessionWorker, tenants: TenantIds
+) -> None:
+    tenant_id = await _provisioned(tenants)  # on the default plan, free
+    ran = await tenantctl("request", tenant_id, "--plan", "pro", "--wait", "--timeout", "90")
+    assert ran.code == 1, str(ran)
+    data = ran.json()["data"]
+    assert data["reason"] == "conflict" and "'free', not 'pro'" in data["detail"], data

@@ -4,6 +4,7 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from contracts import topics
 from tests.support.cli import RFC3339, tenantctl, times_in
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
-from tests.support.workers import REPO_ROOT
+from tests.support.workers import REPO_ROOT, WorkerProcess
 
 pytestmark = pytest.mark.stack
 
@@ -28,14 +29,20 @@ async def test_wait_prints_only_the_result_on_stdout(
 
 
 async def test_list_filters_hides_tombstones_and_prints_rfc3339(
-    session_worker: SessionWorker, tenants: TenantIds
+    session_worker: SessionWorker, tenants: TenantIds, log_dir: Path
 ) -> None:
     free, pro, gone = tenants.new(), tenants.new(), tenants.new()
     for tenant_id, plan in ((free, "free"), (pro, "pro"), (gone, "free")):
         ran = await tenantctl("request", tenant_id, "--plan", plan, "--wait", "--timeout", "90")
         assert ran.code == 0, str(ran)
-    ran = await tenantctl("erase", gone, "--yes", "--wait", "--timeout", "120")
+    eraser = WorkerProcess(("backup",), log_dir / "cli-list-eraser.log")  # erase jobs run there
+    await eraser.start()
+    try:
+        ran = await tenantctl("erase", gone, "--yes", "--wait", "--timeout", "150", limit_s=200)
+    finally:
+        await eraser.terminate(60)
     assert ran.code == 0, str(ran)
+    assert ran.json()["type"] == "TenantErased"
 
     listed = (await tenantctl("list", "--json")).json()
     ids = {r["tenant_id"] for r in listed}

@@ -153,3 +153,11 @@ def test_the_readme_cli_tables_are_generated_from_the_cli() -> None:
     readme = README_FILE.read_text()
     assert cli_table() in readme and exit_codes_table() in readme
     assert "`--wait`" in cli_table() and "`--limit N`" in cli_table()
+
+
+def test_a_conflict_says_which_conflict_it_is() -> None:
+    from domain.lifecycle import TenantStatus
+    from domain.provisioning import ExistingTenant, conflict_detail
+
+    assert "'free', not 'pro'" in conflict_detail(ExistingTenant("free", TenantStatus.ACTIVE), "pro")
+    assert "erased" in conflict_detail(ExistingTenant("pro", TenantStatus.ERASED), "pro")
