@@ -29,7 +29,7 @@ async def latest_snapshot(settings: Settings, tenant_id: str) -> tuple[str, dict
     try:
         snapshot = await usage.snapshot(tenant_id)
         if snapshot is not None:
-            return "redis", snapshot
+            return "redis", _with_datetimes(snapshot)
     except TransientError:
         pass  # Redis down: the history still answers
     finally:
@@ -41,6 +41,20 @@ async def latest_snapshot(settings: Settings, tenant_id: str) -> tuple[str, dict
         )
     finally:
         await conn.close()
+
+
+_TIME_KEYS = ("window_start", "collected_at", "last_vacuum", "last_analyze")
+
+
+def _with_datetimes(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Redis holds times as text in two spellings (isoformat and str()); the history holds
+    datetimes. Parsed here, both print alike (RFC 3339)."""
+    fixed = dict(snapshot)
+    for key in _TIME_KEYS:
+        if isinstance(fixed.get(key), str):
+            with contextlib.suppress(ValueError):
+                fixed[key] = datetime.fromisoformat(fixed[key])
+    return fixed
 
 
 async def top_tenants(settings: Settings, by: str, limit: int) -> list[dict[str, Any]]:

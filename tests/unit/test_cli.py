@@ -159,5 +159,28 @@ def test_a_conflict_says_which_conflict_it_is() -> None:
     from domain.lifecycle import TenantStatus
     from domain.provisioning import ExistingTenant, conflict_detail
 
-    assert "'free', not 'pro'" in conflict_detail(ExistingTenant("free", TenantStatus.ACTIVE), "pro")
+    assert "'free', not 'pro'" in conflict_detail(
+        ExistingTenant("free", TenantStatus.ACTIVE), "pro"
+    )
     assert "erased" in conflict_detail(ExistingTenant("pro", TenantStatus.ERASED), "pro")
+
+
+def test_metrics_times_print_alike_from_redis_and_postgres() -> None:
+    from tenantctl.metrics_ops import _with_datetimes
+
+    redis = {
+        "window_start": "2026-12-01T14:15:00+00:00",
+        "last_vacuum": "2026-12-01 14:16:25+00:00",
+    }
+    assert jsonable(_with_datetimes(redis)) == {
+        "window_start": "2026-12-01T14:15:00Z",
+        "last_vacuum": "2026-12-01T14:16:25Z",
+    }
+
+
+def test_the_next_metrics_tick_is_the_next_aligned_window() -> None:
+    from tenantctl.metrics_ops import next_tick
+
+    s = SimpleNamespace(metrics_interval=300)
+    now = datetime(2026, 12, 1, 14, 16, 25, tzinfo=UTC)
+    assert next_tick(s, now) == datetime(2026, 12, 1, 14, 20, tzinfo=UTC)  # type: ignore[arg-type]
