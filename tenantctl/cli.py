@@ -207,7 +207,9 @@ def watch(
 
     if as_json and plain:
         raise Usage("--json and --plain exclude each other")
-    mode = "json" if as_json else "plain" if plain else "live" if out.is_terminal else "json"
+    mode: watch_ops.Mode = (
+        "json" if as_json else "plain" if plain else "live" if out.is_terminal else "json"
+    )
     watch_ops.run(settings(), mode, from_beginning, limit)
 
 

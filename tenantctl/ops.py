@@ -38,7 +38,7 @@ async def publish_event(settings: Settings, envelope: Envelope) -> None:
 
 async def request_tenant(
     settings: Settings, tenant_id: str, plan: str, wait: bool, timeout: float
-) -> tuple[Envelope, Envelope | None]:
+) -> tuple[Envelope, Envelope | DeadLettered | None]:
     envelope = codec.envelope_for(
         TenantRequested(tenant_id=tenant_id, plan=plan), source=CLI_SOURCE
     )

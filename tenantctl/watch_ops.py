@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal
 
 from rich.live import Live
 from rich.table import Table
@@ -36,8 +37,8 @@ def run(settings: Settings, mode: Mode, from_beginning: bool, limit: int) -> Non
     asyncio.run(_until_signalled(_follow(settings, mode, from_beginning, limit)))
 
 
-async def _until_signalled(work: "asyncio.Future[None] | asyncio.Task[None] | object") -> None:
-    task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)

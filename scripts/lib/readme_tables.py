@@ -279,16 +279,17 @@ def _cli_commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
 
 
 def _option_usage(option: Any) -> str:
-    name = max(option.opts, key=len)
+    name = str(max(option.opts, key=len))
     if option.is_flag:
         return name
-    kind = option.type_descriptor.annotation
+    kind: Any = option.type_descriptor.annotation
     if isinstance(kind, type) and issubclass(kind, Enum):
         value = "|".join(str(c.value) for c in kind)
     elif kind is float:
         value = "SECONDS" if "timeout" in name else "N"
     else:
         value = {int: "N", Path: "FILE"}.get(kind, "TEXT")
+    assert isinstance(value, str)
     return f"{name} {value}" + (" ..." if option.multiple else "")
 
 
