@@ -154,6 +154,7 @@ async def replay_ids(settings: Settings, ids: list[str]) -> Replayed:
     """Republish the dead letters with these ids (KeyError names one that does not exist)."""
     wanted = [parse_id(i) for i in ids]
     consumer = await _consumer(settings, None)
+    republisher = _Republisher(settings)
     try:
         ends = await consumer.end_offsets(list(consumer.assignment()))
         letters = []
@@ -167,14 +168,18 @@ async def replay_ids(settings: Settings, ids: list[str]) -> Replayed:
             if record is None:  # below the log start: deleted by retention
                 raise KeyError(f"{partition}:{offset}")
             letters.append(DeadLetter.of(record))
-        return await _publish(settings, letters, Replayed([], []))
+        done = Replayed([], [])
+        await republisher.send(letters, done)
+        return done
     finally:
+        await republisher.close()
         await consumer.stop()
 
 
 async def replay_new(settings: Settings, on_batch: Callable[[int], None]) -> Replayed:
     """Republish every dead letter not replayed by an earlier ``replay --all``, streaming."""
     consumer = await _consumer(settings, topics.DLQ_REPLAY_GROUP)
+    republisher = _Republisher(settings)
     done = Replayed([], [])
     try:
         parts = list(consumer.assignment())
@@ -186,7 +191,7 @@ async def replay_new(settings: Settings, on_batch: Callable[[int], None]) -> Rep
                 consumer.seek(tp, committed)
         ends = await consumer.end_offsets(parts)
         async for batch in _stream(consumer, ends):
-            await _publish(settings, batch, done)
+            await republisher.send(batch, done)
             # Committed only after the batch is on its source topics: a crash in between
             # replays that batch again (consumers are idempotent), never skips it.
             last: dict[TopicPartition, int] = {}
@@ -198,26 +203,33 @@ async def replay_new(settings: Settings, on_batch: Callable[[int], None]) -> Rep
             on_batch(len(done.replayed))
         return done
     finally:
+        await republisher.close()
         await consumer.stop()
 
 
-async def _publish(settings: Settings, letters: list[DeadLetter], into: Replayed) -> Replayed:
-    sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS]
-    into.skipped.extend(d.id for d in letters if d not in sendable)
-    if sendable:
-        publisher = KafkaEventPublisher(settings, client_id="tenantctl-dlq")
-        await publisher.start()
-        try:
-            await publisher.publish_many(
-                [
-                    (d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers())
-                    for d in sendable
-                ]
-            )
-        finally:
-            await publisher.stop()
-    into.replayed.extend(d.id for d in sendable)
-    return into
+class _Republisher:
+    """Sends dead letters back to their source topics with one producer, started on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._publisher: KafkaEventPublisher | None = None
+
+    async def send(self, letters: list[DeadLetter], into: Replayed) -> None:
+        sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS]
+        into.skipped.extend(d.id for d in letters if d not in sendable)
+        if not sendable:
+            return
+        if self._publisher is None:
+            self._publisher = KafkaEventPublisher(self._settings, client_id="tenantctl-dlq")
+            await self._publisher.start()
+        await self._publisher.publish_many(
+            [(d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers()) for d in sendable]
+        )
+        into.replayed.extend(d.id for d in sendable)
+
+    async def close(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.stop()
 
 
 class DeadLetterWatch:
