@@ -112,3 +112,5 @@ async def test_dlq_replay_all_replays_each_dead_letter_once(
     second = await tenantctl("dlq", "replay", "--all")
     assert second.code == 0, str(second)
     assert dead not in second.json()["replayed"], str(second)
+    again = await tenantctl("dlq", "replay", "--id", dead)  # asked for by id: replayed again
+    assert again.code == 0 and again.json()["replayed"] == [dead], str(again)
