@@ -102,8 +102,15 @@ _NOT_FOUND_REASONS = frozenset({"unknown_tenant", "backup_not_found", "not_found
 
 def describe(exc: BaseException) -> tuple[ExitCode, str]:
     """(exit code, one line) for an exception that reached the top of a command."""
+    from pydantic import ValidationError
+
     from domain.errors import PermanentError, TransientError
 
+    if isinstance(exc, ValidationError):  # an argument the event's contract refuses
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        return ExitCode.USAGE, f"invalid {exc.title}: {problems}"
     if isinstance(exc, CliError):
         return exc.code, str(exc)
     if isinstance(exc, PermanentError):
@@ -120,4 +127,4 @@ def describe(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.FAILED, "a topic does not exist yet: start a worker once to create it"
     if name.startswith("Kafka") or type(exc).__module__.startswith("aiokafka"):
         return ExitCode.FAILED, f"Kafka: {exc or name}"
-    return ExitCode.FAILED, f"{name}: {exc}"
+    return ExitCode.FAILED, " ".join(f"{name}: {exc}".split())  # one line, whatever it said

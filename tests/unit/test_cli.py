@@ -34,12 +34,7 @@ def test_every_parameter_has_help_and_boolean_options_are_flags() -> None:
         for param in command.params:
             if param.name == "help":
                 continue
-            if (
-                param.param_type_name == "option"
-                or name != "tenantctl"
-                and param.metavar != "TENANT_ID"
-            ):
-                assert param.help, f"{name} {param.name} has no help"
+            assert param.help, f"{name} {param.name} has no help"
             if param.param_type_name == "option" and param.type_descriptor.annotation is bool:
                 assert param.is_flag, f"{name} {param.name} is a boolean but not a flag"
 
@@ -74,6 +69,16 @@ def test_times_are_rfc3339_in_utc() -> None:
     assert nested == {"a": ["2026-12-01T14:16:25Z"], "b": {"c": "2026-01-01T00:00:00Z"}, "n": 1}
 
 
+def _validation_error() -> Exception:
+    from contracts.events import RestoreRequested
+
+    try:
+        RestoreRequested(tenant_id="acme", backup_id="b" * 500)
+    except ValueError as e:
+        return e
+    raise AssertionError("a 500-character backup id was accepted")
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [
@@ -83,7 +88,8 @@ def test_times_are_rfc3339_in_utc() -> None:
         (TransientError("pg down"), ExitCode.FAILED),
         (ConnectionRefusedError("refused"), ExitCode.FAILED),
         (CliError("late", ExitCode.TIMEOUT), ExitCode.TIMEOUT),
-        (RuntimeError("boom"), ExitCode.FAILED),
+        (RuntimeError("boom\nsecond line"), ExitCode.FAILED),
+        (_validation_error(), ExitCode.USAGE),
     ],
 )
 def test_errors_become_one_line_and_an_exit_code(error: Exception, code: ExitCode) -> None:
