@@ -25,6 +25,7 @@ from tenantctl.output import (
     Usage,
     describe,
     err,
+    notice,
     out,
     print_json,
     rfc3339,
@@ -184,6 +185,8 @@ def migrate(
     from tenantctl import lifecycle_ops
 
     summary = asyncio.run(lifecycle_ops.rollout(settings(), err, to, canary, max_failures, timeout))
+    if not summary["tenants"]:
+        notice(f"nothing to migrate: no tenant is below version {summary['target']}")
     print_json(summary)
     if summary.get("halted") or summary.get("timed_out"):
         raise typer.Exit(ExitCode.FAILED)
