@@ -14,6 +14,8 @@ ALL_TOPICS: Final = (LIFECYCLE, BACKUPS, METRICS, EVENTS, DLQ)
 PROVISIONER_GROUP: Final = "tenant-provisioner"
 BACKUP_GROUP: Final = "tenant-backup"
 METRICS_GROUP: Final = "tenant-metrics"
+# Its committed offsets on tenants.dlq mark what `tenantctl dlq replay --all` already replayed.
+DLQ_REPLAY_GROUP: Final = "tenantctl-dlq-replay"
 
 
 def partition_key(tenant_id: str) -> bytes:

@@ -46,3 +46,10 @@ def decide_provisioning(
     if tenant_count >= max_tenants:
         return Decision.QUOTA_EXCEEDED
     return Decision.PROVISION
+
+
+def conflict_detail(existing: ExistingTenant, plan: str) -> str:
+    """Which conflict it is, so the requester knows whether another plan would have worked."""
+    if existing.status in (TenantStatus.ERASING, TenantStatus.ERASED):
+        return f"tenant is {existing.status.value}: erase is terminal, tenant ids are never reused"
+    return f"tenant exists with plan {existing.plan!r}, not {plan!r}"

@@ -7,7 +7,7 @@ Writes contracts/schemas/<EventType>.json (JSON Schema of each event's ``data``)
 contracts/schemas/envelope.json (the CloudEvents envelope) and docs/asyncapi.yaml (AsyncAPI 3.0,
 built by FastStream from a broker that declares every topic, consumer group and message; no
 connection is made), docs/openapi.json (OpenAPI 3.1 of the HTTP API, from its FastAPI app), and
-the README's event catalogue and settings table (between their
+the README's event catalogue, settings table, tenantctl command table and exit codes (between their
 ``<!-- BEGIN GENERATED: ... -->`` markers). The YAML is written by a tiny emitter below so that no
 YAML library is needed and the output is byte-for-byte stable.
 """
@@ -43,7 +43,9 @@ from runtime.settings import Settings  # noqa: E402
 sys.path.insert(0, str(ROOT / "scripts"))
 from lib.readme_tables import (  # noqa: E402
     README_FILE,
+    cli_table,
     event_catalogue,
+    exit_codes_table,
     replace_section,
     settings_table,
 )
@@ -257,6 +259,8 @@ def generate() -> dict[Path, str]:
     readme = README_FILE.read_text()
     readme = replace_section(readme, "event-catalogue", event_catalogue())
     readme = replace_section(readme, "settings", settings_table())
+    readme = replace_section(readme, "cli", cli_table())
+    readme = replace_section(readme, "exit-codes", exit_codes_table())
     return {**json_schemas(), **asyncapi(), **openapi(), README_FILE: readme}
 
 

@@ -8,9 +8,8 @@ from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import Decoded
 from contracts.events import Result, TenantProvisioned, TenantProvisioningFailed, TenantRequested
 from domain.errors import PermanentError
-from domain.lifecycle import TenantStatus
 from domain.migrations import Migration, plan_migrations
-from domain.provisioning import Decision, decide_provisioning
+from domain.provisioning import Decision, conflict_detail, decide_provisioning
 from domain.tenant_ids import role_name, schema_name
 from service.event_transaction import EventTransaction, Outcome
 
@@ -50,6 +49,7 @@ class ProvisioningService:
         decision = decide_provisioning(
             tenant_id, plan, None, allowed_plans=self._plans, tenant_count=0, max_tenants=1
         )
+        existing = None
         if decision == Decision.PROVISION:  # the id and plan are fine: now look at the registry
             await self._store.lock_tenant(conn, tenant_id)
             existing = await self._store.existing(conn, tenant_id)
@@ -83,13 +83,14 @@ class ProvisioningService:
             assert existing_record is not None
             return _provisioned(tenant_id, plan, existing_record.schema_version)
         log.info("provisioning_refused", reason=decision.value)
-        detail = _DETAILS[decision]
-        if decision == Decision.CONFLICT and existing and existing.status in _GONE:
-            detail = f"tenant is {existing.status.value}: erase is terminal, ids are never reused"
         return TenantProvisioningFailed(
             tenant_id=tenant_id,
             reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
-            detail=detail,
+            detail=(
+                conflict_detail(existing, plan)
+                if decision == Decision.CONFLICT and existing is not None
+                else _DETAILS[decision]
+            ),
         )
 
 
@@ -103,10 +104,9 @@ def _provisioned(tenant_id: str, plan: str, version: int) -> TenantProvisioned:
     )
 
 
-_GONE = (TenantStatus.ERASING, TenantStatus.ERASED)
 _DETAILS = {
     Decision.INVALID_TENANT_ID: "tenant id must match ^[a-z][a-z0-9_]{2,39}$",
     Decision.UNKNOWN_PLAN: "plan is not one of the configured plans",
-    Decision.CONFLICT: "tenant exists with another plan, or was erased",
+    Decision.CONFLICT: "tenant exists with another plan, or was erased",  # see conflict_detail
     Decision.QUOTA_EXCEEDED: "the configured maximum number of tenants is reached",
 }

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the prose tables below read better one entry per line)
-"""The README tables that are derived from code: the event catalogue and the settings table.
+"""The README tables that are derived from code: events, settings, tenantctl commands, exit codes.
 
 Used by scripts/export_contracts.py, which rewrites the text between
 ``<!-- BEGIN GENERATED: <name> ... -->`` and ``<!-- END GENERATED: <name> -->``. Names, types,
@@ -261,3 +261,75 @@ def _bounds(field: FieldInfo) -> str:
     if literal:
         parts.append(" / ".join(f"`{v}`" for v in literal))
     return ", ".join(parts)
+
+
+# ---- tenantctl: the command table and the exit codes, read from the CLI itself ---------------
+
+
+def cli_table() -> str:
+    """One row per tenantctl command: its arguments, what it does, and every option with its help."""
+    from typer.main import get_command
+
+    from tenantctl.cli import app
+
+    rows = ["| Command | What it does | Arguments and options |", "|---|---|---|"]
+    for name, command in _cli_commands(get_command(app), "tenantctl"):
+        args = " ".join(
+            p.metavar or p.name.upper()
+            for p in command.params
+            if p.param_type_name == "argument" and p.name
+        )
+        options = [
+            f"`{p.metavar}`: {_cli_help(p)}"
+            for p in command.params
+            if p.param_type_name == "argument" and p.help and p.metavar != "TENANT_ID"
+        ] + [
+            f"`{_option_usage(p)}`: {_cli_help(p)}"
+            for p in command.params
+            if p.param_type_name == "option" and p.name != "help"
+        ]
+        doc = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        rows.append(_row(f"`{name} {args}`".replace(" `", "`"), doc, "<br>".join(options) or "-"))
+    return "\n".join(rows) + "\n"
+
+
+def _cli_commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    for name, command in group.commands.items():
+        if getattr(command, "commands", None):
+            found.extend(_cli_commands(command, f"{prefix} {name}"))
+        else:
+            found.append((f"{prefix} {name}", command))
+    return found
+
+
+def _option_usage(option: Any) -> str:
+    name = str(max(option.opts, key=len))
+    if option.is_flag:
+        return name
+    kind: Any = option.type_descriptor.annotation
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        value = "|".join(str(c.value) for c in kind)
+    elif kind is float:
+        value = "SECONDS" if "timeout" in name else "N"
+    else:
+        value = {int: "N", Path: "FILE"}.get(kind, "TEXT")
+    assert isinstance(value, str)
+    return f"{name} {value}" + (" ..." if option.multiple else "")
+
+
+def _cli_help(param: Any) -> str:
+    text = (param.help or "(no help)").rstrip(".")
+    default = param.default
+    if default not in (None, False, "", ()) and not param.is_flag:
+        text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    return text + "."
+
+
+def exit_codes_table() -> str:
+    """The exit codes every tenantctl command uses (tenantctl.output.ExitCode)."""
+    from tenantctl.output import MEANING
+
+    rows = ["| Exit code | Meaning |", "|---|---|"]
+    rows.extend(_row(str(int(code)), meaning) for code, meaning in MEANING.items())
+    return "\n".join(rows) + "\n"
