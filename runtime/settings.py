@@ -67,6 +67,9 @@ class Settings(SchedulingSettings):
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_lock_id: int = 7_311_001
+    # Leader lock sessions (relay, scheduler, retention): a leader cut off without a FIN loses
+    # its session (and the lock) within this; a standby then takes over within its poll interval.
+    leader_session_timeout_s: int = Field(default=10, ge=3, le=600)
 
     # Backups: where, how, how long kept. The service holds public keys only; the master
     # identity (which unwraps per-tenant keys) is given to restore-capable workers alone.
