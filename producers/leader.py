@@ -50,12 +50,16 @@ class LeaderElection:
         self._stopping = asyncio.Event()
         self.is_leader = False
         self.terms = 0  # how many times this process became leader
+        self._unwinding: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Until stop(): wait for the lock, lead while holding it, step down when it is lost."""
         while not self._stopping.is_set():
             try:
-                if await self._lock.acquire():
+                # A cancelled term that has not unwound yet must not overlap the next one.
+                if self._unwinding is not None and not self._unwinding.done():
+                    pass
+                elif await self._lock.acquire():
                     await self._lead()
             except asyncio.CancelledError:
                 raise
@@ -88,10 +92,12 @@ class LeaderElection:
                 await work  # shutting down: the work finishes its step (the worker bounds this)
         finally:
             if not work.done():
+                # Step down now, not when the work has unwound: cancelling a statement on a
+                # connection that went silent can itself wait on that connection.
                 work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-        if not work.cancelled():
+                work.add_done_callback(_log_failure)
+                self._unwinding = work
+        if work.done() and not work.cancelled():
             work.result()  # a failed work is an interruption: raise it to run()
         await self._step_down()
 
@@ -110,6 +116,11 @@ class LeaderElection:
             self.terms += 1
         self.is_leader = leader
         self._on_change(leader)
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("leader_work_failed_unwinding", error=str(task.exception()))
 
 
 def leader_lock(settings: Settings, lock_id: int, application_name: str) -> PostgresLeaderLock:

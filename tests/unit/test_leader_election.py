@@ -124,3 +124,43 @@ async def test_stop_lets_the_work_finish_and_releases_the_lock() -> None:
     loop.stop()
     await asyncio.wait_for(task, 5)
     assert finished.is_set() and not lock.held and not loop.is_leader
+
+
+async def test_steps_down_at_once_when_the_work_is_slow_to_unwind() -> None:
+    lock, unwind = FakeLeaderLock(), asyncio.Event()
+    started = 0
+
+    async def work() -> None:
+        nonlocal started
+        started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await unwind.wait()  # e.g. cancelling a statement on a connection gone silent
+            raise
+
+    loop = LeaderElection("test", lock, work, poll_s=0.01, check_s=0.01)
+    rounds = 0
+    sleep = loop._sleep
+
+    async def counted_sleep(seconds: float) -> None:
+        nonlocal rounds
+        rounds += 1
+        await sleep(seconds)
+
+    loop._sleep = counted_sleep  # type: ignore[method-assign]
+    task = asyncio.create_task(loop.run())
+    try:
+        await wait_until(lambda: loop.is_leader, 5, what="leader")
+        lock.lose()
+        await wait_until(lambda: not loop.is_leader, 5, what="step down before unwinding")
+        lock.free()
+        seen = rounds
+        await wait_until(lambda: rounds >= seen + 3, 5, what="standby rounds while unwinding")
+        assert loop.terms == 1 and started == 1  # the free lock was not taken: no overlap
+        unwind.set()
+        await wait_until(lambda: loop.terms == 2, 5, what="next term after unwinding")
+    finally:
+        loop.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
