@@ -57,7 +57,9 @@ class Retention:
             "retention",
             leader_lock(settings, settings.retention_lock_id, "tenant-service-retention"),
             self._prune_while_leader,
-            poll_s=settings.retention_interval_s,
+            # A standby polls well inside the session timeout, so its idle session is not ended
+            # under it between polls.
+            poll_s=min(settings.retention_interval_s, settings.leader_session_timeout_s / 2),
             check_s=check_interval_s(settings.leader_session_timeout_s),
         )
 
