@@ -96,7 +96,7 @@ async def _once(conn: asyncpg.Connection, pool: asyncpg.Pool, tenants: int, rep:
                 await _tick(conn, schema, tick, tenants)
             clock = common.Clock()
             await retention.prune_once()
-            prune_s.append(clock.elapsed())
+            prune_s.append(clock.elapsed)
             along["ours"].append(await _rows(conn, pruned))
             along["baseline"].append(await _rows(conn, kept))
             await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
@@ -128,7 +128,7 @@ async def run(tenants: int) -> list[Row]:
         Row(
             "retention",
             f"{TICKS} ticks × {tenants} outbox rows, kept {KEEP_TICKS} ticks",
-            "rows after last tick ↓",
+            "rows after last tick",
             ours,
             baseline,
             "no pruning (same writes)",
