@@ -11,7 +11,9 @@ the lock (``holds``), with a client-side timeout: a leader that cannot reach its
 down well before the server ends that session and a standby can take the lock.
 
 Timings, all from ``session_timeout_s`` (T): check every T/5 with a T/3 timeout, so a cut leader
-gives up by about 0.55 T, while the server frees the lock by about T after the last check.
+gives up by about 0.55 T (later if the cut hits a statement of its own on the session: that one
+fails after the command timeout), while the server frees the lock by about T after the last
+statement.
 """
 
 import asyncio
@@ -73,19 +75,21 @@ class PostgresLeaderLock:
         return bool(got)
 
     async def holds(self) -> bool:
-        """Does our backend still hold the lock? False if the session is gone or unreachable
-        within the check timeout (waiting behind the owner's statement included)."""
+        """Does our backend still hold the lock? False if the session is gone, or does not answer
+        within the check timeout. Waits first for a statement the owner is running on the
+        session (``session()``): that one is bounded by the connection's command timeout, and a
+        slow statement must not read as a lost session."""
         conn = self._conn
         if conn is None or conn.is_closed():
             return False
-
-        async def check() -> bool:
-            async with self._guard:
-                return bool(await conn.fetchval(_HOLDS_SQL, self.lock_id))
-
         try:
-            return await asyncio.wait_for(check(), check_timeout_s(self._timeout))
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            async with self._guard:
+                return bool(
+                    await conn.fetchval(
+                        _HOLDS_SQL, self.lock_id, timeout=check_timeout_s(self._timeout)
+                    )
+                )
+        except Exception:  # any failure of the session (incl. asyncpg's internal ones) is a loss
             return False
 
     @contextlib.asynccontextmanager
@@ -119,6 +123,8 @@ class PostgresLeaderLock:
         return await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,
+            # The owner's statements (scheduler state) end client-side too, as pooled ones do.
+            command_timeout=self._statement_timeout_ms / 1000 + 5,
             server_settings={
                 "application_name": self._app,
                 "statement_timeout": str(self._statement_timeout_ms),
