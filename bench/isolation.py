@@ -49,6 +49,7 @@ def env() -> dict[str, str]:
         "TENANT_CONTROL_SCHEMA": control_schema(ns),
         "TENANT_OUTBOX_LOCK_ID": str(lock_id(ns)),
         "TENANT_SCHEDULER_LOCK_ID": str(lock_id(ns) + 1),
+        "TENANT_RETENTION_LOCK_ID": str(lock_id(ns) + 2),
     }
 
 

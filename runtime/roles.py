@@ -17,6 +17,7 @@ from consumers import backups, provisioner
 from consumers.redriver import Redriver
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
+from producers.retention import Retention
 from runtime.backup_wiring import build_backup_parts
 from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
@@ -74,7 +75,11 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
 
 
 async def relay_role(worker: "Worker") -> list[Background]:
-    return [OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher)]
+    # Pruning rides with the relay (every deployment runs one) under a lock of its own.
+    return [
+        OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher),
+        Retention(worker.settings, worker.pool),
+    ]
 
 
 async def backup_role(worker: "Worker") -> list[Background]:

@@ -78,6 +78,23 @@ class Settings(SchedulingSettings):
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_lock_id: int = 7_311_001
+    # Leader lock sessions (relay, scheduler, retention): a leader cut off without a FIN loses
+    # its session (and the lock) within this; a standby then takes over within its poll interval.
+    leader_session_timeout_s: int = Field(default=10, ge=3, le=600)
+
+    # Retention of bookkeeping rows, pruned by one leader (its own lock) in bounded batches.
+    # Ages in seconds; 0 keeps that table's rows forever. Unsent outbox rows and unfinished
+    # jobs are never pruned. The inbox must outlive redelivery: a record whose ``time`` is older
+    # than event_max_age_s is dead-lettered unread, so that (+ event_max_future_s) is the floor
+    # and the default (None).
+    retention_lock_id: int = 7_311_020
+    retention_interval_s: float = Field(default=300.0, gt=0)
+    retention_batch_size: int = Field(default=1_000, ge=1, le=100_000)
+    inbox_retention_s: float | None = Field(default=None, ge=0)
+    outbox_retention_s: float = Field(default=86_400.0, ge=0)
+    jobs_retention_s: float = Field(default=30 * 86_400.0, ge=0)
+    drills_retention_s: float = Field(default=90 * 86_400.0, ge=0)
+    ticks_retention_s: float = Field(default=7 * 86_400.0, ge=0)
 
     # Backups: where, how, how long kept. The service holds public keys only; the master
     # identity (which unwraps per-tenant keys) is given to restore-capable workers alone.
@@ -209,6 +226,28 @@ class Settings(SchedulingSettings):
     def _hs256_is_development_only(self) -> "Settings":
         if self.api_hs256_secret is not None and not self.api_dev_hs256:
             raise ValueError("api_hs256_secret is accepted only with api_dev_hs256 (development)")
+        return self
+
+    @property
+    def inbox_retention_floor_s(self) -> float:
+        """The longest a record can still be acted on after its inbox row was written."""
+        return self.event_max_age_s + self.event_max_future_s
+
+    @property
+    def inbox_keep_s(self) -> float:
+        """The inbox retention in force (0: kept forever)."""
+        if self.inbox_retention_s is None:
+            return self.inbox_retention_floor_s
+        return self.inbox_retention_s
+
+    @model_validator(mode="after")
+    def _inbox_outlives_redelivery(self) -> "Settings":
+        keep = self.inbox_retention_s
+        if keep and keep < self.inbox_retention_floor_s:
+            raise ValueError(
+                f"inbox_retention_s {keep:g} is below event_max_age_s + event_max_future_s"
+                f" ({self.inbox_retention_floor_s:g}): a redelivered record could be acted on twice"
+            )
         return self
 
     @field_validator("pg_dsn")
