@@ -50,9 +50,7 @@ def record_for(
     Without ``correlation_id`` the event correlates with itself (its own ``id``); without
     ``event_id`` a fresh UUID is used. Reuse one ``event_id`` when you retry a publish, so the
     service treats the retry as the same request."""
-    envelope = envelope_for(
-        event, correlation_id=correlation_id, event_id=event_id, source=source
-    )
+    envelope = envelope_for(event, correlation_id=correlation_id, event_id=event_id, source=source)
     value, headers = encode_record(envelope, mode)
     return Record(
         topic=type(event).topic,
@@ -67,8 +65,12 @@ class AIOKafkaProducerLike(Protocol):
     """What ``aiokafka.AIOKafkaProducer`` offers that we use."""
 
     async def send_and_wait(
-        self, topic: str, value: bytes | None = ..., key: bytes | None = ...,
-        partition: int | None = ..., timestamp_ms: int | None = ...,
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        partition: int | None = ...,
+        timestamp_ms: int | None = ...,
         headers: Sequence[tuple[str, bytes]] | None = ...,
     ) -> Any: ...
 
@@ -89,9 +91,7 @@ async def publish_aiokafka(
     record = record_for(
         event, source=source, mode=mode, correlation_id=correlation_id, event_id=event_id
     )
-    await producer.send_and_wait(
-        record.topic, record.value, key=record.key, headers=record.headers
-    )
+    await producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
     return record.envelope
 
 
@@ -123,7 +123,10 @@ def publish_confluent(
     outcome: list[Any] = []
     on_delivery: Callable[[Any, Any], None] = lambda err, _msg: outcome.append(err)  # noqa: E731
     producer.produce(
-        record.topic, value=record.value, key=record.key, headers=record.headers,
+        record.topic,
+        value=record.value,
+        key=record.key,
+        headers=record.headers,
         on_delivery=on_delivery,
     )
     left = producer.flush(timeout_s)

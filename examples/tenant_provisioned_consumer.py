@@ -27,7 +27,9 @@ from contracts.events import TenantProvisioned
 LIMITS = DecodeLimits(max_bytes=1_048_576, max_future_s=300.0, max_age_s=10 * 365 * 86_400.0)
 
 
-def handle(event: TenantProvisioned, event_id: str, correlation_id: str, causation_id: str | None) -> None:
+def handle(
+    event: TenantProvisioned, event_id: str, correlation_id: str, causation_id: str | None
+) -> None:
     """The service's reaction; here, a line on stdout."""
     line = {
         "type": "TenantProvisioned",
@@ -53,11 +55,17 @@ async def consume(bootstrap: str, group: str, tenant: str | None, count: int | N
         async for record in consumer:
             try:
                 decoded = decode(
-                    record.value or b"", key=record.key, topic=record.topic, limits=LIMITS,
+                    record.value or b"",
+                    key=record.key,
+                    topic=record.topic,
+                    limits=LIMITS,
                     headers=record.headers,
                 )
             except InvalidMessage as e:
-                print(f"skipped {record.topic}/{record.partition}@{record.offset}: {e}", file=sys.stderr)
+                print(
+                    f"skipped {record.topic}/{record.partition}@{record.offset}: {e}",
+                    file=sys.stderr,
+                )
                 await consumer.commit()
                 continue
             event = decoded.event

@@ -58,7 +58,10 @@ def _client_project() -> dict[str, Any]:
 
 def test_distribution_depends_on_pydantic_only_and_points_at_contracts() -> None:
     project = _client_project()
-    deps = [d.split(">")[0].split("<")[0].split("=")[0].strip() for d in project["project"]["dependencies"]]
+    deps = [
+        d.split(">")[0].split("<")[0].split("=")[0].strip()
+        for d in project["project"]["dependencies"]
+    ]
     assert deps == ["pydantic"]
     assert set(project["project"]["optional-dependencies"]) == {"aiokafka", "confluent"}
     package_dir = project["tool"]["setuptools"]["package-dir"]["contracts"]
@@ -94,9 +97,15 @@ class FakeAIOKafkaProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                            partition: int | None = None, timestamp_ms: int | None = None,
-                            headers: Any = None) -> None:
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = None,
+    ) -> None:
         assert value is not None and key is not None
         self.sent.append((topic, key, value, list(headers)))
 
@@ -104,8 +113,11 @@ class FakeAIOKafkaProducer:
 async def test_publish_aiokafka_sends_one_keyed_record() -> None:
     producer = FakeAIOKafkaProducer()
     envelope = await publish_aiokafka(
-        producer, TenantRequested(tenant_id="acme", plan="pro"), source="urn:billing",
-        correlation_id="order-7", event_id="req-1",
+        producer,
+        TenantRequested(tenant_id="acme", plan="pro"),
+        source="urn:billing",
+        correlation_id="order-7",
+        event_id="req-1",
     )
     [(topic, key, value, headers)] = producer.sent
     assert (topic, key) == (topics.LIFECYCLE, b"acme")
@@ -143,12 +155,19 @@ def test_publish_confluent_waits_for_delivery() -> None:
 
 @pytest.mark.parametrize(
     ("producer", "why"),
-    [(FakeConfluentProducer(error="broker down"), "broker down"),
-     (FakeConfluentProducer(stuck=True), "not confirmed")],
+    [
+        (FakeConfluentProducer(error="broker down"), "broker down"),
+        (FakeConfluentProducer(stuck=True), "not confirmed"),
+    ],
 )
-def test_publish_confluent_raises_when_not_delivered(producer: FakeConfluentProducer, why: str) -> None:
+def test_publish_confluent_raises_when_not_delivered(
+    producer: FakeConfluentProducer, why: str
+) -> None:
     with pytest.raises(PublishError, match=why) as raised:
         publish_confluent(
-            producer, TenantRequested(tenant_id="acme", plan="pro"), source="urn:b", event_id="req-9"
+            producer,
+            TenantRequested(tenant_id="acme", plan="pro"),
+            source="urn:b",
+            event_id="req-9",
         )
     assert raised.value.event_id == "req-9"  # publish again with it: the same request

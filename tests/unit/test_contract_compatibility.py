@@ -15,7 +15,10 @@ RELEASED = Path(__file__).resolve().parents[2] / "contracts" / "released"
 
 
 def _schema(required: list[str], *optional: str) -> dict[str, Any]:
-    return {"properties": {n: {"type": "string"} for n in (*required, *optional)}, "required": required}
+    return {
+        "properties": {n: {"type": "string"} for n in (*required, *optional)},
+        "required": required,
+    }
 
 
 def test_current_models_are_compatible_with_the_last_release() -> None:
