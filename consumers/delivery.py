@@ -132,7 +132,11 @@ class Delivery:
         )
         try:
             decoded = decode(
-                record.value or b"", key=record.key, topic=record.topic, limits=self.limits
+                record.value or b"",
+                key=record.key,
+                topic=record.topic,
+                limits=self.limits,
+                headers=record.headers or (),  # binary content mode: attributes in ce_* headers
             )
         except InvalidMessage as e:
             await self._dead_letter(msg, "invalid", e.reason, e.detail)

@@ -72,7 +72,10 @@ class Redriver:
         d, event = self._delivery, claim.event
         record = event.record
         try:
-            decoded = decode(record.value, key=record.key, topic=record.topic, limits=d.limits)
+            decoded = decode(
+                record.value, key=record.key, topic=record.topic, limits=d.limits,
+                headers=record.headers,
+            )
         except InvalidMessage as e:  # e.g. it grew older than TENANT_EVENT_MAX_AGE_S meanwhile
             return await self._dead_letter(claim, "invalid", e.reason, e.detail)
         type_ = decoded.envelope.type
