@@ -21,12 +21,15 @@ def _schema(required: list[str], *optional: str) -> dict[str, Any]:
     }
 
 
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 def test_current_models_are_compatible_with_the_last_release() -> None:
     versions = released_versions(RELEASED)
     assert versions, f"no released schemas under {RELEASED}"
     last = versions[-1]
-    key = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731
-    assert key(last) <= key(contracts.__version__), "a release newer than the package version"
+    assert _key(last) <= _key(contracts.__version__), "a release newer than the package version"
     released = load_schemas(RELEASED / last)
     assert "envelope" in released and "TenantProvisioned" in released
     problems = breaking_changes(released, current_schemas())
