@@ -136,7 +136,7 @@ class Delivery:
                 key=record.key,
                 topic=record.topic,
                 limits=self.limits,
-                headers=record.headers or (),  # binary content mode: attributes in ce_* headers
+                headers=record.headers or (),
             )
         except InvalidMessage as e:
             await self._dead_letter(msg, "invalid", e.reason, e.detail)

@@ -73,7 +73,10 @@ class Redriver:
         record = event.record
         try:
             decoded = decode(
-                record.value, key=record.key, topic=record.topic, limits=d.limits,
+                record.value,
+                key=record.key,
+                topic=record.topic,
+                limits=d.limits,
                 headers=record.headers,
             )
         except InvalidMessage as e:  # e.g. it grew older than TENANT_EVENT_MAX_AGE_S meanwhile

@@ -51,8 +51,6 @@ from lib.readme_tables import (  # noqa: E402
 
 SCHEMAS_DIR = ROOT / "contracts" / "schemas"
 ASYNCAPI_FILE = ROOT / "docs" / "asyncapi.yaml"
-# The schemas of each released client package, checked against by tests/unit (compatibility).
-RELEASED_DIR = ROOT / "contracts" / "released"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Which consumer group reads each input topic, and what it does today.
@@ -72,6 +70,10 @@ CONSUMERS: dict[str, tuple[str, str]] = {
         f"Metrics ticks, keyed by '{ALL_TENANTS}'.",
     ),
 }
+
+
+# The schemas of each released client package, checked against by tests/unit (compatibility).
+RELEASED_DIR = ROOT / "contracts" / "released"
 
 
 def envelope_of(model: type[Event]) -> type[BaseModel]:
