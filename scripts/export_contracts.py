@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/export_contracts.py           # rewrite the files
     .venv/bin/python scripts/export_contracts.py --check   # exit 1 if a committed file is stale
+    .venv/bin/python scripts/export_contracts.py --release # also keep contracts/released/<version>/
 
 Writes contracts/schemas/<EventType>.json (JSON Schema of each event's ``data``),
 contracts/schemas/envelope.json (the CloudEvents envelope) and docs/asyncapi.yaml (AsyncAPI 3.0,
@@ -28,6 +29,7 @@ from faststream.specification import AsyncAPI  # noqa: E402
 from pydantic import BaseModel, create_model  # noqa: E402
 
 from adapters.kafka import dead_letters  # noqa: E402
+from contracts import __version__ as contracts_version  # noqa: E402
 from contracts import topics  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.events import (  # noqa: E402
@@ -72,6 +74,10 @@ CONSUMERS: dict[str, tuple[str, str]] = {
         f"Metrics ticks, keyed by '{ALL_TENANTS}'.",
     ),
 }
+
+
+# The schemas of each released client package, checked against by tests/unit (compatibility).
+RELEASED_DIR = ROOT / "contracts" / "released"
 
 
 def envelope_of(model: type[Event]) -> type[BaseModel]:
@@ -269,8 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file is stale or missing"
     )
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help=f"also copy the schemas to contracts/released/{contracts_version}/ (a release)",
+    )
     args = parser.parse_args(argv)
     files = generate()
+    if args.release and not args.check:
+        # The released copy is what later versions must stay compatible with.
+        files.update(
+            {
+                RELEASED_DIR / contracts_version / p.name: text
+                for p, text in files.items()
+                if p.parent == SCHEMAS_DIR
+            }
+        )
     stale_schemas = sorted(
         p for p in SCHEMAS_DIR.glob("*.json") if p not in files
     )  # an event that was removed from contracts/

@@ -4,6 +4,7 @@ the circuit breaker and the redelivery budget. No Kafka, no database: each test 
 from typing import Any
 
 from consumers.delivery import HANDLER_ERROR, NOT_HANDLED
+from contracts import codec
 from contracts.events import TenantRequested
 from domain.circuit_breaker import CircuitBreaker, CircuitState
 from domain.errors import PermanentError, TransientError
@@ -149,3 +150,16 @@ async def test_the_circuit_breaker_opens_on_failures_and_a_success_closes_it() -
     await delivery(first)  # waits out the breaker, then the trial call succeeds
 
     assert _state(delivery.breaker) == CircuitState.CLOSED and part.consumer.commits == [1]
+
+
+async def test_a_binary_mode_record_is_decoded_from_its_ce_headers() -> None:
+    """The CloudEvents Kafka binding's binary mode: attributes in ce_* headers, data as value."""
+    handler, part, dlq = ScriptedHandler(), Partition(), FakeDeadLetters()
+    value, headers = codec.encode_record(requested("acme"), "binary")
+    msg = part.message(value, key=b"acme")
+    msg.raw_message.headers = [(name, text.encode()) for name, text in headers.items()]
+
+    await make_delivery({TenantRequested: handler}, dead_letters=dlq)(msg)
+
+    assert dlq.reasons == [] and len(handler.calls) == 1
+    assert part.consumer.commits == [1]
