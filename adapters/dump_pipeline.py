@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from adapters.age_keys import IdentityPipe
 from adapters.processes import StderrTail, child_env, kill_and_reap
+from adapters.trace_context import traced
 from domain.errors import PermanentError, TransientError
 
 _TRANSIENT_HINTS = (
@@ -161,6 +162,7 @@ async def _check(procs: Running) -> None:
         raise PermanentError("pipeline_failed", detail)
 
 
+@traced("dump_pipeline.backup")
 async def dump(
     dsn: str,
     schema: str,
@@ -217,6 +219,7 @@ async def dump(
     return StreamStats(total, digest.hexdigest())
 
 
+@traced("dump_pipeline.restore")
 async def restore_sql(
     chunks: AsyncIterator[bytes],
     identity: str,
