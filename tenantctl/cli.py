@@ -369,11 +369,16 @@ def run(
     ],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT."""
+    from runtime.tracing import configure_tracing
     from runtime.worker import expand_roles, run_worker
 
     settings = _settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_worker(settings, expand_roles(roles)))
+    stop_tracing = configure_tracing(settings, "+".join(roles))
+    try:
+        asyncio.run(run_worker(settings, expand_roles(roles)))
+    finally:
+        stop_tracing()  # flushes the spans still buffered
 
 
 @app.command()
@@ -494,8 +499,23 @@ def _table(records: list[dict[str, object]]) -> None:
     console.print(table)
 
 
+def _register() -> None:
+    from tenantctl import trace_cmds
+
+    trace_cmds.register(app)
+
+
+_register()
+
+
 def main() -> None:
-    app(prog_name="tenantctl")
+    from tenantctl.output import CliError, err
+
+    try:
+        app(prog_name="tenantctl")
+    except CliError as e:  # an expected failure: one line on stderr, its exit code
+        err.print(f"tenantctl: error: {e}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(int(e.code)) from None
 
 
 if __name__ == "__main__":
