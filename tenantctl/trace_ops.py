@@ -199,13 +199,11 @@ async def read_sightings(settings: Settings, idle_s: float = 2.0) -> list[Sighti
     )
     await consumer.start()
     try:
-        existing = await consumer.topics()  # loads every topic's metadata; a missing one is empty
-        parts = [
-            TopicPartition(topic, p)
-            for topic in TRACED_TOPICS
-            if topic in existing
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        existing = await consumer.topics()  # a topic not created yet holds nothing to trace
+        parts: list[TopicPartition] = []
+        for topic in (t for t in TRACED_TOPICS if t in existing):
+            await consumer._client._wait_on_metadata(topic)  # see EventReader for why
+            parts += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not parts:
             return []
         consumer.assign(parts)
