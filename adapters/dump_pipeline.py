@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from adapters.age_keys import IdentityPipe
 from adapters.processes import StderrTail, child_env, kill_and_reap
+from adapters.trace_context import traced
 from domain.errors import PermanentError, TransientError
 
 _TRANSIENT_HINTS = (
@@ -165,6 +166,7 @@ async def _check(procs: Running) -> None:
         raise PermanentError("pipeline_failed", detail)
 
 
+@traced("dump_pipeline.backup")
 async def dump(
     dsn: str,
     schema: str,
@@ -259,6 +261,7 @@ def with_login(dsn: str, user: str, password: str, application_name: str) -> str
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+@traced("dump_pipeline.restore")
 async def restore_sql(
     spool: Path,
     identity: str,

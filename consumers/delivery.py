@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from adapters.trace_context import consume_span
 from consumers.offsets import DurableOffsets
 from consumers.parking import ParkedEvents, parked_record
 from contracts.codec import Decoded, DecodeLimits, InvalidMessage, decode
@@ -139,8 +140,13 @@ class Delivery:
                 headers=record.headers or (),
             )
         except InvalidMessage as e:
-            await self._dead_letter(msg, "invalid", e.reason, e.detail)
+            with consume_span(self.group, record, None):
+                await self._dead_letter(msg, "invalid", e.reason, e.detail)
             return
+        with consume_span(self.group, record, decoded.envelope):
+            await self._dispatch(msg, decoded)
+
+    async def _dispatch(self, msg: AckableMessage, decoded: Decoded[Any]) -> None:
         envelope = decoded.envelope
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id,

@@ -16,6 +16,7 @@ import asyncpg
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.leader_lock import check_interval_s
 from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
+from adapters.trace_context import publish_spans
 from producers.leader import LeaderElection, leader_lock
 from runtime import metrics
 from runtime.settings import Settings
@@ -70,12 +71,13 @@ class OutboxRelay:
         async with self._pool.acquire() as conn:
             rows = await self._outbox.unsent(conn, self._settings.outbox_batch_size)
             if rows:
-                await self._publisher.publish_many(
-                    [
-                        (r.topic, r.key, r.payload, [(k, v.encode()) for k, v in r.headers.items()])
-                        for r in rows
-                    ]
-                )
+                with publish_spans([(r.topic, r.payload, r.headers) for r in rows]):
+                    await self._publisher.publish_many(
+                        [
+                            (r.topic, r.key, r.payload, [(k, v.encode()) for k, v in r.headers.items()])
+                            for r in rows
+                        ]
+                    )
                 await self._outbox.mark_sent(conn, [r.id for r in rows])
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
             backlog, age = await self._outbox.backlog(conn)

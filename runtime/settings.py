@@ -37,6 +37,14 @@ class Settings(SchedulingSettings):
     # CloudEvents content mode of result events on tenants.events (inputs are read in both):
     # structured (the envelope is the value) or binary (attributes in ce_* headers).
     result_content_mode: Literal["structured", "binary"] = "structured"
+    # Tracing (OpenTelemetry): spans for consume, the transaction, dumps and publish go to
+    # ``otlp`` (OTLP/HTTP at the endpoint), ``console`` (JSON lines on stdout) or ``none`` (a
+    # no-op tracer; the W3C trace context still travels on every event).
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", pattern=r"^https?://[^\s]+$"
+    )
+    otel_service_name: str = Field(default="tenant-service", min_length=1, max_length=128)
     # Consumers per group in one process (each owns whole partitions, order kept per partition).
     consumer_concurrency: int = Field(default=3, ge=1, le=64)
     # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.

@@ -8,6 +8,7 @@ import asyncpg
 from adapters.postgres.errors import translated
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
+from adapters.trace_context import span
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
@@ -48,7 +49,8 @@ class EventTransaction:
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery
         tries again from scratch.
         """
-        with translated(f"{self.group} {cause.type}"):
+        attributes = {"db.system.name": "postgresql", "tenant.group": self.group}
+        with span("db.transaction", attributes), translated(f"{self.group} {cause.type}"):
             async with self._pool.acquire() as conn, conn.transaction():
                 if not await self._inbox.claim(conn, self.group, cause):
                     return None

@@ -243,11 +243,16 @@ def run(
     ],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT (JSON logs on stderr)."""
+    from runtime.tracing import configure_tracing
     from runtime.worker import expand_roles, run_worker
 
     s = settings()
     configure_logging(s.log_level)
-    asyncio.run(run_worker(s, expand_roles(roles)))
+    stop_tracing = configure_tracing(s, "+".join(roles))
+    try:
+        asyncio.run(run_worker(s, expand_roles(roles)))
+    finally:
+        stop_tracing()  # flushes the spans still buffered
 
 
 @app.command()
@@ -335,11 +340,12 @@ def tenant_table(records: list[dict[str, Any]]) -> None:
 
 def _register() -> None:
     # Command groups live in their own modules; each adds its commands to ``app`` here.
-    from tenantctl import backup_cmds, dlq_cmds, metrics_cmds
+    from tenantctl import backup_cmds, dlq_cmds, metrics_cmds, trace_cmds
 
     backup_cmds.register(app)
     metrics_cmds.register(app)
     dlq_cmds.register(app)
+    trace_cmds.register(app)
 
 
 _register()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from adapters.trace_context import stamp
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from domain.tenant_ids import quote_ident
@@ -38,6 +39,8 @@ class PostgresOutbox:
         statement whatever their number (a metrics tick over 10,000 tenants stages 10,000)."""
         if not envelopes:
             return
+        # Each result carries the context of the span writing it (the handler's), W3C style.
+        envelopes = [stamp(e) for e in envelopes]
         records = [codec.encode_record(e, self._mode) for e in envelopes]
         await conn.execute(
             f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"

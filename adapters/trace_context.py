@@ -1,0 +1,172 @@
+"""OpenTelemetry spans and the W3C trace context on our events (the CloudEvents
+distributed-tracing extension, contracts/tracecontext.py).
+
+A consumed record's span continues the request's trace (a request without ``traceparent`` starts
+one); the database transaction, the dump pipeline and the relay's publish are spans too; every
+result written to the outbox carries the context of the span that wrote it. With no tracer
+installed (TENANT_OTEL_EXPORTER=none) the spans are no-ops, yet results still continue the
+request's trace: same trace id, a fresh parent span id.
+"""
+
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from contracts.codec import InvalidMessage, read_envelope
+from contracts.envelope import Envelope
+from contracts.tracecontext import TRACEPARENT, TRACESTATE, TraceParent, trace_of, with_trace
+
+# The proxy tracer follows whatever provider runtime/tracing.py installs, even after import.
+_tracer = trace.get_tracer("tenant-service")
+_propagator = TraceContextTextMapPropagator()
+Attributes = Mapping[str, str | int | bool]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def recording() -> bool:
+    """Whether spans go anywhere (an SDK provider is installed), so costly extras can be skipped."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def parent_of(envelope: Envelope | None) -> otel_context.Context:
+    """The context an event's ``traceparent``/``tracestate`` continue (empty: a new trace)."""
+    if envelope is None:
+        return otel_context.Context()
+    parent, state = trace_of(envelope)
+    if parent is None:
+        return otel_context.Context()
+    carrier = {TRACEPARENT: str(parent)}
+    if state:
+        carrier[TRACESTATE] = state
+    return _propagator.extract(carrier, context=otel_context.Context())
+
+
+@contextmanager
+def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator[Span]:
+    """The span of one consumed record, current while its handler runs."""
+    attributes: dict[str, str | int | bool] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": record.topic,
+        "messaging.consumer.group.name": group,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+    }
+    if envelope is not None:
+        attributes.update(
+            {
+                "messaging.message.id": envelope.id,
+                "cloudevents.event_type": envelope.type,
+                "cloudevents.event_subject": envelope.subject,
+                "tenant.correlation_id": envelope.correlationid,
+            }
+        )
+    with _tracer.start_as_current_span(
+        f"process {record.topic}",
+        context=parent_of(envelope),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        yield span
+
+
+@contextmanager
+def span(name: str, attributes: Attributes | None = None) -> Iterator[Span]:
+    """An internal span (the database transaction, a dump) under the current one."""
+    with _tracer.start_as_current_span(name, attributes=attributes) as current:
+        yield current
+
+
+def traced(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Run the decorated coroutine function in a span ``name``; a result with ``bytes`` (a
+    stream's stats) records them."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with span(name) as current:
+                result = await fn(*args, **kwargs)
+                size = getattr(result, "bytes", None)
+                if isinstance(size, int):
+                    current.set_attribute("stream.bytes", size)
+                return result
+
+        return run
+
+    return decorate
+
+
+def stamp(envelope: Envelope) -> Envelope:
+    """``envelope`` carrying the current span's context: the span that is writing it.
+
+    With no recording span (no tracer installed, or the trace not sampled) it continues the
+    current trace, or the envelope's own, under a fresh span id, and starts a new trace when
+    there is none: a reader can always follow one trace id across the hops."""
+    current = trace.get_current_span()
+    ctx = current.get_span_context()
+    if current.is_recording() and ctx.is_valid:
+        parent = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
+        state = ctx.trace_state.to_header() or None
+        return with_trace(envelope, parent, state)
+    if ctx.is_valid:
+        base = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
+        return with_trace(envelope, base.child(), ctx.trace_state.to_header() or None)
+    own, state = trace_of(envelope)
+    if own is not None:
+        return envelope
+    return with_trace(envelope, TraceParent.new_trace())
+
+
+@contextmanager
+def publish_spans(
+    records: Sequence[tuple[str, bytes, Mapping[str, str]]],
+) -> Iterator[None]:
+    """One producer span per (topic, value, headers) published together, each a child of the
+    context the record carries. Nothing is parsed when no tracer is installed."""
+    if not recording():
+        yield
+        return
+    spans: list[Span] = []
+    for topic, value, headers in records:
+        try:
+            envelope: Envelope | None = read_envelope(value, headers_as_bytes(headers))
+        except InvalidMessage:
+            envelope = None
+        attributes: dict[str, str | int | bool] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+        }
+        if envelope is not None:
+            attributes["messaging.message.id"] = envelope.id
+            attributes["cloudevents.event_type"] = envelope.type
+        spans.append(
+            _tracer.start_span(
+                f"send {topic}",
+                context=parent_of(envelope),
+                kind=SpanKind.PRODUCER,
+                attributes=attributes,
+            )
+        )
+    try:
+        yield
+    except BaseException as e:
+        for s in spans:
+            s.record_exception(e)
+            s.set_status(Status(StatusCode.ERROR, type(e).__name__))
+        raise
+    finally:
+        for s in spans:
+            s.end()
+
+
+def headers_as_bytes(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("utf-8")) for k, v in headers.items()]
