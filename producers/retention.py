@@ -1,4 +1,4 @@
-"""Prunes bookkeeping rows (inbox, sent outbox rows, finished jobs and their riders, drill
+"""Prunes bookkeeping rows (inbox, finished parked records, sent outbox rows, finished jobs and their riders, drill
 reports, gone tenants' tick state) by age, from one leader at a time.
 
 Runs under the shared leader loop with its own lock (``retention_lock_id``), in every ``relay``
@@ -35,6 +35,8 @@ def retention_ages(settings: Settings) -> dict[str, float]:
     """Table -> age in seconds past which its rows are pruned; tables kept forever are absent."""
     ages = {
         "inbox": settings.inbox_keep_s,
+        # A finished parked row answers a redelivery of its record as the inbox row does.
+        "parked_events": settings.inbox_keep_s,
         "outbox": settings.outbox_retention_s,
         "backup_jobs": settings.jobs_retention_s,
         "restore_drills": settings.drills_retention_s,

@@ -20,6 +20,8 @@ _PRUNABLE: dict[str, tuple[str, str]] = {
     "outbox": ("sent_at", "sent_at IS NOT NULL"),
     "backup_jobs": ("updated_at", "status IN ('succeeded', 'failed')"),
     "restore_drills": ("drilled_at", "TRUE"),
+    # Finished parked records; a waiting one is never pruned (it is still to be handled).
+    "parked_events": ("finished_at", "status IN ('done', 'dead_lettered')"),
     # The tick state of a tenant that is gone (erased, or dropped from the registry).
     "scheduler_state": (
         "updated_at",

@@ -6,3 +6,5 @@ CREATE INDEX outbox_sent_by_age ON outbox (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX backup_jobs_finished_by_age ON backup_jobs (updated_at)
     WHERE status IN ('succeeded', 'failed');
 CREATE INDEX restore_drills_by_age ON restore_drills (drilled_at);
+CREATE INDEX parked_events_finished_by_age ON parked_events (finished_at)
+    WHERE status IN ('done', 'dead_lettered');

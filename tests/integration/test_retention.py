@@ -81,6 +81,21 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
         f" ('BackupDue', 'gone-recently', {RECENT}, {RECENT}),"
         f" ('MetricsDue', '*', {OLD}, {OLD})"
     )
+    for event_id, status, finished in [
+        ("parked-old-done", "done", OLD),
+        ("parked-old-dead", "dead_lettered", OLD),
+        ("parked-waiting", "parked", None),
+        ("parked-recent-done", "done", RECENT),
+    ]:
+        await pg.execute(
+            f"INSERT INTO {s}.parked_events (consumer_group, tenant_id, event_id, topic,"
+            " kafka_partition, kafka_offset, record_value, header_names, header_values, status,"
+            " attempts, first_failed_at, next_attempt_at, finished_at) VALUES ('g', 't', $1,"
+            f" 'topic', 0, 0, '', '{{}}', '{{}}', $2, 1, {OLD}, {OLD},"
+            f" {finished or 'NULL'})",
+            event_id,
+            status,
+        )
     pool = await asyncpg.create_pool(settings.pg_dsn.get_secret_value(), min_size=1, max_size=2)
     assert pool is not None
     try:
@@ -98,12 +113,17 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
 
     assert deleted == {
         "inbox": 3,  # two batches of 2: the second (1 row) came back short
+        "parked_events": 2,  # finished ones, by the inbox's age
         "outbox": 1,
         "backup_jobs": 2,
         "restore_drills": 1,
         "scheduler_state": 1,
     }
     assert await _ids(pg, f"SELECT event_id FROM {s}.inbox") == {"recent"}
+    assert await _ids(pg, f"SELECT event_id FROM {s}.parked_events") == {
+        "parked-waiting",
+        "parked-recent-done",
+    }
     assert await _ids(pg, f"SELECT event_id FROM {s}.outbox") == {"old-unsent", "recent-sent"}
     assert await _ids(pg, f"SELECT job_id FROM {s}.backup_jobs") == {
         "old-pending",
