@@ -26,13 +26,15 @@ pytestmark = pytest.mark.stack
 @pytest.fixture(scope="module")
 async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tenants: TenantIds,
                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
-    """A slow backup worker (rate-limited), so there is time to interleave."""
+    """Two slow backup workers (rate-limited), so there is time to interleave."""
     mine = len(tenants.ids)
     where = tmp_path_factory.mktemp("cross")
     async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
-        await pool.start("cross", {"TENANT_BACKUP_LOCAL_DIR": str(where),
-                                   "TENANT_BACKUP_RATE_LIMIT_BYTES": str(256 * 1024),
-                                   "TENANT_BACKUP_CHUNK_BYTES": str(64 * 1024)})
+        env = {"TENANT_BACKUP_LOCAL_DIR": str(where),
+               "TENANT_BACKUP_RATE_LIMIT_BYTES": str(256 * 1024),
+               "TENANT_BACKUP_CHUNK_BYTES": str(64 * 1024)}
+        # Two runners: with one, a second job of the tenant could never run alongside anyway.
+        await bk.gather(pool.start("cross", env), pool.start("cross-2", env))
         yield where
     await bk.forget_backups(pg, tenants.ids[mine:])
 
