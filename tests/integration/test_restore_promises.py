@@ -83,6 +83,7 @@ async def test_restore_of_an_unknown_backup_id_fails_and_changes_nothing(
                                                                  "backup_not_found")
     assert await bk.user_names(pg, tenant_id) == ["kept", "live"]
     assert await _replaced(pg, tenant_id) == []
+    assert [j["kind"] for j in await bk.jobs_of(pg, tenant_id)] == ["backup"]
 
 
 async def test_the_replaced_schema_is_kept_for_the_grace_period_then_dropped(
