@@ -114,11 +114,17 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
 
 async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
     folder: Path, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
-    tenants: TenantIds,
+    tenants: TenantIds, tmp_path: Path,
 ) -> None:
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["archived"])
+    ordinary = await bk.backup(publisher, results, tenant_id)  # the tenant gets its key
+    assert ordinary.type == "BackupCompleted", ordinary.data
+
+    wrapped = await bk.wrapped_identity(pg, tenant_id)
+    assert wrapped is not None, "the tenant has no backup key row"
+    tenant_key = bk.write_identity(tmp_path, bk.unwrap(wrapped))
 
     erased = await bk.ask(publisher, results,
                           TenantEraseRequested(tenant_id=tenant_id, archive=True), 90)
@@ -132,6 +138,11 @@ async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
     listing = bk.stock_restore_list(bk.local_path(row["uri"]), bk.OPERATOR_KEY)
     assert listing.returncode == 0, listing.stderr
     assert f"TABLE tenant_{tenant_id} users " in listing.stdout
+    # The operators' keys only: neither the tenant's own key (kept from before the erase) nor
+    # the backup master opens it.
+    for other in (tenant_key, bk.MASTER_KEY):
+        refused = bk.stock_restore_list(bk.local_path(row["uri"]), other)
+        assert refused.returncode != 0 and "TABLE" not in refused.stdout, other
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
                                  f"tenant_{tenant_id}")
 
@@ -152,3 +163,4 @@ async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
     assert erased.type == "TenantErased", erased.data
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
                                  f"tenant_{tenant_id}")
+
