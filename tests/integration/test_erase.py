@@ -52,6 +52,14 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
     bk.skip_if_foreign(earlier.data["uri"], folder.as_uri())
     artifact = bk.local_path(earlier.data["uri"])
     copy = Path(shutil.copy(artifact, tmp_path / "offsite.dump.zst.age"))
+    # Before the erase the copy is readable: the master unwraps the tenant's key row, and that
+    # key opens it. The crypto-shredding check below is only worth something because of this.
+    wrapped = await bk.wrapped_identity(pg, tenant_id)
+    assert wrapped is not None, "the tenant has no backup key row"
+    tenant_key = bk.write_identity(tmp_path, bk.unwrap(wrapped))
+    before = bk.stock_restore_list(copy, tenant_key)
+    assert before.returncode == 0, before.stderr
+    assert f"TABLE tenant_{tenant_id} users " in before.stdout
     await redis.set(f"tenant:{tenant_id}:session", "x")
     await redis.set(f"tenant:{tenant_id}:metrics", "y")
     other = f"tenant:{tenant_id}x:keep"  # a different tenant's key with the same prefix
@@ -86,7 +94,12 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
                          " WHERE job_id = $1", pending)
         answer = await results.first(pending, 60)
         assert (answer.type, answer.data["reason"]) == ("BackupFailed", "unknown_tenant")
-        # The copy that left the building: only the tenant's key could open it, and it is gone.
+        # The copy that left the building: only the tenant's key opened it, and that key can no
+        # longer be obtained: its wrapped row is gone, under this tenant or any other, and
+        # neither the master nor the operator key opens the copy in its place.
+        assert not await pg.fetchval(
+            "SELECT 1 FROM tenant_service.tenant_keys WHERE tenant_id = $1"
+            " OR wrapped_identity = $2", tenant_id, wrapped)
         master_try = bk.stock_restore_list(copy, bk.MASTER_KEY)
         operator_try = bk.stock_restore_list(copy, bk.OPERATOR_KEY)
         assert master_try.returncode != 0 and operator_try.returncode != 0
@@ -101,11 +114,17 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
 
 async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
     folder: Path, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
-    tenants: TenantIds,
+    tenants: TenantIds, tmp_path: Path,
 ) -> None:
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["archived"])
+    ordinary = await bk.backup(publisher, results, tenant_id)  # the tenant gets its key
+    assert ordinary.type == "BackupCompleted", ordinary.data
+
+    wrapped = await bk.wrapped_identity(pg, tenant_id)
+    assert wrapped is not None, "the tenant has no backup key row"
+    tenant_key = bk.write_identity(tmp_path, bk.unwrap(wrapped))
 
     erased = await bk.ask(publisher, results,
                           TenantEraseRequested(tenant_id=tenant_id, archive=True), 90)
@@ -119,6 +138,11 @@ async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
     listing = bk.stock_restore_list(bk.local_path(row["uri"]), bk.OPERATOR_KEY)
     assert listing.returncode == 0, listing.stderr
     assert f"TABLE tenant_{tenant_id} users " in listing.stdout
+    # The operators' keys only: neither the tenant's own key (kept from before the erase) nor
+    # the backup master opens it.
+    for other in (tenant_key, bk.MASTER_KEY):
+        refused = bk.stock_restore_list(bk.local_path(row["uri"]), other)
+        assert refused.returncode != 0 and "TABLE" not in refused.stdout, other
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
                                  f"tenant_{tenant_id}")
 
@@ -139,3 +163,4 @@ async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
     assert erased.type == "TenantErased", erased.data
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
                                  f"tenant_{tenant_id}")
+
