@@ -1,5 +1,5 @@
-"""Prunes bookkeeping rows (inbox, finished parked records, sent outbox rows, finished jobs and their riders, drill
-reports, gone tenants' tick state) by age, from one leader at a time.
+"""Prunes bookkeeping rows (inbox, finished parked records, sent outbox rows, finished jobs and
+their riders, drill reports, gone tenants' tick state) by age, from one leader at a time.
 
 Runs under the shared leader loop with its own lock (``retention_lock_id``), in every ``relay``
 worker: whichever holds the lock prunes, every ``retention_interval_s``. Each table is pruned in
