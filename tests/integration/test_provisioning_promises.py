@@ -9,9 +9,11 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.migration_files import load_migrations
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import topics
 from domain.tenant_ids import quote_ident, role_name, schema_name
+from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, group_members, publish, requested
@@ -46,11 +48,15 @@ async def test_a_permanent_ddl_error_is_a_failed_result_with_inbox_and_outbox_co
 
 @pytest.fixture
 async def capped_worker(
-    session_worker: SessionWorker, settings: Settings, log_dir: Path, pg: asyncpg.Connection
+    session_worker: SessionWorker, settings: Settings, log_dir: Path, pg: asyncpg.Connection,
+    tenants: TenantIds,
 ) -> AsyncIterator[WorkerProcess]:
     """The only provisioner, capped at the number of live tenants there are now."""
     await session_worker.stop()
-    live = await PostgresTenantStore(settings.control_schema, "tenant_app").count_live(pg)
+    store = PostgresTenantStore(settings.control_schema, "tenant_app")
+    async with pg.transaction():  # at least one live tenant, so the cap is a valid setting
+        await store.create(pg, tenants.new(), "free", load_migrations(TENANT_DIR))
+    live = await store.count_live(pg)
     worker = WorkerProcess(
         ["provisioner", "relay"], log_dir / "capped.log", {"TENANT_MAX_TENANTS": str(live)}
     )
