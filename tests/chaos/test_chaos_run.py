@@ -363,13 +363,13 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
           f" (replay: TENANT_CHAOS_SEED={SEED} TENANT_CHAOS_SCALE={SCALE})", flush=True)
     started = time.monotonic()
 
-    conn = await stack.connect()
+    fleet = Fleet(stack)
+    await fleet.start_all()
+    conn = await stack.connect()  # after start-up: the workers made the control schema
     try:
         await create_legacy(conn, legacy, version)
     finally:
         await conn.close()
-    fleet = Fleet(stack)
-    await fleet.start_all()
     settings = stack.settings()
     fault_task: asyncio.Task[None] | None = None
     try:
