@@ -24,6 +24,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from adapters.migration_files import load_migrations
+from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -36,6 +38,7 @@ from contracts.events import (
     TenantRequested,
 )
 from domain.tenant_ids import role_name, schema_name
+from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import PrivateStack
@@ -157,6 +160,52 @@ def _lifecycle_event(kind: str, t: str, version: int, tag: str) -> Event:
     if kind == "migrate":
         return TenantMigrationDue(tenant_id=t, target_version=version, rollout_id=f"chaos-{tag}")
     return BackupDue(tenant_id=t)
+
+
+# ---- migrations that really migrate ------------------------------------------------------------
+
+
+def legacy_tenants(rng: random.Random, plan: Plan, version: int, tag: str) -> list[str]:
+    """Half the tenants exist before the run at the version before ``version`` (made directly,
+    as an older release made them); each gets a TenantMigrationDue to ``version`` in phase B,
+    after its own earlier events, so the run's migrations do real DDL under the faults. Their
+    TenantRequested is answered TenantProvisioned (already there), as for any duplicate."""
+    assert version >= 2, f"template version {version}: no older version to migrate from"
+    legacy = sorted(rng.sample(plan.tenants, len(plan.tenants) // 2))
+    migrating = {p.tenant for p in plan.phases[1] if p.kind == "migrate"}
+    for t in legacy:
+        if t not in migrating:
+            event = _lifecycle_event("migrate", t, version, tag)
+            plan.phases[1].append(Planned(_env(event), "migrate", t))
+    return legacy
+
+
+async def create_legacy(conn: asyncpg.Connection, tenants: list[str], version: int) -> None:
+    steps = [m for m in load_migrations(TENANT_DIR) if m.version < version]
+    store = PostgresTenantStore("tenant_service", "tenant_app")
+    for t in tenants:
+        async with conn.transaction():
+            await store.create(conn, t, "free", steps)
+
+
+async def check_migrated(conn: asyncpg.Connection, plan: Plan, legacy: list[str]) -> list[str]:
+    """Every legacy tenant still there has exactly the columns of a tenant made at the target."""
+    async def columns(t: str) -> set[tuple[str, str, str]]:
+        return {(r["table_name"], r["column_name"], r["data_type"]) for r in await conn.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = $1", schema_name(t))}
+
+    fresh = [t for t in plan.tenants if t not in legacy and t not in plan.erased]
+    kept = [t for t in legacy if t not in plan.erased]
+    if not fresh or not kept:
+        return [f"nothing to compare: fresh {len(fresh)}, migrated {len(kept)}"]
+    want = await columns(fresh[0])
+    problems = []
+    for t in kept:
+        if (got := await columns(t)) != want:
+            problems.append(f"{t}: columns after migration differ: missing {sorted(want - got)},"
+                            f" extra {sorted(got - want)}")
+    return problems
 
 
 def expected_types(p: Planned, plan: Plan) -> set[str]:
@@ -309,12 +358,18 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
     n_tenants = max(10, int(200 * SCALE))
     version = template_version()
     plan = make_plan(rng, tag, n_tenants, version)
+    legacy = legacy_tenants(rng, plan, version, tag)
     print(f"\nchaos seed={SEED} scale={SCALE} tenants={n_tenants} events={len(plan.events)}"
           f" (replay: TENANT_CHAOS_SEED={SEED} TENANT_CHAOS_SCALE={SCALE})", flush=True)
     started = time.monotonic()
 
     fleet = Fleet(stack)
     await fleet.start_all()
+    conn = await stack.connect()  # after start-up: the workers made the control schema
+    try:
+        await create_legacy(conn, legacy, version)
+    finally:
+        await conn.close()
     settings = stack.settings()
     fault_task: asyncio.Task[None] | None = None
     try:
@@ -342,6 +397,7 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
     try:
         problems += await check_effects(conn, plan, by_cause)
         problems += await check_state(conn, plan, version)
+        problems += await check_migrated(conn, plan, legacy)
         problems += await check_orphans(conn)
         restored, catalog_n = await check_catalog(conn, stack, plan, by_cause, rng, problems)
     finally:

