@@ -41,12 +41,58 @@ def parent_of(envelope: Envelope | None) -> otel_context.Context:
     if envelope is None:
         return otel_context.Context()
     parent, state = trace_of(envelope)
+    return context_of(str(parent) if parent else None, state)
+
+
+def context_of(traceparent: str | None, tracestate: str | None = None) -> otel_context.Context:
+    """The context a stored or received ``traceparent`` continues (empty when absent or invalid:
+    a new trace, never an error)."""
+    parent = TraceParent.parse(traceparent)
     if parent is None:
         return otel_context.Context()
     carrier = {TRACEPARENT: str(parent)}
-    if state:
-        carrier[TRACESTATE] = state
+    if tracestate and tracestate.strip():
+        carrier[TRACESTATE] = tracestate.strip()[:512]
     return _propagator.extract(carrier, context=otel_context.Context())
+
+
+def current_trace() -> tuple[str | None, str | None]:
+    """(traceparent, tracestate) of the current span, to store with work done later (a job):
+    (None, None) when no span is current."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    parent = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
+    return str(parent), ctx.trace_state.to_header() or None
+
+
+@contextmanager
+def continued_span(
+    name: str,
+    traceparent: str | None,
+    tracestate: str | None = None,
+    attributes: Attributes | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span]:
+    """A span continuing a stored or received context (a job's request, an HTTP caller's
+    ``traceparent`` header), current while the block runs; a new trace when there is none.
+
+    Without a tracer installed the span is a no-op that still carries the context, so what is
+    written under it (stamp) continues the stored trace."""
+    with _tracer.start_as_current_span(
+        name, context=_started(context_of(traceparent, tracestate)), kind=kind,
+        attributes=attributes,
+    ) as current:
+        yield current
+
+
+def _started(ctx: otel_context.Context) -> otel_context.Context:
+    """``ctx``, or when it holds no span, a context with a fresh non-recording root: a no-op
+    tracer then still yields a valid span context, so results start one trace, not one each."""
+    if trace.get_current_span(ctx).get_span_context().is_valid or recording():
+        return ctx
+    root = TraceParent.new_trace()
+    return context_of(str(root))
 
 
 @contextmanager
