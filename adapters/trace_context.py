@@ -86,6 +86,15 @@ def continued_span(
         yield current
 
 
+@contextmanager
+def request_span(
+    name: str, traceparent: str | None, tracestate: str | None, attributes: Attributes | None = None
+) -> Iterator[Span]:
+    """The server span of one HTTP command, continuing the caller's ``traceparent`` header."""
+    with continued_span(name, traceparent, tracestate, attributes, SpanKind.SERVER) as current:
+        yield current
+
+
 def _started(ctx: otel_context.Context) -> otel_context.Context:
     """``ctx``, or when it holds no span, a context with a fresh non-recording root: a no-op
     tracer then still yields a valid span context, so results start one trace, not one each."""
@@ -96,8 +105,11 @@ def _started(ctx: otel_context.Context) -> otel_context.Context:
 
 
 @contextmanager
-def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator[Span]:
-    """The span of one consumed record, current while its handler runs."""
+def consume_span(
+    group: str, record: Any, envelope: Envelope | None, *, redrive: bool = False
+) -> Iterator[Span]:
+    """The span of one consumed record, current while its handler runs; ``redrive``: a parked
+    record tried again (``redrive <topic>``), in the same trace as its first try."""
     attributes: dict[str, str | int | bool] = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
@@ -105,6 +117,7 @@ def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator
         "messaging.consumer.group.name": group,
         "messaging.destination.partition.id": str(record.partition),
         "messaging.kafka.offset": record.offset,
+        "tenant.redrive": redrive,
     }
     if envelope is not None:
         attributes.update(
@@ -116,7 +129,7 @@ def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator
             }
         )
     with _tracer.start_as_current_span(
-        f"process {record.topic}",
+        f"{'redrive' if redrive else 'process'} {record.topic}",
         context=parent_of(envelope),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
