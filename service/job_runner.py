@@ -93,8 +93,10 @@ class JobRunner:
 
     async def run_job(self, job: Job) -> None:
         """Run (or, spent, fail) one claimed job, in a span continuing its request's trace."""
-        attributes = {"job.id": job.job_id, "job.kind": job.kind, "tenant.id": job.tenant_id,
-                      "job.attempt": job.attempts}
+        attributes: dict[str, str | int | bool] = {
+            "job.id": job.job_id, "job.kind": job.kind, "tenant.id": job.tenant_id,
+            "job.attempt": job.attempts,
+        }
         with continued_span(f"job {job.kind}", job.traceparent, job.tracestate, attributes):
             await self._run_job(job)
 
