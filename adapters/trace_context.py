@@ -41,17 +41,75 @@ def parent_of(envelope: Envelope | None) -> otel_context.Context:
     if envelope is None:
         return otel_context.Context()
     parent, state = trace_of(envelope)
+    return context_of(str(parent) if parent else None, state)
+
+
+def context_of(traceparent: str | None, tracestate: str | None = None) -> otel_context.Context:
+    """The context a stored or received ``traceparent`` continues (empty when absent or invalid:
+    a new trace, never an error)."""
+    parent = TraceParent.parse(traceparent)
     if parent is None:
         return otel_context.Context()
     carrier = {TRACEPARENT: str(parent)}
-    if state:
-        carrier[TRACESTATE] = state
+    if tracestate and tracestate.strip():
+        carrier[TRACESTATE] = tracestate.strip()[:512]
     return _propagator.extract(carrier, context=otel_context.Context())
 
 
+def current_trace() -> tuple[str | None, str | None]:
+    """(traceparent, tracestate) of the current span, to store with work done later (a job):
+    (None, None) when no span is current."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    parent = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
+    return str(parent), ctx.trace_state.to_header() or None
+
+
 @contextmanager
-def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator[Span]:
-    """The span of one consumed record, current while its handler runs."""
+def continued_span(
+    name: str,
+    traceparent: str | None,
+    tracestate: str | None = None,
+    attributes: Attributes | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span]:
+    """A span continuing a stored or received context (a job's request, an HTTP caller's
+    ``traceparent`` header), current while the block runs; a new trace when there is none.
+
+    Without a tracer installed the span is a no-op that still carries the context, so what is
+    written under it (stamp) continues the stored trace."""
+    with _tracer.start_as_current_span(
+        name, context=_started(context_of(traceparent, tracestate)), kind=kind,
+        attributes=attributes,
+    ) as current:
+        yield current
+
+
+@contextmanager
+def request_span(
+    name: str, traceparent: str | None, tracestate: str | None, attributes: Attributes | None = None
+) -> Iterator[Span]:
+    """The server span of one HTTP command, continuing the caller's ``traceparent`` header."""
+    with continued_span(name, traceparent, tracestate, attributes, SpanKind.SERVER) as current:
+        yield current
+
+
+def _started(ctx: otel_context.Context) -> otel_context.Context:
+    """``ctx``, or when it holds no span, a context with a fresh non-recording root: a no-op
+    tracer then still yields a valid span context, so results start one trace, not one each."""
+    if trace.get_current_span(ctx).get_span_context().is_valid or recording():
+        return ctx
+    root = TraceParent.new_trace()
+    return context_of(str(root))
+
+
+@contextmanager
+def consume_span(
+    group: str, record: Any, envelope: Envelope | None, *, redrive: bool = False
+) -> Iterator[Span]:
+    """The span of one consumed record, current while its handler runs; ``redrive``: a parked
+    record tried again (``redrive <topic>``), in the same trace as its first try."""
     attributes: dict[str, str | int | bool] = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
@@ -59,6 +117,7 @@ def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator
         "messaging.consumer.group.name": group,
         "messaging.destination.partition.id": str(record.partition),
         "messaging.kafka.offset": record.offset,
+        "tenant.redrive": redrive,
     }
     if envelope is not None:
         attributes.update(
@@ -70,7 +129,7 @@ def consume_span(group: str, record: Any, envelope: Envelope | None) -> Iterator
             }
         )
     with _tracer.start_as_current_span(
-        f"process {record.topic}",
+        f"{'redrive' if redrive else 'process'} {record.topic}",
         context=parent_of(envelope),
         kind=SpanKind.CONSUMER,
         attributes=attributes,

@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.trace_context import request_span
 from api.auth import Principal
 from api.context import context, require
 from api.operations import resource
@@ -81,14 +82,20 @@ async def _submit(
     fingerprint = request_hash(
         request.method, request.url.path, body.model_dump(mode="json") if body else None
     )
-    row, created = await context(request).operations.submit(
-        principal,
-        tenant_id,
-        events,
-        key=key,
-        fingerprint=fingerprint,
-        before_publish=before_publish,
-    )
+    # One span per command, continuing the caller's W3C context (a new trace without one):
+    # the request events carry it, so the consumers and the results join the caller's trace.
+    attributes = {"http.request.method": request.method, "url.path": request.url.path,
+                  "enduser.id": principal.sub}
+    with request_span(f"command {type(events[0]).__name__}", request.headers.get("traceparent"),
+                      request.headers.get("tracestate"), attributes):
+        row, created = await context(request).operations.submit(
+            principal,
+            tenant_id,
+            events,
+            key=key,
+            fingerprint=fingerprint,
+            before_publish=before_publish,
+        )
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/operations/{row['operation_id']}"

@@ -4,7 +4,9 @@ handled or given up. One runs beside every consumer group that parks.
 A claim holds the tenant's oldest parked event exclusively (see consumers/parking.py), so two
 replicas never drive one tenant at once, and a tenant's later events stay behind it. Each try is
 one handler call: the inbox makes a parked event that had in fact committed (a crash after the
-handler, before the row was settled) a no-op that settles it as done.
+handler, before the row was settled) a no-op that settles it as done. Each try is a span
+``redrive <topic>`` continuing the parked record's own trace context, so its result (or dead
+letter) joins the request's trace.
 """
 
 import asyncio
@@ -12,9 +14,10 @@ from typing import Any
 
 import structlog
 
+from adapters.trace_context import consume_span
 from consumers.delivery import HANDLER_ERROR, NOT_HANDLED, Delivery
 from consumers.parking import Claim
-from contracts.codec import InvalidMessage, decode
+from contracts.codec import Decoded, InvalidMessage, decode
 from domain.errors import PermanentError, TransientError
 from domain.redelivery import RETRIES_EXHAUSTED, backoff_s
 from runtime import metrics
@@ -80,7 +83,13 @@ class Redriver:
                 headers=record.headers,
             )
         except InvalidMessage as e:  # e.g. it grew older than TENANT_EVENT_MAX_AGE_S meanwhile
-            return await self._dead_letter(claim, "invalid", e.reason, e.detail)
+            with consume_span(d.group, record, None, redrive=True):
+                return await self._dead_letter(claim, "invalid", e.reason, e.detail)
+        with consume_span(d.group, record, decoded.envelope, redrive=True):
+            return await self._handle(claim, decoded)
+
+    async def _handle(self, claim: Claim, decoded: Decoded[Any]) -> str:
+        d, event = self._delivery, claim.event
         type_ = decoded.envelope.type
         handler = d.handler_for(type_)
         if handler is None:  # the handler went away with a deploy while the event waited

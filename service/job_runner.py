@@ -6,6 +6,10 @@ with exponential backoff and jitter up to a limit; the last failure becomes a *F
 A job whose runners keep dying (no failure is ever reported) is bounded by the same limit on
 claims: the claim past it answers the job's requests with reason "attempts". A runner that
 cannot renew stops the work once its lease has run out by its own clock.
+
+A job runs in a span ``job <kind>`` continuing its request's trace (stored with the job when it
+was accepted), so its result carries that trace id; a request riding on the job gets its result
+written under a span of its own trace.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.restore_swap import LEASE_LOST
 from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.trace_context import continued_span
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
 from contracts.events import BackupFailed, RestoreFailed, Result, TenantEraseFailed
@@ -87,6 +92,15 @@ class JobRunner:
                 await asyncio.wait_for(self._stopping.wait(), self._poll)
 
     async def run_job(self, job: Job) -> None:
+        """Run (or, spent, fail) one claimed job, in a span continuing its request's trace."""
+        attributes: dict[str, str | int | bool] = {
+            "job.id": job.job_id, "job.kind": job.kind, "tenant.id": job.tenant_id,
+            "job.attempt": job.attempts,
+        }
+        with continued_span(f"job {job.kind}", job.traceparent, job.tracestate, attributes):
+            await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> None:
         structlog.contextvars.bind_contextvars(
             job_id=job.job_id,
             tenant_id=job.tenant_id,
@@ -223,16 +237,22 @@ class JobRunner:
         log.warning("job_failed", reason=reason, detail=detail[:300])
 
     async def _answer(self, conn: asyncpg.Connection, job: Job, result: Result) -> None:
-        """One result per request: the job's own cause and every request riding on it."""
-        causes = [(job.cause_id, job.correlation_id)]
-        if job.kind == "backup":
-            causes += await self._jobs.riders_of(conn, job.job_id)
-            if len(causes) > 1:
-                log.info("job_answers_riders", riders=len(causes) - 1)
-        await self._outbox.add_many(conn, [
-            envelope_for(result, cause=_cause(job.tenant_id, job.kind, c, corr), source=self._source)
-            for c, corr in causes
-        ])
+        """One result per request: the job's own cause and every request riding on it, each
+        written under a span of its request's trace (the outbox stamps the current span)."""
+        def envelope(cause_id: str, correlation_id: str) -> Envelope:
+            cause = _cause(job.tenant_id, job.kind, cause_id, correlation_id)
+            return envelope_for(result, cause=cause, source=self._source)
+
+        await self._outbox.add_many(conn, [envelope(job.cause_id, job.correlation_id)])
+        if job.kind != "backup":
+            return
+        riders = await self._jobs.riders_of(conn, job.job_id)
+        if riders:
+            log.info("job_answers_riders", riders=len(riders))
+        for rider in riders:
+            with continued_span(f"answer {job.kind}", rider.traceparent, rider.tracestate,
+                                {"job.id": job.job_id, "messaging.message.id": rider.cause_id}):
+                await self._outbox.add_many(conn, [envelope(rider.cause_id, rider.correlation_id)])
 
     async def _housekeeping(self) -> None:
         if self._restorer is None:

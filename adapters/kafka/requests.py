@@ -1,8 +1,13 @@
-"""Publishing request events: the one path tenantctl and the HTTP API share into Kafka."""
+"""Publishing request events: the one path tenantctl and the HTTP API share into Kafka.
+
+Each request carries the W3C context of the span publishing it (the API's command span): one
+trace from the caller through the consumer to the result. A request published with no span
+current (tenantctl) starts its own trace."""
 
 from collections.abc import Sequence
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.trace_context import publish_spans, stamp
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
@@ -10,14 +15,15 @@ from contracts.events import EVENT_TYPES
 
 async def publish_requests(publisher: KafkaEventPublisher, envelopes: Sequence[Envelope]) -> None:
     """Publish ``envelopes`` to their types' topics, keyed by subject, in order (one batch)."""
-    await publisher.publish_many(
-        [
-            (
-                EVENT_TYPES[e.type].topic,
-                topics.partition_key(e.subject),
-                codec.encode(e),
-                [(k, v.encode()) for k, v in codec.headers_for(e).items()],
-            )
-            for e in envelopes
-        ]
-    )
+    records = []
+    for e in envelopes:
+        e = stamp(e)
+        records.append((EVENT_TYPES[e.type].topic, topics.partition_key(e.subject), codec.encode(e),
+                        codec.headers_for(e)))
+    with publish_spans([(topic, value, headers) for topic, _, value, headers in records]):
+        await publisher.publish_many(
+            [
+                (topic, key, value, [(k, v.encode()) for k, v in headers.items()])
+                for topic, key, value, headers in records
+            ]
+        )

@@ -11,10 +11,11 @@ or report anything.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from adapters.trace_context import current_trace
 from domain.backups import attempts_spent
 from domain.tenant_ids import quote_ident
 
@@ -35,6 +36,18 @@ class Job:
     archive: bool = False
     #: claimed past TENANT_BACKUP_MAX_ATTEMPTS: the claimer fails it instead of running it
     spent: bool = False
+    #: the W3C context of the request that queued it (None: it carried none)
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+class Rider(NamedTuple):
+    """A request riding on another's backup job: its result names it, in its own trace."""
+
+    cause_id: str
+    correlation_id: str
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +85,12 @@ class PostgresBackupJobs:
         backup_id: str | None = None,
         archive: bool = False,
     ) -> None:
+        """Queue a job; it keeps the current span's trace context (the accepting request's)."""
+        traceparent, tracestate = current_trace()
         await conn.execute(
             f"INSERT INTO {self.jobs} (job_id, kind, tenant_id, cause_id, correlation_id,"
-            " backup_id, archive) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT (job_id) DO NOTHING",
+            " backup_id, archive, traceparent, tracestate)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) DO NOTHING",
             job_id,
             kind,
             tenant_id,
@@ -83,6 +98,8 @@ class PostgresBackupJobs:
             correlation_id,
             backup_id,
             archive,
+            traceparent,
+            tracestate,
         )
 
     async def add_backup(
@@ -111,23 +128,29 @@ class PostgresBackupJobs:
         if host is None:
             await self.add(conn, job_id, "backup", tenant_id, cause_id, correlation_id)
             return job_id
+        traceparent, tracestate = current_trace()
         await conn.execute(
-            f"INSERT INTO {self.riders} (cause_id, job_id, correlation_id) VALUES ($1, $2, $3)"
-            " ON CONFLICT (cause_id) DO NOTHING",
+            f"INSERT INTO {self.riders} (cause_id, job_id, correlation_id, traceparent,"
+            " tracestate) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cause_id) DO NOTHING",
             cause_id,
             host,
             correlation_id,
+            traceparent,
+            tracestate,
         )
         return str(host)
 
-    async def riders_of(self, conn: asyncpg.Connection, job_id: str) -> list[tuple[str, str]]:
-        """(cause id, correlation id) of the requests riding on the job, oldest first."""
+    async def riders_of(self, conn: asyncpg.Connection, job_id: str) -> list[Rider]:
+        """The requests riding on the job, oldest first."""
         rows = await conn.fetch(
-            f"SELECT cause_id, correlation_id FROM {self.riders} WHERE job_id = $1"
-            " ORDER BY created_at, cause_id",
+            f"SELECT cause_id, correlation_id, traceparent, tracestate FROM {self.riders}"
+            " WHERE job_id = $1 ORDER BY created_at, cause_id",
             job_id,
         )
-        return [(r["cause_id"], r["correlation_id"]) for r in rows]
+        return [
+            Rider(r["cause_id"], r["correlation_id"], r["traceparent"], r["tracestate"])
+            for r in rows
+        ]
 
     async def job_answering(self, conn: asyncpg.Connection, cause_id: str) -> str | None:
         """The job that answers the request ``cause_id``, if it rides on another's."""
@@ -175,6 +198,8 @@ class PostgresBackupJobs:
             row["attempts"],
             row["archive"],
             attempts_spent(row["attempts"], max_attempts),
+            row["traceparent"],
+            row["tracestate"],
         )
 
     async def renew(

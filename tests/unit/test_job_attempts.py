@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.postgres.backup_jobs import Job
+from adapters.postgres.backup_jobs import Job, Rider
 from domain.backups import attempts_spent
 from service.job_runner import JobRunner
 
@@ -39,8 +39,8 @@ class FakeBackupJobs:
         self.finished.append((job_id, status, error))
         return True
 
-    async def riders_of(self, conn: Any, job_id: str) -> list[tuple[str, str]]:
-        return self.riders
+    async def riders_of(self, conn: Any, job_id: str) -> list[Rider]:
+        return [Rider(*r) for r in self.riders]
 
     async def renew(self, *args: Any) -> bool:
         return True
