@@ -20,6 +20,14 @@ _PRUNABLE: dict[str, tuple[str, str]] = {
     "outbox": ("sent_at", "sent_at IS NOT NULL"),
     "backup_jobs": ("updated_at", "status IN ('succeeded', 'failed')"),
     "restore_drills": ("drilled_at", "TRUE"),
+    # Keys past their expiry (the API honours each at least api_idempotency_ttl_s).
+    "api_idempotency_keys": ("expires_at", "TRUE"),
+    # Finished operations whose idempotency key has expired (a live key must still answer it).
+    "api_operations": (
+        "updated_at",
+        "done AND NOT EXISTS (SELECT 1 FROM {control}.api_idempotency_keys k"
+        " WHERE k.operation_id = api_operations.operation_id)",
+    ),
     # The tick state of a tenant that is gone (erased, or dropped from the registry).
     "scheduler_state": (
         "updated_at",
