@@ -141,3 +141,13 @@ async def test_an_unparsable_body_is_a_documented_422_problem(world) -> None:  #
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["type"].endswith("invalid_request")
     assert publisher.sent == [] and ops.rows == {}
+
+
+async def test_the_console_page_loads_without_a_token_and_stays_out_of_the_openapi(world) -> None:  # type: ignore[no-untyped-def]
+    client, *_ = world
+    page = await client.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    # The page holds no data: it asks the API, with the token typed into it, as a bearer.
+    assert "sessionStorage" in page.text and '"Bearer "' in page.text
+    assert "/console" not in (await client.get("/openapi.json")).json()["paths"]
