@@ -3,9 +3,12 @@ downloaded browser), clicking through a provision and a backup with a token type
 Screenshots are kept in the test's log dir."""
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -37,6 +40,31 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
+async def _metrics_history(pg: asyncpg.Connection, schema: str, tenant_id: str) -> list[Any]:
+    """Three windows of growing size for the chart (a tick per window, as the metrics worker
+    writes them), at odd instants that no real tick uses."""
+    windows = []
+    for n in range(3):
+        window = await pg.fetchval(
+            f"INSERT INTO {schema}.metrics_ticks (window_start, event_id, collected_at, tenants,"
+            " statements, duration_s) VALUES (date_trunc('hour', now()) - make_interval("
+            " hours => 3 - $1, secs => 1.234567), $2, now(), 1, 1, 0.1) RETURNING window_start",
+            n,
+            uuid.uuid4().hex,
+        )
+        await pg.execute(
+            f"INSERT INTO {schema}.tenant_metrics (tenant_id, window_start, collected_at, plan,"
+            " size_bytes, table_count, live_tuples, dead_tuples, bloat_bytes, seq_scans,"
+            " idx_scans, connections, redis_bytes, redis_keys, redis_estimated)"
+            " VALUES ($1, $2, now(), 'free', $3, 1, 0, 0, 0, 0, 0, 0, 0, 0, false)",
+            tenant_id,
+            window,
+            (n + 1) * 100_000,
+        )
+        windows.append(window)
+    return windows
+
+
 async def _operation_done(page: Page, kind: str) -> None:
     box = page.locator("#operation .op")
     await expect(box).to_contain_text(kind)
@@ -51,6 +79,7 @@ async def test_console_provisions_and_backs_up_a_tenant(
     log_dir: Path,
     tmp_path: Path,
     tenants,  # type: ignore[no-untyped-def]
+    pg: asyncpg.Connection,
 ) -> None:
     shots = log_dir / "console"
     shots.mkdir(exist_ok=True)
@@ -76,15 +105,19 @@ async def test_console_provisions_and_backs_up_a_tenant(
         await expect(row).to_contain_text("active")
         await page.screenshot(path=shots / "1-provisioned.png", full_page=True)
 
+        windows = await _metrics_history(pg, settings.control_schema, tenant_id)
         await row.locator("a").click()
         await expect(page.locator("#tenant-status")).to_have_text("active")
         await expect(page.locator('#timeline li[data-type="TenantProvisioned"]')).to_have_count(1)
-        await expect(page.locator("#view")).to_contain_text("Metrics")
+        await expect(page.locator("#metrics-chart circle")).to_have_count(len(windows))
         await page.click("#backup")
         await _operation_done(page, "BackupDue")
         await expect(page.locator("#operation")).to_contain_text("BackupCompleted")
         await expect(page.locator("#backups tr")).to_have_count(1)
         await expect(page.locator('#timeline li[data-type="BackupCompleted"]')).to_have_count(1)
         await page.screenshot(path=shots / "2-backed-up.png", full_page=True)
+    await pg.execute(
+        f"DELETE FROM {settings.control_schema}.metrics_ticks WHERE window_start = ANY($1)", windows
+    )
     assert errors == []
     assert (shots / "1-provisioned.png").stat().st_size > 0
