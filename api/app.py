@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems, routes_commands, routes_reads
+from api import console, problems, routes_commands, routes_reads
 from api.context import ApiContext, context
 
 log = structlog.get_logger("api")
@@ -81,6 +81,7 @@ def create_app(ctx: ApiContext | None, max_body_bytes: int = 16_384) -> FastAPI:
     problems.install(app)
     app.include_router(routes_reads.router, responses=problems.RESPONSES)
     app.include_router(routes_commands.router, responses=problems.RESPONSES)
+    app.include_router(console.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

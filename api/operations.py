@@ -25,6 +25,7 @@ from adapters.postgres.api_operations import (
     RunningOperation,
 )
 from adapters.postgres.api_reads import PostgresApiReads
+from adapters.trace_context import stamp
 from api.auth import Principal
 from api.problems import Problem
 from contracts import codec
@@ -78,11 +79,13 @@ class OperationService:
         operations: PostgresOperations,
         publisher: KafkaEventPublisher,
         key_ttl_s: float,
+        publish_timeout_s: float = 30.0,
     ) -> None:
         self._read, self._write = read_pool, write_pool
         self._reads, self._ops = reads, operations
         self._publisher = publisher
         self._ttl = key_ttl_s
+        self._publish_timeout_s = publish_timeout_s
 
     async def start_rollout(
         self, conn: asyncpg.Connection, rollout_id: str, target: int, max_failures: int
@@ -105,7 +108,7 @@ class OperationService:
         answers = {r["causationid"]: (r["type"], r["data"]) for r in results}
         settled = settle(list(row["event_ids"]), answers)
         if settled is None:
-            return row
+            return row if row.get("published", True) else await self._recover(row)
         async with self._write.acquire() as conn:
             done = await self._ops.finish(conn, row["operation_id"], settled.result, settled.error)
         if done is None:  # another request settled it first
@@ -151,6 +154,34 @@ class OperationService:
                 await self._check_idle(tenant_id or "")
         raise Problem(409, "conflict", "The request raced with another; try again.")
 
+    async def _recover(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Publish again the requests of an operation its process saved but (maybe) never
+        published, once overdue. Same envelopes, same event ids: if the first copy did reach
+        Kafka, the consumers' inbox makes this one a no-op, and the result still settles the
+        operation. Failing it instead would be a lie whenever the first copy did get through
+        (the effect happens, the client is told it did not, and retries into a second one)."""
+        async with self._write.acquire() as conn:
+            claimed, requests = await self._ops.claim_overdue(
+                conn, row["operation_id"], self._publish_timeout_s
+            )
+        if not claimed:
+            return row
+        if not requests:  # saved before requests were kept: nothing to publish again
+            error = {"code": "unavailable", "message": "its request was never published"}
+            async with self._write.acquire() as conn:
+                done = await self._ops.finish(conn, row["operation_id"], None, error)
+            log.warning("operation_abandoned", operation=row["operation_id"])
+            return done or row
+        try:
+            await publish_requests(self._publisher, [Envelope.model_validate(e) for e in requests])
+        except Exception as e:  # the claim stands: the next look after the timeout tries again
+            log.warning("operation_republish_failed", operation=row["operation_id"], error=repr(e))
+            return row
+        async with self._write.acquire() as conn:
+            await self._ops.mark_published(conn, row["operation_id"])
+        log.info("operation_republished", operation=row["operation_id"], requests=len(requests))
+        return {**row, "published": True}
+
     async def _check_idle(self, tenant_id: str) -> None:
         async with self._write.acquire() as conn:
             running = await self._ops.running_for(conn, tenant_id)
@@ -176,7 +207,8 @@ class OperationService:
         envelopes = [first] + [
             codec.envelope_for(e, source=API_SOURCE, correlation_id=first.id) for e in events[1:]
         ]
-        envelopes = [with_actor(e, principal.sub) for e in envelopes]
+        # Stamped now, inside the command's span, so the saved requests are the bytes published.
+        envelopes = [stamp(with_actor(e, principal.sub)) for e in envelopes]
         op = NewOperation(
             operation_id=uuid.uuid4().hex,
             kind=first.type,
@@ -184,6 +216,7 @@ class OperationService:
             actor=principal.sub,
             event_ids=[e.id for e in envelopes],
             correlation_id=first.correlationid,
+            requests=[json.loads(codec.encode(e)) for e in envelopes],
         )
         async with self._write.acquire() as conn:
             row = await self._ops.create(
@@ -201,6 +234,8 @@ class OperationService:
                 await self._ops.finish(conn, op.operation_id, None, error)
             log.warning("operation_publish_failed", operation=op.operation_id, error=repr(e))
             raise Problem(503, "unavailable", "Kafka did not take the request; retry later.") from e
+        async with self._write.acquire() as conn:
+            await self._ops.mark_published(conn, op.operation_id)
         log.info(
             "operation_started",
             operation=op.operation_id,

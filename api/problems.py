@@ -82,6 +82,10 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot parse at all: malformed like any other (the
+            # documented 422), not a status of its own.
+            return problem_response(422, "invalid_request", "The request is malformed.")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 

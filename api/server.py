@@ -117,6 +117,7 @@ async def api_role(worker: "Worker") -> list["Background"]:
             operations=PostgresOperations(s.control_schema),
             publisher=worker.publisher,
             key_ttl_s=s.api_idempotency_ttl_s,
+            publish_timeout_s=s.api_publish_timeout_s,
         ),
         publisher=worker.publisher,
         redis=worker.redis,

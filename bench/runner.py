@@ -16,6 +16,7 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import (
+    api,
     backup,
     broker_overhead,
     common,
@@ -31,14 +32,14 @@ from contracts import topics
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
-        "retention": 10_000}
+        "retention": 10_000, "api": 30}
 DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000,
-           "retention": 1000}
+           "retention": 1000, "api": 30}
 SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
-         "retention": 100}
+         "retention": 100, "api": 10}
 SINGLE = {"provisioning": provisioning.run, "rollout": rollout.run, "migration": rollout.run,
           "metrics": metrics_tick.run, "backup": backup.run, "restore": restore.run,
-          "broker": broker_overhead.run, "retention": retention.run}
+          "broker": broker_overhead.run, "retention": retention.run, "api": api.run}
 FILES = {"migration": "rollout", "metrics": "metrics_tick", "broker": "broker_overhead"}
 
 
@@ -61,6 +62,8 @@ async def _all(sizes: dict[str, int]) -> None:
     common.save("broker_overhead", await broker_overhead.run(sizes["broker"]))
     print(f"== retention {sizes['retention']} rows per tick", flush=True)
     common.save("retention", await retention.run(sizes["retention"]))
+    print(f"== api {sizes['api']} commands", flush=True)
+    common.save("api", await api.run(sizes["api"]))
 
 
 async def cleanup() -> None:

@@ -1,5 +1,6 @@
 """Prunes bookkeeping rows (inbox, finished parked records, sent outbox rows, finished jobs and
-their riders, drill reports, gone tenants' tick state) by age, from one leader at a time.
+their riders, drill reports, gone tenants' tick state, the API's finished operations and expired
+idempotency keys) by age, from one leader at a time.
 
 Runs under the shared leader loop with its own lock (``retention_lock_id``), in every ``relay``
 worker: whichever holds the lock prunes, every ``retention_interval_s``. Each table is pruned in
@@ -41,6 +42,10 @@ def retention_ages(settings: Settings) -> dict[str, float]:
         "backup_jobs": settings.jobs_retention_s,
         "restore_drills": settings.drills_retention_s,
         "scheduler_state": settings.ticks_retention_s,
+        # Keys are already kept their full TTL (expires_at); a minute past it they go. Before
+        # operations, so an operation whose key just expired can go in the same round.
+        "api_idempotency_keys": 60.0,
+        "api_operations": settings.api_operations_retention_s,
     }
     return {table: age for table, age in ages.items() if age > 0}
 

@@ -171,6 +171,11 @@ class Settings(SchedulingSettings):
     # gets its first operation back).
     api_idempotency_ttl_s: float = Field(default=86_400.0, ge=86_400.0)
     api_page_size_max: int = Field(default=200, ge=1, le=1000)
+    # An operation whose request is not known published this long after its last attempt (its
+    # process died in between) is published again, same event ids; finished operations are
+    # pruned by retention this long after they finish (never while their idempotency key lives).
+    api_publish_timeout_s: float = Field(default=30.0, ge=1.0)
+    api_operations_retention_s: float = Field(default=7 * 86_400.0, ge=0)
 
     # Process
     http_host: str = "127.0.0.1"

@@ -7,17 +7,20 @@ current (tenantctl) starts its own trace."""
 from collections.abc import Sequence
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.trace_context import publish_spans, stamp
+from adapters.trace_context import publish_spans, stamp, trace_of
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
 
 
 async def publish_requests(publisher: KafkaEventPublisher, envelopes: Sequence[Envelope]) -> None:
-    """Publish ``envelopes`` to their types' topics, keyed by subject, in order (one batch)."""
+    """Publish ``envelopes`` to their types' topics, keyed by subject, in order (one batch).
+
+    A request already stamped keeps its context, so publishing it again (the API's recovery of
+    an operation whose publish may have failed) sends the same bytes under the same id."""
     records = []
     for e in envelopes:
-        e = stamp(e)
+        e = e if trace_of(e)[0] is not None else stamp(e)
         records.append((EVENT_TYPES[e.type].topic, topics.partition_key(e.subject), codec.encode(e),
                         codec.headers_for(e)))
     with publish_spans([(topic, value, headers) for topic, _, value, headers in records]):

@@ -36,6 +36,8 @@ class NewOperation:
     actor: str
     event_ids: list[str]
     correlation_id: str
+    # The encoded request envelopes, kept until they are known published (for a re-publish).
+    requests: list[dict[str, Any]] | None = None
 
 
 class PostgresOperations:
@@ -88,13 +90,15 @@ class PostgresOperations:
                 async with conn.transaction():
                     row = await conn.fetchrow(
                         f"INSERT INTO {self._ops} (operation_id, kind, tenant_id, actor, event_ids,"
-                        " correlation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                        " correlation_id, requests) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)"
+                        " RETURNING *",
                         op.operation_id,
                         op.kind,
                         op.tenant_id,
                         op.actor,
                         op.event_ids,
                         op.correlation_id,
+                        None if op.requests is None else json.dumps(op.requests),
                     )
                     if key is not None:
                         await conn.execute(
@@ -136,6 +140,34 @@ class PostgresOperations:
                 None if error is None else json.dumps(error),
             )
         return dict(row) if row else None
+
+    async def mark_published(self, conn: asyncpg.Connection, operation_id: str) -> None:
+        """The operation's requests are on Kafka: it is never re-published."""
+        with translated("api mark published"):
+            await conn.execute(
+                f"UPDATE {self._ops} SET published = true WHERE operation_id = $1", operation_id
+            )
+
+    async def claim_overdue(
+        self, conn: asyncpg.Connection, operation_id: str, after_s: float
+    ) -> tuple[bool, list[dict[str, Any]] | None]:
+        """Claim a running operation whose requests are not known published ``after_s`` after
+        its last attempt: (False, None) when it is not overdue (or another process just claimed
+        it), else (True, its stored requests, None when it kept none). A claim restarts the clock, so
+        concurrent readers re-publish at most once per ``after_s``."""
+        with translated("api claim overdue"):
+            row = await conn.fetchrow(
+                f"UPDATE {self._ops} SET publish_attempt_at = now() WHERE operation_id = $1"
+                " AND NOT done AND NOT published"
+                " AND coalesce(publish_attempt_at, created_at) < now() - make_interval(secs => $2)"
+                " RETURNING requests",
+                operation_id,
+                after_s,
+            )
+        if row is None:
+            return False, None
+        requests = row["requests"]
+        return True, json.loads(requests) if isinstance(requests, str) else requests
 
     async def start_rollout(
         self, conn: asyncpg.Connection, rollout_id: str, target: int, max_failures: int

@@ -22,6 +22,14 @@ _PRUNABLE: dict[str, tuple[str, str]] = {
     "restore_drills": ("drilled_at", "TRUE"),
     # Finished parked records; a waiting one is never pruned (it is still to be handled).
     "parked_events": ("finished_at", "status IN ('done', 'dead_lettered')"),
+    # Keys past their expiry (the API honours each at least api_idempotency_ttl_s).
+    "api_idempotency_keys": ("expires_at", "TRUE"),
+    # Finished operations whose idempotency key has expired (a live key must still answer it).
+    "api_operations": (
+        "updated_at",
+        "done AND NOT EXISTS (SELECT 1 FROM {control}.api_idempotency_keys k"
+        " WHERE k.operation_id = api_operations.operation_id)",
+    ),
     # The tick state of a tenant that is gone (erased, or dropped from the registry).
     "scheduler_state": (
         "updated_at",

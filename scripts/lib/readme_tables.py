@@ -159,6 +159,8 @@ SETTINGS: dict[str, str] = {
     "api_max_body_bytes": "Larger request bodies are answered 413 and change nothing.",
     "api_idempotency_ttl_s": "How long an `Idempotency-Key` maps to its first operation (at least 24 h).",
     "api_page_size_max": "Largest `page_size` of the list routes.",
+    "api_publish_timeout_s": "An operation whose request is not known published this long after its last attempt (its process died) is published again with the same event ids.",
+    "api_operations_retention_s": "Finished operations are pruned this long after they finish, never while their idempotency key lives (0: kept forever).",
     "http_host": "Address of the `/healthz`, `/readyz`, `/metrics` listener.",
     "http_port": "Its port (0 = any free port).",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON logs on stderr).",

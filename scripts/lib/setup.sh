@@ -54,5 +54,11 @@ setup_venv() {
   echo "$want" > "$stamp"
 }
 
+# The operator console's browser test drives Debian's chromium (playwright never downloads one).
+setup_browser() {
+  [[ -x /usr/bin/chromium ]] || setup_apt_install chromium
+}
+
 setup_python
 setup_venv
+setup_browser

@@ -118,6 +118,8 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
         "backup_jobs": 2,
         "restore_drills": 1,
         "scheduler_state": 1,
+        "api_idempotency_keys": 0,
+        "api_operations": 0,
     }
     assert await _ids(pg, f"SELECT event_id FROM {s}.inbox") == {"recent"}
     assert await _ids(pg, f"SELECT event_id FROM {s}.parked_events") == {
@@ -135,3 +137,44 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
     assert await _ids(pg, f"SELECT subject FROM {s}.scheduler_state") == {"gone-recently", "*"}
     sizes = await PostgresRetention(s).sizes(pg)
     assert sizes["inbox"] == 1 and sizes["backup_job_riders"] == 1
+
+
+async def test_finished_operations_and_expired_keys_are_pruned_live_keys_kept(
+    pg: asyncpg.Connection, settings: Settings, scratch: str
+) -> None:
+    s = scratch
+    ops = [
+        ("old-done", True, OLD),
+        ("old-done-live-key", True, OLD),  # its key still answers: kept
+        ("old-done-expired-key", True, OLD),
+        ("old-running", False, OLD),
+        ("recent-done", True, RECENT),
+    ]
+    for op_id, done, at in ops:
+        await pg.execute(
+            f"INSERT INTO {s}.api_operations (operation_id, kind, actor, event_ids,"
+            f" correlation_id, done, updated_at) VALUES ($1, 'T', 'a', '{{e}}', 'c', $2, {at})",
+            op_id,
+            done,
+        )
+    await pg.execute(
+        f"INSERT INTO {s}.api_idempotency_keys (actor, key, request_hash, operation_id,"
+        " expires_at) VALUES ('a', 'live', 'h', 'old-done-live-key', now() + interval '1 hour'),"
+        " ('a', 'expired', 'h', 'old-done-expired-key', now() - interval '2 hours')"
+    )
+    pool = await asyncpg.create_pool(settings.pg_dsn.get_secret_value(), min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        pruning = settings.model_copy(
+            update={"control_schema": s, "api_operations_retention_s": float(DAY)}
+        )
+        deleted = await Retention(pruning, pool).prune_once()
+    finally:
+        await pool.close()
+    assert deleted["api_idempotency_keys"] == 1 and deleted["api_operations"] == 2
+    assert await _ids(pg, f"SELECT key FROM {s}.api_idempotency_keys") == {"live"}
+    assert await _ids(pg, f"SELECT operation_id FROM {s}.api_operations") == {
+        "old-done-live-key",
+        "old-running",
+        "recent-done",
+    }

@@ -52,6 +52,8 @@ class FakeOperations:
             "error": None,
             "created_at": now,
             "updated_at": now,
+            "published": False,
+            "publish_attempt_at": None,
         }
         self.rows[op.operation_id] = row
         if key is not None:
@@ -64,6 +66,19 @@ class FakeOperations:
             return None
         row.update(done=True, result=result, error=error)
         return row
+
+    async def mark_published(self, conn: object, operation_id: str) -> None:
+        self.rows[operation_id]["published"] = True
+
+    async def claim_overdue(self, conn: object, operation_id: str, after_s: float) -> Any:
+        row = self.rows[operation_id]
+        now = dt.datetime.now(dt.UTC)
+        last = row["publish_attempt_at"] or row["created_at"]
+        overdue = now - last > dt.timedelta(seconds=after_s)
+        if row["done"] or row["published"] or not overdue:
+            return False, None
+        row["publish_attempt_at"] = now
+        return True, row["requests"]
 
     async def start_rollout(self, *args: Any) -> None:
         pass

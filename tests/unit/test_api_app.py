@@ -126,3 +126,28 @@ async def test_over_the_limit_is_429_with_retry_after() -> None:
     assert statuses == [200, 200, 429]
     assert refused.headers["retry-after"] == "7" and "ratelimit-limit" in refused.headers
     assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unparsable_body_is_a_documented_422_problem(world) -> None:  # type: ignore[no-untyped-def]
+    # Bytes that are not JSON text at all (schemathesis found FastAPI answering these 400, a
+    # status the OpenAPI document does not list).
+    client, ops, _, publisher = world
+    answer = await client.post(
+        "/v1/tenants/acme:suspend",
+        content=b"\xff}\xfe?C\r\x9e.QL?\x15",
+        headers={**auth(), "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"].endswith("invalid_request")
+    assert publisher.sent == [] and ops.rows == {}
+
+
+async def test_the_console_page_loads_without_a_token_and_stays_out_of_the_openapi(world) -> None:  # type: ignore[no-untyped-def]
+    client, *_ = world
+    page = await client.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    # The page holds no data: it asks the API, with the token typed into it, as a bearer.
+    assert "sessionStorage" in page.text and '"Bearer "' in page.text
+    assert "/console" not in (await client.get("/openapi.json")).json()["paths"]

@@ -65,7 +65,22 @@ def test_zero_keeps_a_table_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENANT_INBOX_RETENTION_S", "0")
     ages = retention_ages(load_settings())
     assert "outbox" not in ages and "inbox" not in ages
-    assert set(ages) == {"backup_jobs", "restore_drills", "scheduler_state"}
+    assert set(ages) == {
+        "backup_jobs",
+        "restore_drills",
+        "scheduler_state",
+        "api_idempotency_keys",
+        "api_operations",
+    }
+
+
+def test_idempotency_keys_are_pruned_only_past_their_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The key table's age is measured from expires_at, which already holds the >= 24 h TTL.
+    ages = retention_ages(load_settings())
+    assert 0 < ages["api_idempotency_keys"] <= 60
+    assert ages["api_operations"] == 7 * DAY
 
 
 async def test_each_table_is_pruned_in_bounded_batches_with_its_own_age(
