@@ -31,7 +31,7 @@ CIRCUIT_OPEN = Gauge(
 )
 DEPENDENCY_UP = Gauge("tenant_dependency_up", "Last readiness probe result", ["dependency"])
 
-# ---- scheduling and per-tenant metrics (issue 4) -------------------------------------------------
+# ---- scheduling and per-tenant metrics ---------------------------------------------------------
 # Backup freshness without a tenant label: at 10,000 tenants a per-tenant gauge is 10,000 series
 # per worker that churn as tenants come and go, for a question Prometheus answers in aggregate
 # ("is anyone past the RPO, and how far?"). We export the worst age, the count over the RPO and a

@@ -1,4 +1,4 @@
-"""Roles of issue 4: ``scheduler`` (the tick producer) and ``metrics`` (group tenant-metrics)."""
+"""Roles ``scheduler`` (the tick producer) and ``metrics`` (group tenant-metrics)."""
 
 from typing import TYPE_CHECKING
 

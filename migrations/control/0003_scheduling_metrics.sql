@@ -1,4 +1,4 @@
--- Scheduler state and per-tenant metrics history (issue 4).
+-- Scheduler state and per-tenant metrics history.
 
 -- The last window the scheduler emitted, per tick kind and subject (a tenant id, or '__all__'
 -- for MetricsDue). Only advanced, never moved back: a late write from a deposed leader is a no-op.

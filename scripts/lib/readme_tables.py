@@ -21,6 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from contracts.events import ALL_TENANTS, EVENT_TYPES, INPUTS, Event
 from runtime.settings import ENV_PREFIX, Settings
+from runtime.settings_scheduling import SchedulingSettings
 
 README_FILE = Path(__file__).resolve().parents[2] / "README.md"
 _PROV = "`tenant-provisioner` via outbox relay"
@@ -91,6 +92,10 @@ SETTINGS: dict[str, str] = {
     "plans": "Allowed plans, comma-separated.",
     "default_plan": "Plan of `tenantctl request` without `--plan`; must be one of the plans.",
     "max_tenants": "Tenants (not erased) allowed; beyond it `TenantProvisioningFailed{quota_exceeded}`. Soft by up to the number of concurrent provisioners.",
+    "event_max_future_s": "Seconds an event's CloudEvents `time` may be ahead of the consumer's clock; further ahead, the record is dead-lettered (`time_out_of_range`) unread.",
+    "event_max_age_s": "Seconds an event's `time` may be behind the consumer's clock; older, the record is dead-lettered (`time_out_of_range`) unread (raise it before replaying old dead letters). With `TENANT_EVENT_MAX_FUTURE_S`, the floor of `TENANT_INBOX_RETENTION_S`.",
+    "consumer_concurrency": "Consumers of each consumer group in one process; each owns whole partitions, so partitions are handled in parallel and each one in order.",
+    "kafka_commit_interval_ms": "Handled offsets are committed in batches this often (ms); 0 = one synchronous commit per record. Records handled but not yet committed are redelivered after a crash, and the inbox drops them.",
     "result_content_mode": "CloudEvents content mode of result events: `structured` (the envelope is the value) or `binary` (attributes in `ce_*` headers). Inputs are read in both.",
     "otel_exporter": "Where OpenTelemetry spans (consume, database transaction, dump, publish) go: `otlp` (OTLP/HTTP to `TENANT_OTEL_ENDPOINT`), `console` (one JSON span per line on stdout) or `none` (a no-op tracer). The W3C trace context travels on events whatever the exporter.",
     "otel_endpoint": "OTLP/HTTP traces endpoint of the collector, with `TENANT_OTEL_EXPORTER=otlp`.",
@@ -131,6 +136,9 @@ SETTINGS: dict[str, str] = {
     "backup_lease_s": "Lease of a running backup job.",
     "backup_poll_interval_s": "How often backup workers look for jobs.",
     "backup_retention": "Per plan `keep-last/dailies/weeklies`, e.g. `free=3/7/0,pro=7/14/8`.",
+    "erase_drop_batch": "Tables an erase drops per transaction, keeping each transaction below `max_locks_per_transaction`.",
+    "migration_lock_timeout_ms": "`lock_timeout` (ms) of a tenant's migration, by a rollout or after a restore: a migration waiting longer for a lock rolls back and is retried (transient), so it never blocks the tenant's traffic for long.",
+    "migration_statement_timeout_ms": "`statement_timeout` (ms) of each statement of a tenant's migration: a rollout's migration that exceeds it fails (`TenantMigrationFailed{timeout}`) instead of retrying; after a restore it is retried.",
     "restore_grace_s": "How long the schema replaced by a restore is kept.",
     "restore_spool_dir": "Where a restore spools the encrypted artifact (mode 0600) to verify its sha256 before restoring it; needs room for the largest artifact. Unset: the system temp directory.",
     "s3_bucket": "S3 bucket.",
@@ -165,7 +173,27 @@ SETTINGS: dict[str, str] = {
     "http_port": "Its port (0 = any free port).",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON logs on stderr).",
     "shutdown_grace_s": "On SIGTERM, how long in-flight handlers and the relay may finish.",
+    "startup_timeout_s": "Seconds a starting worker retries (with backoff) PostgreSQL and Kafka before it exits naming the dependency.",
+    "readiness_timeout_s": "Timeout (s) of each dependency probe of `/readyz` (workers and the API); a slower dependency is reported down.",
+    "lag_interval_s": "Seconds between refreshes of the `tenant_consumer_lag` gauge (highwater minus committed offset, per assigned partition).",
     "source": "CloudEvents `source` of the results this service emits.",
+    "metrics_interval": "Seconds between `MetricsDue` ticks; windows are aligned to the Unix epoch, so every scheduler computes the same ones.",
+    "backup_schedules": "Per plan, when scheduled `BackupDue` ticks fall, in UTC: five-field cron, a macro (`@daily`, `@hourly`...) or `@every <n>[s|m|h|d]`; JSON or `plan=expr` items separated by `;`.",
+    "backup_default_schedule": "Backup schedule of a plan missing from `TENANT_BACKUP_SCHEDULES` (same syntax).",
+    "scheduler_catch_up": "Windows a scheduler missed (no leader, downtime) are emitted on takeover: `latest` = only the newest per tenant and for metrics, `all` = every one, up to `TENANT_SCHEDULER_CATCH_UP_MAX`.",
+    "scheduler_catch_up_max": "With `TENANT_SCHEDULER_CATCH_UP=all`, the most missed windows emitted per tenant (and for metrics): the newest; older ones are dropped.",
+    "scheduler_lock_id": "Advisory-lock key that elects the single scheduler leader (role `scheduler`).",
+    "scheduler_poll_s": "Seconds between a standby scheduler's tries of the leader lock (a dead leader process is replaced within about this), and the longest the leader sleeps between looks for due ticks.",
+    "scheduler_batch_size": "Ticks published per batch in a scheduler round; each batch's windows are recorded in the scheduler state once published.",
+    "metrics_redis_ttl_s": "TTL (s) of each tenant's latest metrics snapshot in Redis (`tenant:<id>:metrics`); without one, `tenantctl` reads the Postgres history.",
+    "metrics_redis_scan_count": "`COUNT` hint of each Redis `SCAN` call of a metrics tick's pass over `tenant:*`.",
+    "metrics_redis_max_keys": "Redis keys a metrics tick examines at most; past it the pass stops and key counts are lower bounds (`estimated`).",
+    "metrics_redis_sample_keys": "Keys per tenant measured with `MEMORY USAGE`; the tenant's Redis bytes are the mean sampled size times its key count (an estimate when it has more keys).",
+    "metrics_history_length": "Metrics ticks kept in the Postgres history; older ticks are pruned (288 = one day at the default interval).",
+    "quota_size_bytes": "Per plan, the schema size in bytes (tables, TOAST, indexes) above which each metrics tick emits `TenantQuotaExceeded{size_bytes}`; a plan without an entry has no limit. JSON or `plan=value` items separated by `;`.",
+    "quota_connections": "Per plan, the tenant's open database connections above which each metrics tick emits `TenantQuotaExceeded{connections}`; a plan without an entry has no limit.",
+    "backup_rpo_s": "Recovery point objective (s): active or suspended tenants whose last backup (or creation) is older are counted by the `tenant_backups_over_rpo` gauge.",
+    "backup_freshness_interval_s": "Seconds between recomputations of the backup-age gauges (`tenant_backup_oldest_age_seconds`, `tenant_backups_over_rpo`, `tenant_backup_age_tenants`) by every metrics worker.",
 }
 _BACKUP_PREFIXES = ("backup_", "restore_", "s3_", "sftp_")
 
@@ -221,11 +249,18 @@ def settings_table() -> str:
             meaning += " *(backups)*"
         bounds = _bounds(field)
         allowed = f" Allowed: {bounds}." if bounds else ""
-        rows.append(_row(f"`{ENV_PREFIX}{name.upper()}`", _default(field), meaning + allowed))
+        default = _default(field, _default_separator(name))
+        rows.append(_row(f"`{ENV_PREFIX}{name.upper()}`", default, meaning + allowed))
     return "\n".join(rows) + "\n"
 
 
-def _default(field: FieldInfo) -> str:
+def _default_separator(name: str) -> str:
+    """How the items of a per-plan default are joined, so the shown value is one it accepts:
+    the scheduling settings' items are `;`-separated (cron expressions contain commas)."""
+    return ";" if name in SchedulingSettings.model_fields else ","
+
+
+def _default(field: FieldInfo, sep: str = ",") -> str:
     value = field.default
     if value is PydanticUndefined:
         return "**required**"
@@ -240,7 +275,7 @@ def _default(field: FieldInfo) -> str:
     elif isinstance(value, tuple | list):
         value = ",".join(map(str, value))
     elif isinstance(value, dict):
-        value = ",".join(
+        value = sep.join(
             f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple | list) else v}"
             for k, v in value.items()
         )

@@ -1,5 +1,5 @@
 """Backups through Kafka into a real target: artifact, manifest, catalog, stock-tool restore,
-idempotency, unknown and suspended tenants, retention, retries (issue 3)."""
+idempotency, unknown and suspended tenants, retention, retries."""
 
 import asyncio
 import hashlib

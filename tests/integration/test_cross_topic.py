@@ -1,5 +1,5 @@
 """Work on one tenant arriving on two topics (tenants.backups and tenants.lifecycle) is
-serialised: per-tenant advisory lock, one job per tenant, state checks (issue 5)."""
+serialised: per-tenant advisory lock, one job per tenant, state checks."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path

@@ -1,5 +1,5 @@
 """Erase (GDPR off-boarding): everything of the tenant gone, its key destroyed, a tombstone left,
-idempotent; an optional archive readable with the operator key only; big schemas (issue 5)."""
+idempotent; an optional archive readable with the operator key only; big schemas."""
 
 import secrets
 import shutil

@@ -1,5 +1,5 @@
 """A backup longer than Kafka's max.poll.interval: no rebalance storm, never two jobs of one
-tenant at once, both requested backups done, no member kicked out (issue 3). Needs the only
+tenant at once, both requested backups done, no member kicked out. Needs the only
 members of tenant-backup to be this test's own two workers."""
 
 import re

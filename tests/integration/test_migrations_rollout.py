@@ -1,5 +1,5 @@
-"""Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts
-(issue 5). The provisioner group is the session worker's."""
+"""Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts.
+The provisioner group is the session worker's."""
 
 import io
 import secrets

@@ -1,5 +1,5 @@
 """Restores: atomic swap, the old schema kept out of the tenant's reach, RLS and grants back,
-forward migration of an old backup, tampered artifacts, suspended tenants, drills (issue 3)."""
+forward migration of an old backup, tampered artifacts, suspended tenants, drills."""
 
 import asyncio
 import json

@@ -1,5 +1,5 @@
 """Isolation between tenants, the app role's reach, RLS, suspended tenants, and injection strings
-in every string field of every lifecycle and backup event (issue 5)."""
+in every string field of every lifecycle and backup event."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path

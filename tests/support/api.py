@@ -6,18 +6,12 @@ from typing import Any
 
 import httpx
 
+from api.auth import SCOPES
 from api.tokens import ensure_dev_key, mint
 from tests.support.waiting import wait_until
 from tests.support.workers import READY_TIMEOUT_S, WorkerProcess, free_port
 
-ALL_SCOPES = [
-    "tenants:read",
-    "tenants:write",
-    "tenants:erase",
-    "backups:write",
-    "backups:restore",
-    "migrations:write",
-]
+ALL_SCOPES = list(SCOPES)  # the API's own list, so a new scope is granted here too
 
 
 class DevKeys:

@@ -8,8 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters import trace_context
@@ -18,6 +16,7 @@ from consumers.redriver import Redriver
 from contracts.events import TenantRequested
 from contracts.tracecontext import TraceParent
 from domain.errors import TransientError
+from tests.support.tracing import captured_spans
 from tests.unit.api_fakes import fake_context
 from tests.unit.delivery_fakes import (
     Clock,
@@ -37,14 +36,10 @@ HEADER = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
 
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace_context, "_tracer", provider.get_tracer("test"))
-    # The global provider stays the no-op one: say spans go somewhere, as an installed SDK does.
-    monkeypatch.setattr(trace_context, "recording", lambda: True)
-    yield exporter
-    provider.shutdown()
+    with captured_spans(monkeypatch) as exporter:
+        # The global provider stays the no-op one: say spans go somewhere, as an installed SDK does.
+        monkeypatch.setattr(trace_context, "recording", lambda: True)
+        yield exporter
 
 
 @pytest.fixture

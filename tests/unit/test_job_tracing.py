@@ -6,13 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters import trace_context
 from adapters.postgres.backup_jobs import Job
 from contracts.tracecontext import TraceParent, trace_of
+from tests.support.tracing import captured_spans
 from tests.unit.test_job_attempts import FakeBackupJobs, FakeOutbox, FakePool, _runner
 
 JOB_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -60,12 +59,8 @@ async def test_a_job_queued_without_context_still_answers_in_one_valid_trace() -
 
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace_context, "_tracer", provider.get_tracer("test"))
-    yield exporter
-    provider.shutdown()
+    with captured_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 async def test_with_a_tracer_the_job_span_continues_the_request_and_writes_its_result(

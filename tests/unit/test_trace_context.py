@@ -4,14 +4,13 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters import trace_context
 from contracts import codec
 from contracts.events import TenantProvisioned, TenantRequested
 from contracts.tracecontext import TraceParent, trace_of, with_trace
+from tests.support.tracing import captured_spans
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -78,12 +77,8 @@ def test_without_a_tracer_a_request_without_context_starts_a_trace() -> None:
 
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace_context, "_tracer", provider.get_tracer("test"))
-    yield exporter
-    provider.shutdown()
+    with captured_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 def test_with_a_tracer_results_carry_the_span_that_wrote_them(
