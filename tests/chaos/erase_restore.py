@@ -133,8 +133,9 @@ def expected_rows(case: RestoreCase) -> dict[str, int]:
 
 
 async def drive_restore(case: RestoreCase, dsn: str, pub: InputPublisher, tail: EventsTail,
-                        limit_s: float) -> None:
-    """Rows, a backup, more rows, a restore of that backup: each step waits for the last."""
+                        limit_s: float, strike: Callable[[], Awaitable[None]]) -> None:
+    """Rows, a backup, more rows, a restore of that backup: each step waits for the last.
+    ``strike`` (SIGKILL of the backup workers) runs once the restore's job is seen running."""
     await tail.wait_for({case.request_id}, limit_s, f"request of {case.tenant}")
     await _retrying(dsn, f"rows of {case.tenant}",
                     lambda c: _as_tenant(c, case.tenant, _writes_before(case)))
@@ -153,7 +154,33 @@ async def drive_restore(case: RestoreCase, dsn: str, pub: InputPublisher, tail: 
         RestoreRequested(tenant_id=case.tenant, backup_id=case.backup_id), source="urn:chaos")
     await _send(case, pub, case.restore)
     await _send(case, pub, case.restore)  # a duplicate delivery: still one restore
+    await _strike_when_running(case, dsn, tail, strike)
     await tail.wait_for({case.restore.id}, limit_s, f"restore of {case.tenant}")
+
+
+async def _strike_when_running(case: RestoreCase, dsn: str, tail: EventsTail,
+                               strike: Callable[[], Awaitable[None]]) -> None:
+    """Kill the workers while the restore job runs; a restore done before we look is no error
+    (small tenants restore in about a second): the summary counts the strikes that landed."""
+    assert case.restore is not None
+    restore_id = case.restore.id
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return
+    try:
+        async def running() -> bool:
+            return restore_id in tail.by_cause or bool(await conn.fetchval(
+                f"SELECT 1 FROM {CONTROL}.backup_jobs WHERE cause_id = $1 AND kind = 'restore'"
+                " AND status = 'running' AND lease_owner IS NOT NULL", restore_id))
+
+        await wait_until(running, 60, what=f"restore job of {case.tenant} to run", interval=0.1)
+        if restore_id not in tail.by_cause:
+            await strike()
+    except (AssertionError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pass  # the strike is opportunistic: PostgreSQL may be restarting, the job may be done
+    finally:
+        await conn.close(timeout=5)
 
 
 async def _send(case: RestoreCase, pub: InputPublisher, env: Envelope) -> None:

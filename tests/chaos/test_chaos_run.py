@@ -27,6 +27,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from adapters.postgres.restore_swap import restore_role_name
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -222,12 +223,21 @@ class Fleet:
         up = sorted(n for n, p in self.procs.items() if p.running and n not in self.restarting)
         if not up:
             return
-        name = rng.choice(up)
+        await self.kill(rng.choice(up))
+
+    async def kill(self, name: str, fault: str = "sigkill") -> None:
         proc = self.procs[name]
+        if not proc.running or name in self.restarting:
+            return
         await proc.kill()
-        self.faults["sigkill"] += 1
-        self.note(f"SIGKILL {name} (pid {proc.pid})")
+        self.faults[fault] += 1
+        self.note(f"SIGKILL {name} (pid {proc.pid}){'' if fault == 'sigkill' else ' ' + fault}")
         self.restarting[name] = asyncio.create_task(self._restart(name))
+
+    async def kill_backup_workers(self) -> None:
+        """Both backup workers at once: whichever holds a running job's lease dies mid-job."""
+        for name in ("backup-1", "backup-2"):
+            await self.kill(name, "sigkill_mid_restore")
 
     async def _restart(self, name: str) -> None:
         try:
@@ -347,8 +357,9 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         async with InputPublisher(settings) as pub, EventsTail(settings) as tail:
             fault_task = asyncio.create_task(
                 fleet.faults_loop(random.Random(SEED + 1), time.monotonic() + FAULTS_S))
-            restore_tasks = [asyncio.create_task(er.drive_restore(c, stack.dsn, pub, tail, SETTLE_S))
-                             for c in plan.restores]
+            restore_tasks = [asyncio.create_task(er.drive_restore(
+                c, stack.dsn, pub, tail, SETTLE_S, fleet.kill_backup_workers))
+                for c in plan.restores]
             await publish_paced(plan, pub, tail, fleet)
             await asyncio.gather(*restore_tasks)
             fleet.note(f"restore cases done ({len(restore_tasks)})")
@@ -478,9 +489,11 @@ async def check_orphans(conn: asyncpg.Connection) -> list[str]:
     want = {schema_name(t) for t in live}
     schemas = {r[0] for r in await conn.fetch(
         r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'")} - {"tenant_service"}
+    # the service's own roles share the prefix: the app role, the API's reader, the restore login
+    service_roles = {"tenant_app", "tenant_service", "tenant_api_reader",
+                     restore_role_name("tenant_service")}
     roles = {r[0] for r in await conn.fetch(
-        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - {"tenant_app",
-                                                                          "tenant_service"}
+        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - service_roles
     want_roles = {role_name(t) for t in live}
     problems = [f"orphan schema {s}" for s in sorted(schemas - want)]
     problems += [f"live tenant without schema {s}" for s in sorted(want - schemas)]
