@@ -315,6 +315,7 @@ async def publish_paced(plan: Plan, pub: InputPublisher, tail: EventsTail, fleet
 
 
 def log_stats(log_dir: Path, our_ids: set[str]) -> Counter[str]:
+    """Counts from the workers' logs; ``swaps:<job id>`` counts each restore job's swaps."""
     stats: Counter[str] = Counter()
     for path in log_dir.glob("chaos-*.log"):
         for line in path.read_text(errors="replace").splitlines():
@@ -331,6 +332,10 @@ def log_stats(log_dir: Path, our_ids: set[str]) -> Counter[str]:
                 stats["duplicates_suppressed"] += 1
             if ev in DELIVERY_LOG_EVENTS and rec.get("event_id") in our_ids:
                 stats["deliveries"] += 1
+            if ev == "restore_swapped":
+                stats[f"swaps:{rec.get('job_id')}"] += 1
+            if ev == "restore_resumed_after_swap":
+                stats["restores_resumed"] += 1
     return stats
 
 
@@ -402,6 +407,8 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
                  for r in dlq if _event_id(r.value) in our_ids]
 
     stats = log_stats(chaos_log_dir, our_ids)
+    problems += [f"restore job {k[6:]} logged {n} swaps" for k, n in stats.items()
+                 if k.startswith("swaps:") and n > 1]
     sent_at: dict[str, float] = {}
     for sent in pub.sent:
         sent_at.setdefault(sent.envelope.id, sent.at)
@@ -424,6 +431,7 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         ("catalogued backups / restored", f"{catalog_n} / {restored}"),
         ("erase archives checked (operator key)", archives),
         ("restores swapped once, rows = manifest", f"{restores_ok} of {len(plan.restores)}"),
+        ("restores resumed after a swap (logs)", stats["restores_resumed"]),
         ("max end-to-end latency", f"{latency:.1f}s"),
         ("wall time", f"{time.monotonic() - started:.0f}s"),
     ]
