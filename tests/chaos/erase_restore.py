@@ -5,7 +5,9 @@ Erasures: some ask for an ``archive``; a few erased tenants get a second TenantE
 (a new event id), which must answer the first erase's archive id. Restores: a few tenants, kept
 apart from every other lifecycle event, get rows, a backup, post-backup writes (inserts and a
 delete) and a RestoreRequested for that backup, while the fault loop runs; the restored rows must
-equal the backup's manifest and each restore must have swapped exactly once.
+equal the backup's manifest and each restore must have swapped exactly once. Every third case
+races its restore with an erasure of the tenant instead: whichever wins, the tenant ends erased,
+with no schema of it left (live or replaced) and a restore that failed never swapped.
 """
 
 # SQL below interpolates only constants of the test and quoted identifiers.
@@ -63,6 +65,7 @@ class RestoreCase:
     request_id: str  # the tenant's TenantRequested
     before: dict[str, int]  # rows written before the backup
     after: int  # users added after the backup (the restore must undo them)
+    erase: TenantEraseRequested | None = None  # published right after the restore: they race
     backup: Envelope | None = None
     restore: Envelope | None = None
     backup_id: str | None = None
@@ -75,7 +78,8 @@ def restore_cases(rng: random.Random, tenants: list[str], request_of: dict[str, 
     """``n`` of the first third of the tenants (provisioned early, so there is time)."""
     early = tenants[: max(n, len(tenants) // 3)]
     return [RestoreCase(t, request_of[t], {"users": rng.randint(2, 6), "docs": rng.randint(1, 4)},
-                        rng.randint(1, 4)) for t in rng.sample(early, n)]
+                        rng.randint(1, 4), erase_event(rng, t) if i % 3 == 2 else None)
+            for i, t in enumerate(rng.sample(early, n))]
 
 
 async def _retrying(dsn: str, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]],
@@ -153,9 +157,11 @@ async def drive_restore(case: RestoreCase, dsn: str, pub: InputPublisher, tail: 
     case.restore = codec.envelope_for(
         RestoreRequested(tenant_id=case.tenant, backup_id=case.backup_id), source="urn:chaos")
     await _send(case, pub, case.restore)
+    if case.erase is not None:  # another topic: nothing orders the two
+        await _send(case, pub, codec.envelope_for(case.erase, source="urn:chaos"))
     await _send(case, pub, case.restore)  # a duplicate delivery: still one restore
     await _strike_when_running(case, dsn, tail, strike)
-    await tail.wait_for({case.restore.id}, limit_s, f"restore of {case.tenant}")
+    await tail.wait_for({e.id for e in case.sent}, limit_s, f"restore of {case.tenant}")
 
 
 async def _strike_when_running(case: RestoreCase, dsn: str, tail: EventsTail,
@@ -254,6 +260,9 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
             problems.append(f"restore case {case.tenant}: no restore was requested")
             continue
         answer = erase_answer(by_cause, case.restore.id)
+        if case.erase is not None:
+            problems += await _check_raced(conn, case, answer)
+            continue
         if answer is None or answer.type != "RestoreCompleted":
             problems.append(f"restore of {case.tenant}: answered {answer and answer.type}"
                             f" {answer and answer.data}")
@@ -293,6 +302,31 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
         else:
             done += 1
     return problems, done
+
+
+async def _check_raced(conn: asyncpg.Connection, case: RestoreCase, answer: Envelope | None
+                       ) -> list[str]:
+    """A restore raced by an erasure: either may win, but the erasure erases everything."""
+    problems = []
+    if answer is None or answer.type not in ("RestoreCompleted", "RestoreFailed") or (
+            answer.type == "RestoreFailed"
+            and answer.data.get("reason") not in ("erasing", "unknown_tenant")):
+        problems.append(f"restore of {case.tenant} raced by its erasure: answered"
+                        f" {answer and answer.type} {answer and answer.data}")
+    jobs = await conn.fetch(f"SELECT * FROM {CONTROL}.backup_jobs WHERE tenant_id = $1"
+                            " AND kind = 'restore'", case.tenant)
+    if len(jobs) > 1:
+        problems.append(f"restore of {case.tenant} raced by its erasure: {len(jobs)} restore jobs")
+    swapped = [j for j in jobs if j["swapped_at"] is not None]
+    if answer is not None and answer.type == "RestoreFailed" and swapped:
+        problems.append(f"restore of {case.tenant} failed ({answer.data}) but swapped")
+    replaced = [r[0] for r in await conn.fetch(
+        f"SELECT schema_name FROM {CONTROL}.replaced_schemas WHERE tenant_id = $1", case.tenant)]
+    left = [j["replaced_schema"] for j in swapped if j["replaced_schema"] and await conn.fetchval(
+        "SELECT 1 FROM pg_namespace WHERE nspname = $1", j["replaced_schema"])]
+    if replaced or left:
+        problems.append(f"erased tenant {case.tenant} keeps replaced schemas {replaced + left}")
+    return problems
 
 
 async def orphan_replaced_schemas(conn: asyncpg.Connection) -> list[str]:

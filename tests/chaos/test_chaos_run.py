@@ -95,7 +95,7 @@ class Plan:
         ids: dict[str, Planned] = {}
         for case in self.restores:
             for env in case.sent:
-                kind = "backup" if env.type == "BackupDue" else "restore"
+                kind = {"BackupDue": "backup", "RestoreRequested": "restore"}.get(env.type, "erase")
                 ids.setdefault(env.id, Planned(env, kind, case.tenant))
         return list(ids.values())
 
@@ -171,6 +171,10 @@ def make_plan(rng: random.Random, tag: str, n_tenants: int, version: int) -> Pla
     for _ in range(n_tenants // 10):
         dup_maybe(phase, 1.0)
     plan.phases.append(phase)
+    for case in plan.restores:
+        if case.erase is not None:  # this one's restore races an erasure
+            plan.final[case.tenant] = "erased"
+            plan.erased.add(case.tenant)
     return plan
 
 
@@ -185,6 +189,8 @@ def _lifecycle_event(kind: str, t: str, version: int, tag: str) -> Event:
 
 
 def expected_types(p: Planned, plan: Plan) -> set[str]:
+    if p.kind == "restore" and p.tenant in plan.erased:  # raced by an erasure: either may win
+        return {"RestoreCompleted", "RestoreFailed"}
     if p.kind == "backup":
         # a backup racing its tenant's erasure may find it gone: either answer is one result
         return {"BackupCompleted", "BackupFailed"} if p.tenant in plan.erased else {"BackupCompleted"}
@@ -392,7 +398,7 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         problems += await check_state(conn, plan, version)
         problems += await check_orphans(conn)
         problems += await er.orphan_replaced_schemas(conn)
-        erases = [(p.tenant, p.env) for p in plan.events if p.kind == "erase"]
+        erases = [(p.tenant, p.env) for p in plan.originals if p.kind == "erase"]
         repeats = [(p.tenant, p.env) for p in plan.events if p.kind == "reerase"]
         archive_problems, archives = await er.check_archives(
             conn, erases, repeats, by_cause, stack.state / "age" / "operator.key")
@@ -518,7 +524,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
         "SELECT * FROM tenant_service.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
     by_id = {r["backup_id"]: r for r in catalog}
     # an erase's archive is kept (encrypted to the operators: checked by er.check_archives)
-    archives = {a for p in plan.events if p.kind in ("erase", "reerase")
+    archives = {a for p in plan.originals if p.kind in ("erase", "reerase")
                 if (e := er.erase_answer(by_cause, p.env.id)) is not None
                 and (a := e.data.get("archive_backup_id"))}
     for r in catalog:

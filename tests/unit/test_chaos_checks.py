@@ -130,3 +130,24 @@ async def test_a_parked_event_left_undone_and_a_group_lagging_are_problems(
     assert len(problems) == 2
     assert problems[0].startswith("parked event left undone") and "e1" in problems[0]
     assert problems[1] == "group tenant-backup on tenants.backups: lag 3 after 0s"
+
+
+async def test_a_restore_raced_by_an_erasure_that_failed_yet_swapped_is_a_problem(
+    tmp_path: Path,
+) -> None:
+    case, rows, _ = _restore_case(tmp_path)
+    case.erase = TenantEraseRequested(tenant_id="acme")
+    assert case.restore is not None
+    by_cause = {case.restore.id: _answer("RestoreFailed", reason="erasing")}
+    conn = FakeConn(rows, {})
+    conn.fetchval = _no_schema  # type: ignore[method-assign]
+    problems, done = await er.check_restores(conn, [case], by_cause)  # type: ignore[arg-type]
+    assert done == 0
+    assert problems == [
+        "restore of acme failed ({'reason': 'erasing'}) but swapped",
+        "erased tenant acme keeps replaced schemas ['replaced_1']",
+    ]
+
+
+async def _no_schema(sql: str, *args: Any) -> None:
+    return None
