@@ -37,7 +37,8 @@ from tests.support.waiting import wait_until
 T = TypeVar("T")
 CONTROL = "tenant_service"
 #: the groups whose lag must reach 0 once every input is answered, with their input topics
-GROUPS = ((topics.PROVISIONER_GROUP, topics.LIFECYCLE), (topics.BACKUP_GROUP, topics.BACKUPS))
+GROUPS = ((topics.PROVISIONER_GROUP, topics.LIFECYCLE), (topics.BACKUP_GROUP, topics.BACKUPS),
+          (topics.METRICS_GROUP, topics.METRICS))
 TABLES = ("users", "projects", "documents")
 
 
