@@ -252,10 +252,12 @@ async def check_archives(conn: asyncpg.Connection, erases: list[tuple[str, Envel
 
 
 async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
-                         by_cause: dict[str, Any]) -> tuple[list[str], int]:
-    """Each completed restore swapped once and brought back exactly the backup's rows."""
+                         by_cause: dict[str, Any]) -> tuple[list[str], int, list[str]]:
+    """Each completed restore swapped once and brought back exactly the backup's rows.
+    Returns (problems, restores checked, the raced restores' answers)."""
     problems = [p for c in cases for p in c.problems]
     done = 0
+    raced: list[str] = []
     for case in cases:
         if case.restore is None:
             problems.append(f"restore case {case.tenant}: no restore was requested")
@@ -263,6 +265,7 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
         answer = erase_answer(by_cause, case.restore.id)
         if case.erase is not None:
             problems += await _check_raced(conn, case, answer)
+            raced.append(f"{answer and answer.type} {answer and answer.data.get('reason', '')}".strip())
             continue
         if answer is None or answer.type != "RestoreCompleted":
             problems.append(f"restore of {case.tenant}: answered {answer and answer.type}"
@@ -302,7 +305,7 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
             problems.append(f"restore of {case.tenant}: rows {counts}, manifest {manifest}")
         else:
             done += 1
-    return problems, done
+    return problems, done, raced
 
 
 async def _check_raced(conn: asyncpg.Connection, case: RestoreCase, answer: Envelope | None

@@ -403,7 +403,8 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         archive_problems, archives = await er.check_archives(
             conn, erases, repeats, by_cause, stack.state / "age" / "operator.key")
         problems += archive_problems
-        restore_problems, restores_ok = await er.check_restores(conn, plan.restores, by_cause)
+        restore_problems, restores_ok, raced = await er.check_restores(
+            conn, plan.restores, by_cause)
         problems += restore_problems
         restored, catalog_n = await check_catalog(conn, stack, plan, by_cause, rng, problems)
     finally:
@@ -436,7 +437,9 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         ("results on tenants.events", len(tail.seen)),
         ("catalogued backups / restored", f"{catalog_n} / {restored}"),
         ("erase archives checked (operator key)", archives),
-        ("restores swapped once, rows = manifest", f"{restores_ok} of {len(plan.restores)}"),
+        ("restores swapped once, rows = manifest",
+         f"{restores_ok} of {len(plan.restores) - len(raced)}"),
+        ("restores raced by an erasure: answers", ", ".join(raced) or "-"),
         ("restores resumed after a swap (logs)", stats["restores_resumed"]),
         ("max end-to-end latency", f"{latency:.1f}s"),
         ("wall time", f"{time.monotonic() - started:.0f}s"),

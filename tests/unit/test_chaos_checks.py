@@ -97,14 +97,14 @@ def _restore_case(tmp_path: Path) -> tuple[er.RestoreCase, dict[str, Any], dict[
 async def test_a_restore_that_brought_back_the_backups_rows_once_passes(tmp_path: Path) -> None:
     case, rows, by_cause = _restore_case(tmp_path)
     conn = FakeConn(rows, {"users": 2, "projects": 2, "documents": 6})
-    assert await er.check_restores(conn, [case], by_cause) == ([], 1)  # type: ignore[arg-type]
+    assert await er.check_restores(conn, [case], by_cause) == ([], 1, [])  # type: ignore[arg-type]
 
 
 async def test_a_second_swap_and_rows_unlike_the_manifest_are_problems(tmp_path: Path) -> None:
     case, rows, by_cause = _restore_case(tmp_path)
     rows["replaced_schemas"].append({"schema_name": "replaced_2"})
     conn = FakeConn(rows, {"users": 3, "projects": 2, "documents": 5})  # post-backup writes kept
-    problems, done = await er.check_restores(conn, [case], by_cause)  # type: ignore[arg-type]
+    problems, done, _ = await er.check_restores(conn, [case], by_cause)  # type: ignore[arg-type]
     assert done == 0
     assert any("replaced schemas ['replaced_1', 'replaced_2']" in p for p in problems)
     assert any("rows {'users': 3" in p for p in problems)
@@ -141,8 +141,8 @@ async def test_a_restore_raced_by_an_erasure_that_failed_yet_swapped_is_a_proble
     by_cause = {case.restore.id: _answer("RestoreFailed", reason="erasing")}
     conn = FakeConn(rows, {})
     conn.fetchval = _no_schema  # type: ignore[method-assign]
-    problems, done = await er.check_restores(conn, [case], by_cause)  # type: ignore[arg-type]
-    assert done == 0
+    problems, done, raced = await er.check_restores(conn, [case], by_cause)  # type: ignore[arg-type]
+    assert (done, raced) == (0, ["RestoreFailed erasing"])
     assert problems == [
         "restore of acme failed ({'reason': 'erasing'}) but swapped",
         "erased tenant acme keeps replaced schemas ['replaced_1']",
