@@ -409,7 +409,7 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         restored, catalog_n = await check_catalog(conn, stack, plan, by_cause, rng, problems)
     finally:
         await conn.close()
-    our_ids = {p.env.id for p in plan.events}
+    our_ids = {p.env.id for p in plan.events + plan.driven}
     problems += [f"dead letter of our event {json.loads(r.value).get('id')}: {dict(r.headers)}"
                  for r in dlq if _event_id(r.value) in our_ids]
 
