@@ -4,7 +4,10 @@ is SIGKILLed every few seconds (and restarted), the broker and PostgreSQL are ea
 and the backup target is unavailable for a while. Then everything is checked from the outside.
 
 Replay a run with ``TENANT_CHAOS_SEED=<seed>`` (printed). Scale: ``TENANT_CHAOS_SCALE`` (1.0 = the
-issue's 200 tenants / >= 1,000 events, the default; 0.5 = 100 / ~500).
+issue's 200 tenants / >= 1,000 events, the default; 0.5 = 100 / ~500); to iterate, e.g.
+``TENANT_CHAOS_SCALE=0.2 TENANT_CHAOS_FAULT_WINDOW_S=45``. ``TENANT_CHAOS_RESTORES``: how many
+tenants get a backup, post-backup writes and a restore under the faults (default 3% of them, >= 2).
+Erasures, archives, repeated erasures and restores: see erase_restore.py.
 """
 
 # SQL below interpolates only constants of the test.
@@ -26,13 +29,13 @@ import pytest
 
 from adapters.migration_files import load_migrations
 from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.postgres.restore_swap import restore_role_name
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import (
     BackupDue,
     Event,
     TenantDeactivated,
-    TenantEraseRequested,
     TenantMigrationDue,
     TenantReactivated,
     TenantRequested,
@@ -40,6 +43,7 @@ from contracts.events import (
 from domain.tenant_ids import role_name, schema_name
 from migrations import TENANT_DIR
 from runtime.settings import Settings
+from tests.chaos import erase_restore as er
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import PrivateStack
 from tests.support.backups import local_path, stock_restore_list, unwrap, write_identity
@@ -55,6 +59,7 @@ PUBLISH_S = FAULTS_S * 0.75  # the inputs are spread over this, so faults hit wo
 TARGET_DOWN_S = float(os.environ.get("TENANT_CHAOS_TARGET_DOWN_S", "10"))
 RESTORE_SAMPLE = int(os.environ.get("TENANT_CHAOS_RESTORE_SAMPLE", "25"))
 SETTLE_S = 240.0
+RESTORES = os.environ.get("TENANT_CHAOS_RESTORES")  # default: 3% of the tenants, at least 2
 
 LIFECYCLE_GROUP, BACKUP_GROUP = topics.PROVISIONER_GROUP, topics.BACKUP_GROUP
 # name -> roles; "every worker of the issue", each its own process
@@ -70,7 +75,8 @@ DELIVERY_LOG_EVENTS = {"handled", "accepted", "duplicate_skipped", "dead_lettere
 @dataclass
 class Planned:
     env: Envelope
-    kind: str  # request, conflict, deactivate, reactivate, migrate, backup, erase, duplicate
+    kind: str  # request, conflict, deactivate, reactivate, migrate, backup, erase, reerase,
+    # restore, duplicate
     tenant: str
 
 
@@ -80,14 +86,25 @@ class Plan:
     phases: list[list[Planned]] = field(default_factory=list)
     final: dict[str, str] = field(default_factory=dict)  # tenant -> active/suspended/erased
     erased: set[str] = field(default_factory=set)
+    restores: list[er.RestoreCase] = field(default_factory=list)  # published as they go
 
     @property
     def events(self) -> list[Planned]:
         return [p for phase in self.phases for p in phase]
 
     @property
+    def driven(self) -> list[Planned]:
+        """The restore cases' inputs (known once published), each once."""
+        ids: dict[str, Planned] = {}
+        for case in self.restores:
+            for env in case.sent:
+                kind = {"BackupDue": "backup", "RestoreRequested": "restore"}.get(env.type, "erase")
+                ids.setdefault(env.id, Planned(env, kind, case.tenant))
+        return list(ids.values())
+
+    @property
     def originals(self) -> list[Planned]:
-        return [p for p in self.events if p.kind != "duplicate"]
+        return [p for p in self.events if p.kind != "duplicate"] + self.driven
 
 
 def _env(event: Event) -> Envelope:
@@ -114,10 +131,15 @@ def make_plan(rng: random.Random, tag: str, n_tenants: int, version: int) -> Pla
             history.append(phase[-1])
         dup_maybe(phase, 0.12)
     plan.phases.append(phase)
+    n_restores = int(RESTORES) if RESTORES else max(2, n_tenants * 3 // 100)
+    request_of = {p.tenant: p.env.id for p in plan.phases[0] if p.kind == "request"}
+    plan.restores = er.restore_cases(rng, tenants, request_of, n_restores)
+    # a restore tenant has no other lifecycle event: its rows are the check
+    others = [t for t in tenants if t not in {c.tenant for c in plan.restores}]
 
     # B: per tenant a random sequence; tenants interleaved, each tenant's own order kept
     queues: dict[str, list[Planned]] = {}
-    for t in tenants:
+    for t in others:
         ops = []
         for _ in range(rng.randint(2, 5)):
             kind = rng.choices(["deactivate", "reactivate", "migrate", "backup"], [3, 3, 2, 2])[0]
@@ -140,15 +162,22 @@ def make_plan(rng: random.Random, tag: str, n_tenants: int, version: int) -> Pla
 
     # C: erasures (the tenant's last event), plus duplicates of anything before
     phase = []
-    for t in rng.sample(tenants, max(1, n_tenants * 15 // 100)):
-        phase.append(Planned(_env(TenantEraseRequested(tenant_id=t)), "erase", t))
+    for t in rng.sample(others, max(1, n_tenants * 15 // 100)):
+        phase.append(Planned(_env(er.erase_event(rng, t)), "erase", t))
         history.append(phase[-1])
         plan.final[t] = "erased"
         plan.erased.add(t)
         dup_maybe(phase, 0.3)
+    # a second erase (a new event id) of some: it must answer the first erase's archive id
+    for t, env in er.repeat_erasures(rng, sorted(plan.erased)):
+        phase.append(Planned(env, "reerase", t))
     for _ in range(n_tenants // 10):
         dup_maybe(phase, 1.0)
     plan.phases.append(phase)
+    for case in plan.restores:
+        if case.erase is not None:  # this one's restore races an erasure
+            plan.final[case.tenant] = "erased"
+            plan.erased.add(case.tenant)
     return plan
 
 
@@ -171,7 +200,9 @@ def legacy_tenants(rng: random.Random, plan: Plan, version: int, tag: str) -> li
     after its own earlier events, so the run's migrations do real DDL under the faults. Their
     TenantRequested is answered TenantProvisioned (already there), as for any duplicate."""
     assert version >= 2, f"template version {version}: no older version to migrate from"
-    legacy = sorted(rng.sample(plan.tenants, len(plan.tenants) // 2))
+    # The restore cases get no other lifecycle events: their checks compare rows with a backup.
+    candidates = [t for t in plan.tenants if t not in {c.tenant for c in plan.restores}]
+    legacy = sorted(rng.sample(candidates, len(candidates) // 2))
     migrating = {p.tenant for p in plan.phases[1] if p.kind == "migrate"}
     for t in legacy:
         if t not in migrating:
@@ -209,12 +240,15 @@ async def check_migrated(conn: asyncpg.Connection, plan: Plan, legacy: list[str]
 
 
 def expected_types(p: Planned, plan: Plan) -> set[str]:
+    if p.kind == "restore" and p.tenant in plan.erased:  # raced by an erasure: either may win
+        return {"RestoreCompleted", "RestoreFailed"}
     if p.kind == "backup":
         # a backup racing its tenant's erasure may find it gone: either answer is one result
         return {"BackupCompleted", "BackupFailed"} if p.tenant in plan.erased else {"BackupCompleted"}
     return {"request": {"TenantProvisioned"}, "conflict": {"TenantProvisioningFailed"},
             "deactivate": {"TenantSuspended"}, "reactivate": {"TenantResumed"},
-            "migrate": {"TenantMigrated"}, "erase": {"TenantErased"}}[p.kind]
+            "migrate": {"TenantMigrated"}, "erase": {"TenantErased"},
+            "reerase": {"TenantErased"}, "restore": {"RestoreCompleted"}}[p.kind]
 
 
 # ---- the fleet and the faults ----------------------------------------------------------------------
@@ -246,12 +280,21 @@ class Fleet:
         up = sorted(n for n, p in self.procs.items() if p.running and n not in self.restarting)
         if not up:
             return
-        name = rng.choice(up)
+        await self.kill(rng.choice(up))
+
+    async def kill(self, name: str, fault: str = "sigkill") -> None:
         proc = self.procs[name]
+        if not proc.running or name in self.restarting:
+            return
         await proc.kill()
-        self.faults["sigkill"] += 1
-        self.note(f"SIGKILL {name} (pid {proc.pid})")
+        self.faults[fault] += 1
+        self.note(f"SIGKILL {name} (pid {proc.pid}){'' if fault == 'sigkill' else ' ' + fault}")
         self.restarting[name] = asyncio.create_task(self._restart(name))
+
+    async def kill_backup_workers(self) -> None:
+        """Both backup workers at once: whichever holds a running job's lease dies mid-job."""
+        for name in ("backup-1", "backup-2"):
+            await self.kill(name, "sigkill_mid_restore")
 
     async def _restart(self, name: str) -> None:
         try:
@@ -329,6 +372,7 @@ async def publish_paced(plan: Plan, pub: InputPublisher, tail: EventsTail, fleet
 
 
 def log_stats(log_dir: Path, our_ids: set[str]) -> Counter[str]:
+    """Counts from the workers' logs; ``swaps:<job id>`` counts each restore job's swaps."""
     stats: Counter[str] = Counter()
     for path in log_dir.glob("chaos-*.log"):
         for line in path.read_text(errors="replace").splitlines():
@@ -345,6 +389,10 @@ def log_stats(log_dir: Path, our_ids: set[str]) -> Counter[str]:
                 stats["duplicates_suppressed"] += 1
             if ev in DELIVERY_LOG_EVENTS and rec.get("event_id") in our_ids:
                 stats["deliveries"] += 1
+            if ev == "restore_swapped":
+                stats[f"swaps:{rec.get('job_id')}"] += 1
+            if ev == "restore_resumed_after_swap":
+                stats["restores_resumed"] += 1
     return stats
 
 
@@ -372,11 +420,17 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         await conn.close()
     settings = stack.settings()
     fault_task: asyncio.Task[None] | None = None
+    restore_tasks: list[asyncio.Task[None]] = []
     try:
         async with InputPublisher(settings) as pub, EventsTail(settings) as tail:
             fault_task = asyncio.create_task(
                 fleet.faults_loop(random.Random(SEED + 1), time.monotonic() + FAULTS_S))
+            restore_tasks = [asyncio.create_task(er.drive_restore(
+                c, stack.dsn, pub, tail, SETTLE_S, fleet.kill_backup_workers))
+                for c in plan.restores]
             await publish_paced(plan, pub, tail, fleet)
+            await asyncio.gather(*restore_tasks)
+            fleet.note(f"restore cases done ({len(restore_tasks)})")
             await fault_task
             fault_task = None
             await fleet.restarts_done()
@@ -387,33 +441,47 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
             dlq = await read_topic(settings, topics.DLQ)
             by_cause = dict(tail.by_cause)
     finally:
-        if fault_task is not None:
-            fault_task.cancel()
-            await asyncio.gather(fault_task, return_exceptions=True)
+        for task in [t for t in (fault_task, *restore_tasks) if t is not None and not t.done()]:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         stack.target_up()
 
     problems: list[str] = []
     conn = await stack.connect()
     try:
+        problems += await er.check_nothing_stuck(conn, settings, plan.tenants, 60.0)
+        fleet.note("nothing stuck checked (parked events, group lag)")
         problems += await check_effects(conn, plan, by_cause)
         problems += await check_state(conn, plan, version)
         problems += await check_migrated(conn, plan, legacy)
         problems += await check_orphans(conn)
+        problems += await er.orphan_replaced_schemas(conn)
+        erases = [(p.tenant, p.env) for p in plan.originals if p.kind == "erase"]
+        repeats = [(p.tenant, p.env) for p in plan.events if p.kind == "reerase"]
+        archive_problems, archives = await er.check_archives(
+            conn, erases, repeats, by_cause, stack.state / "age" / "operator.key")
+        problems += archive_problems
+        restore_problems, restores_ok, raced = await er.check_restores(
+            conn, plan.restores, by_cause)
+        problems += restore_problems
         restored, catalog_n = await check_catalog(conn, stack, plan, by_cause, rng, problems)
     finally:
         await conn.close()
-    our_ids = {p.env.id for p in plan.events}
+    our_ids = {p.env.id for p in plan.events + plan.driven}
     problems += [f"dead letter of our event {json.loads(r.value).get('id')}: {dict(r.headers)}"
                  for r in dlq if _event_id(r.value) in our_ids]
 
     stats = log_stats(chaos_log_dir, our_ids)
+    problems += [f"restore job {k[6:]} logged {n} swaps" for k, n in stats.items()
+                 if k.startswith("swaps:") and n > 1]
     sent_at: dict[str, float] = {}
     for sent in pub.sent:
         sent_at.setdefault(sent.envelope.id, sent.at)
     latency = max(min(s.timestamp_ms for s in by_cause[p.env.id]) / 1000 - sent_at[p.env.id]
                   for p in plan.originals)
     kinds = Counter(p.kind for p in plan.events)
-    records = len(plan.events)
+    kinds.update(p.kind for p in plan.driven)
+    records = len(plan.events) + sum(len(c.sent) for c in plan.restores)
     rows = [
         ("seed / scale", f"{SEED} / {SCALE}"), ("tenants", n_tenants),
         ("events published (records)", records),
@@ -426,6 +494,11 @@ async def test_chaos_run(stack_workers: PrivateStack, chaos_log_dir: Path) -> No
         ("publish retries (test producer)", pub.publish_retries),
         ("results on tenants.events", len(tail.seen)),
         ("catalogued backups / restored", f"{catalog_n} / {restored}"),
+        ("erase archives checked (operator key)", archives),
+        ("restores swapped once, rows = manifest",
+         f"{restores_ok} of {len(plan.restores) - len(raced)}"),
+        ("restores raced by an erasure: answers", ", ".join(raced) or "-"),
+        ("restores resumed after a swap (logs)", stats["restores_resumed"]),
         ("max end-to-end latency", f"{latency:.1f}s"),
         ("wall time", f"{time.monotonic() - started:.0f}s"),
     ]
@@ -451,7 +524,7 @@ async def check_effects(conn: asyncpg.Connection, plan: Plan, by_cause: dict) ->
         " WHERE event_id = ANY($1::text[]) GROUP BY 1, 2",
         [p.env.id for p in plan.originals])}
     for p in plan.originals:
-        group = BACKUP_GROUP if p.kind == "backup" else LIFECYCLE_GROUP
+        group = BACKUP_GROUP if p.kind in ("backup", "restore") else LIFECYCLE_GROUP
         if inbox.get((group, p.env.id)) != 1:
             problems.append(f"{p.kind} {p.env.id} ({p.tenant}): inbox rows {inbox.get((group, p.env.id), 0)}")
         seen = by_cause.get(p.env.id, [])
@@ -491,9 +564,11 @@ async def check_orphans(conn: asyncpg.Connection) -> list[str]:
     want = {schema_name(t) for t in live}
     schemas = {r[0] for r in await conn.fetch(
         r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'")} - {"tenant_service"}
+    # the service's own roles share the prefix: the app role, the API's reader, the restore login
+    service_roles = {"tenant_app", "tenant_service", "tenant_api_reader",
+                     restore_role_name("tenant_service")}
     roles = {r[0] for r in await conn.fetch(
-        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - {"tenant_app",
-                                                                          "tenant_service"}
+        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - service_roles
     want_roles = {role_name(t) for t in live}
     problems = [f"orphan schema {s}" for s in sorted(schemas - want)]
     problems += [f"live tenant without schema {s}" for s in sorted(want - schemas)]
@@ -509,8 +584,12 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     catalog = list(await conn.fetch(
         "SELECT * FROM tenant_service.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
     by_id = {r["backup_id"]: r for r in catalog}
+    # an erase's archive is kept (encrypted to the operators: checked by er.check_archives)
+    archives = {a for p in plan.originals if p.kind in ("erase", "reerase")
+                if (e := er.erase_answer(by_cause, p.env.id)) is not None
+                and (a := e.data.get("archive_backup_id"))}
     for r in catalog:
-        if r["tenant_id"] in plan.erased:
+        if r["tenant_id"] in plan.erased and r["backup_id"] not in archives:
             problems.append(f"catalog row {r['backup_id']} of erased tenant {r['tenant_id']}")
         path = local_path(r["uri"])
         if not path.is_file():
@@ -541,6 +620,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     leftovers = [str(f) for f in stack.backup_dir.rglob("*") if f.name.endswith(".partial")]
     problems += [f"partial upload left behind: {f}" for f in leftovers]
     # decrypt + restore: every catalogued backup, or a seeded sample
+    catalog = [r for r in catalog if r["backup_id"] not in archives]
     sample = catalog if len(catalog) <= RESTORE_SAMPLE else rng.sample(catalog, RESTORE_SAMPLE)
     key_dir = stack.state / "chaos-keys"
     key_dir.mkdir(exist_ok=True)
