@@ -28,8 +28,8 @@ import asyncpg
 import pytest
 
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore
 from adapters.postgres.restore_swap import restore_role_name
+from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import (
