@@ -51,7 +51,7 @@ async def _make(conn: asyncpg.Connection, table: str, ids: list[str]) -> None:
 
 async def _tick(settings, conn: asyncpg.Connection, window: datetime) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
     """(seconds, statements, tenants) of one tick."""
-    ticks = f"{quote_ident(settings.control_schema)}.metrics_ticks"
+    ticks = f"{quote_ident(settings.names.control_schema)}.metrics_ticks"
     event = MetricsDue(window_start=window, interval_seconds=300)
     pub = await publisher(settings)
     try:

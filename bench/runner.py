@@ -63,7 +63,7 @@ async def cleanup() -> None:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         dropped = await common.drop_leftovers(conn)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.control_schema)} CASCADE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.names.control_schema)} CASCADE")
         for (name,) in await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_restore\\_%'"):
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")

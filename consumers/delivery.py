@@ -17,6 +17,7 @@ import structlog
 from consumers.offsets import DurableOffsets
 from contracts.codec import Decoded, DecodeLimits, InvalidMessage, decode
 from contracts.events import Event
+from contracts.topics import Topics
 from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
 from runtime import metrics
@@ -80,8 +81,10 @@ class Delivery:
         limits: DecodeLimits,
         breaker: CircuitBreaker | None = None,
         commit_interval_s: float = 0.0,
+        topics: Topics | None = None,
     ) -> None:
         self.group = group
+        self._topics = topics or Topics()  # records arrive on physical (namespaced) topics
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
         self._dead_letters = dead_letters
         self._retry = retry
@@ -110,7 +113,10 @@ class Delivery:
         )
         try:
             decoded = decode(
-                record.value or b"", key=record.key, topic=record.topic, limits=self._limits
+                record.value or b"",
+                key=record.key,
+                topic=self._topics.logical(record.topic),
+                limits=self._limits,
             )
         except InvalidMessage as e:
             await self._dead_letter(msg, "invalid", e.reason, e.detail)

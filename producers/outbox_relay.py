@@ -65,7 +65,7 @@ class OutboxRelay:
         try:
             while not self._stopping.is_set():
                 if await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1)", self._settings.outbox_lock_id
+                    "SELECT pg_try_advisory_lock($1)", self._settings.names.outbox_lock_id
                 ):
                     break
                 await self._sleep(self._settings.outbox_poll_interval_s)  # standby

@@ -52,7 +52,7 @@ class Scheduler:
     def __init__(self, settings: Settings, publisher: KafkaEventPublisher) -> None:
         self._s = settings
         self._publisher = publisher
-        control = quote_ident(settings.control_schema)
+        control = quote_ident(settings.names.control_schema)
         self._state, self._tenants = f"{control}.scheduler_state", f"{control}.tenants"
         self._metrics_schedule = Every(settings.metrics_interval)
         self._plans: dict[str, Schedule] = {
@@ -98,14 +98,14 @@ class Scheduler:
         )
         try:
             while not self._stopping.is_set():
-                lock_id = self._s.scheduler_lock_id
+                lock_id = self._s.names.scheduler_lock_id
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
                     break
                 await self._sleep(self._s.scheduler_poll_s)  # standby
             else:
                 return
             self._set_leader(True)
-            log.info("scheduler_leader", lock_id=self._s.scheduler_lock_id)
+            log.info("scheduler_leader", lock_id=self._s.names.scheduler_lock_id)
             next_due: datetime | None = None
             while not self._stopping.is_set():
                 now = datetime.now(UTC)

@@ -31,9 +31,11 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         raise SettingsError(
             "invalid settings:\n  TENANT_BACKUP_MASTER_RECIPIENT: required for backups"
         )
-    store = PostgresTenantStore(s.control_schema, s.app_role)
-    jobs = PostgresBackupJobs(s.control_schema)
-    keys = PostgresTenantKeys(s.control_schema, s.backup_master_recipient)
+    store = PostgresTenantStore(
+        s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+    )
+    jobs = PostgresBackupJobs(s.names.control_schema)
+    keys = PostgresTenantKeys(s.names.control_schema, s.backup_master_recipient)
     async with pool.acquire() as conn:
         pinned = await keys.pin_master(conn)
     if pinned is not None:

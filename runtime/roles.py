@@ -39,14 +39,18 @@ RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
 
 def transaction(worker: "Worker", group: str) -> EventTransaction:
     s = worker.settings
-    return EventTransaction(worker.pool, PostgresInbox(s.control_schema), worker.outbox, group)
+    return EventTransaction(
+        worker.pool, PostgresInbox(s.names.control_schema), worker.outbox, group
+    )
 
 
 async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(s.control_schema, s.app_role),
+        PostgresTenantStore(
+            s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+        ),
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
@@ -54,10 +58,12 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     )
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(s.control_schema, s.app_role),
-        PostgresBackupJobs(s.control_schema),
+        PostgresTenantStore(
+            s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+        ),
+        PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),
-        control_schema=s.control_schema,
+        control_schema=s.names.control_schema,
         migration_lock_timeout_ms=s.migration_lock_timeout_ms,
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
@@ -100,6 +106,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
                 taker=parts.taker,
                 redis=worker.redis,
                 drop_batch=s.erase_drop_batch,
+                redis_prefix=s.names.redis_prefix,
             ),
             lease_s=s.backup_lease_s,
             poll_s=s.backup_poll_interval_s,

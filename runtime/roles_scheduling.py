@@ -23,10 +23,13 @@ async def scheduler_role(worker: "Worker") -> list["Background"]:
 
 async def metrics_role(worker: "Worker") -> list["Background"]:
     s = worker.settings
-    figures = PostgresTenantMetrics(s.control_schema)
+    figures = PostgresTenantMetrics(s.names.control_schema)
     collection = MetricsCollection(
         EventTransaction(
-            worker.pool, PostgresInbox(s.control_schema), worker.outbox, metrics_consumer.GROUP
+            worker.pool,
+            PostgresInbox(s.names.control_schema),
+            worker.outbox,
+            metrics_consumer.GROUP,
         ),
         figures,
         RedisTenantUsage(
@@ -34,6 +37,7 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
             scan_count=s.metrics_redis_scan_count,
             max_keys=s.metrics_redis_max_keys,
             sample_keys=s.metrics_redis_sample_keys,
+            prefix=s.names.redis_prefix,
         ),
         worker.outbox,
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),

@@ -27,7 +27,7 @@ from contracts.events import RestoreCompleted
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus
 from domain.migrations import plan_migrations
-from domain.tenant_ids import quote_ident, quote_literal, role_name
+from domain.tenant_ids import quote_ident, quote_literal
 from migrations import TENANT_DIR
 
 log = structlog.get_logger(__name__)
@@ -77,7 +77,7 @@ class Restorer:
                 f"ALTER SCHEMA {quote_ident(record_schema)} RENAME TO {quote_ident(replaced)};",
                 # The old copy stays for the grace period, out of the tenant's reach.
                 f"REVOKE ALL ON SCHEMA {quote_ident(replaced)} FROM PUBLIC,"
-                f" {quote_ident(role_name(job.tenant_id))};",
+                f" {quote_ident(self._store.role_of(job.tenant_id))};",
             ]
         )
         postlude = "\n".join(

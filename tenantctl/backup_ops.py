@@ -43,7 +43,7 @@ async def _show_progress(
 
     ``job_id`` is the job the request makes; a backup request that rode on a job already
     waiting (see PostgresBackupJobs.add_backup) follows that job instead."""
-    jobs = PostgresBackupJobs(settings.control_schema)
+    jobs = PostgresBackupJobs(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         with Progress(
@@ -101,7 +101,7 @@ async def request_restore(
 async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        rows = await PostgresBackupJobs(settings.control_schema).backups(conn, tenant_id)
+        rows = await PostgresBackupJobs(settings.names.control_schema).backups(conn, tenant_id)
         return [dataclasses.asdict(r) for r in rows]
     finally:
         await conn.close()
@@ -125,7 +125,7 @@ async def rotate_master(
     settings: Settings, identity_file: Path, new_recipient: str, console: Console
 ) -> int:
     """Re-wrap every tenant key to ``new_recipient`` (one transaction), with a progress bar."""
-    keys = PostgresTenantKeys(settings.control_schema, new_recipient)
+    keys = PostgresTenantKeys(settings.names.control_schema, new_recipient)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         with Progress(*Progress.get_default_columns(), console=console) as bar:

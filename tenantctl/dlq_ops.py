@@ -8,7 +8,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.kafka import dead_letters as dlq
 from adapters.kafka.producer import KafkaEventPublisher
-from contracts import topics
 from runtime.settings import Settings
 
 
@@ -53,12 +52,13 @@ async def read_all(settings: Settings, idle_s: float = 2.0) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
     )
+    dlq_topic = settings.names.topics.dlq
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(topics.DLQ)  # see EventReader for why
+        await consumer._client._wait_on_metadata(dlq_topic)  # see EventReader for why
         parts = [
-            TopicPartition(topics.DLQ, p)
-            for p in sorted(consumer.partitions_for_topic(topics.DLQ) or ())
+            TopicPartition(dlq_topic, p)
+            for p in sorted(consumer.partitions_for_topic(dlq_topic) or ())
         ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
@@ -95,7 +95,7 @@ async def replay(settings: Settings, ids: list[str] | None) -> list[str]:
             [
                 (d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers())
                 for d in letters
-                if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS
+                if d.header(dlq.SOURCE_TOPIC) in settings.names.topics.all  # ours only
             ]
         )
     finally:

@@ -49,7 +49,7 @@ async def rollout(
     """
     goal = plan_migrations(load_migrations(TENANT_DIR), 0, target).target
     rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
-    schema = quote_ident(settings.control_schema)
+    schema = quote_ident(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         rows = await conn.fetch(

@@ -64,7 +64,14 @@ async def first_result(reader: EventReader, causation_id: str, timeout: float) -
 async def _with_store(settings: Settings, action: Any) -> Any:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return await action(conn, PostgresTenantStore(settings.control_schema, settings.app_role))
+        return await action(
+            conn,
+            PostgresTenantStore(
+                settings.names.control_schema,
+                settings.app_role,
+                tenant_prefix=settings.names.tenant_prefix,
+            ),
+        )
     finally:
         await conn.close()
 

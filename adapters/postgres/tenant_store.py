@@ -13,7 +13,7 @@ from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
-from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
+from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
 
 POLICY_NAME = "tenant_isolation"
 _TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
@@ -32,9 +32,20 @@ class TenantRecord:
 
 
 class PostgresTenantStore:
-    def __init__(self, control_schema: str, app_role: str) -> None:
+    def __init__(
+        self, control_schema: str, app_role: str, *, tenant_prefix: str = NAME_PREFIX
+    ) -> None:
         self._tenants = f"{quote_ident(control_schema)}.tenants"
         self._app_role = app_role
+        self._prefix = tenant_prefix  # the deployment's (runtime.names), never input
+
+    def schema_of(self, tenant_id: str) -> str:
+        """The tenant's schema name in this deployment (its namespace's prefix)."""
+        return schema_name(tenant_id, self._prefix)
+
+    def role_of(self, tenant_id: str) -> str:
+        """The tenant's role name in this deployment (roles are cluster-wide)."""
+        return role_name(tenant_id, self._prefix)
 
     @property
     def table(self) -> str:
@@ -64,7 +75,7 @@ class PostgresTenantStore:
         self, conn: asyncpg.Connection, tenant_id: str, plan: str, migrations: list[Migration]
     ) -> TenantRecord:
         """Schema, role, template tables at the latest version, RLS, grants, registry row."""
-        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
         await conn.execute(f"CREATE SCHEMA {q_schema}")
@@ -88,7 +99,7 @@ class PostgresTenantStore:
         self, conn: asyncpg.Connection, tenant_id: str, steps: list[Migration]
     ) -> int:
         """Apply ``steps`` to the tenant's schema and record the new version (caller's txn)."""
-        await self._apply(conn, schema_name(tenant_id), role_name(tenant_id), steps)
+        await self._apply(conn, self.schema_of(tenant_id), self.role_of(tenant_id), steps)
         version = max(m.version for m in steps)
         await conn.execute(
             f"UPDATE {self._tenants} SET schema_version = $2, updated_at = now()"
@@ -114,7 +125,7 @@ class PostgresTenantStore:
         name (Postgres does not show another backend's SET ROLE); those, and any backend logged
         in as the tenant role itself, are terminated. Returns how many were terminated.
         """
-        role = role_name(tenant_id)
+        role = self.role_of(tenant_id)
         if await self._is_member(conn, role):
             await conn.execute(f"REVOKE {quote_ident(role)} FROM {quote_ident(self._app_role)}")
         return int(
@@ -122,12 +133,12 @@ class PostgresTenantStore:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
                 role,
-                schema_name(tenant_id),
+                self.schema_of(tenant_id),
             )
         )
 
     async def grant_access(self, conn: asyncpg.Connection, tenant_id: str) -> None:
-        role = role_name(tenant_id)
+        role = self.role_of(tenant_id)
         if not await self._is_member(conn, role):
             await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(self._app_role)}")
 
@@ -157,7 +168,7 @@ class PostgresTenantStore:
             await conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
 
     async def drop_schema_and_role(self, conn: asyncpg.Connection, tenant_id: str) -> list[str]:
-        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
         dropped = []
         if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
             await conn.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
