@@ -1,17 +1,16 @@
 """Shared by every suite. The stack fixtures (tests/support/stack.py) are registered here, once;
 they are lazy, so a unit run never touches a server."""
 
+import os
+import secrets
+
 import pytest
 
-from tests.support.stack import (  # noqa: F401  (fixtures, registered once for every suite)
-    log_dir,
-    pg,
-    publisher,
-    results,
-    session_worker,
-    settings,
-    tenants,
-)
+# The suite runs in a deployment namespace of its own, fresh per session (set before anything
+# reads the settings; worker subprocesses inherit it): no worker outside the session (the demo's,
+# another suite's) can join its consumer groups, take its jobs or hold its locks.
+os.environ["TENANT_NAMESPACE"] = SESSION_NAMESPACE = "it" + secrets.token_hex(4)
+
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

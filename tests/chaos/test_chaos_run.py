@@ -35,10 +35,10 @@ from contracts.events import (
     TenantReactivated,
     TenantRequested,
 )
-from domain.tenant_ids import role_name, schema_name
 from runtime.settings import Settings
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import PrivateStack
+from tests.support import names as ns
 from tests.support.backups import local_path, stock_restore_list, unwrap, write_identity
 from tests.support.postgres import template_version
 from tests.support.workers import WorkerProcess
@@ -391,7 +391,7 @@ def _event_id(value: bytes | None) -> str:
 async def check_effects(conn: asyncpg.Connection, plan: Plan, by_cause: dict) -> list[str]:
     problems = []
     inbox = {(r["consumer_group"], r["event_id"]): r["n"] for r in await conn.fetch(
-        "SELECT consumer_group, event_id, count(*) AS n FROM tenant_service.inbox"
+        f"SELECT consumer_group, event_id, count(*) AS n FROM {ns.CONTROL}.inbox"
         " WHERE event_id = ANY($1::text[]) GROUP BY 1, 2",
         [p.env.id for p in plan.originals])}
     for p in plan.originals:
@@ -413,7 +413,7 @@ async def check_state(conn: asyncpg.Connection, plan: Plan, version: int) -> lis
         "SELECT t.*, EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
         "  JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = t.role_name"
         "  AND a.rolname = 'tenant_app') AS app_member"
-        " FROM tenant_service.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants)}
+        f" FROM {ns.CONTROL}.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants)}
     problems = []
     for t in plan.tenants:
         row, want = rows.get(t), plan.final[t]
@@ -431,14 +431,14 @@ async def check_state(conn: asyncpg.Connection, plan: Plan, version: int) -> lis
 
 async def check_orphans(conn: asyncpg.Connection) -> list[str]:
     live = {r["tenant_id"] for r in await conn.fetch(
-        "SELECT tenant_id FROM tenant_service.tenants WHERE status <> 'erased'")}
-    want = {schema_name(t) for t in live}
+        f"SELECT tenant_id FROM {ns.CONTROL}.tenants WHERE status <> 'erased'")}
+    want = {ns.tenant(t) for t in live}
+    like = ns.names().tenant_prefix.replace("_", "\\_") + "%"  # the session's namespace
     schemas = {r[0] for r in await conn.fetch(
-        r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'")} - {"tenant_service"}
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)} - {ns.CONTROL}
     roles = {r[0] for r in await conn.fetch(
-        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - {"tenant_app",
-                                                                          "tenant_service"}
-    want_roles = {role_name(t) for t in live}
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)} - {"tenant_app", ns.CONTROL}
+    want_roles = {ns.tenant(t) for t in live}
     problems = [f"orphan schema {s}" for s in sorted(schemas - want)]
     problems += [f"live tenant without schema {s}" for s in sorted(want - schemas)]
     problems += [f"orphan role {r}" for r in sorted(roles - want_roles)]
@@ -451,7 +451,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     import hashlib
 
     catalog = list(await conn.fetch(
-        "SELECT * FROM tenant_service.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
+        f"SELECT * FROM {ns.CONTROL}.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
     by_id = {r["backup_id"]: r for r in catalog}
     for r in catalog:
         if r["tenant_id"] in plan.erased:
@@ -464,12 +464,12 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
         if digest != r["sha256"] or path.stat().st_size != r["bytes"]:
             problems.append(f"catalogued artifact {path} differs from its catalog row")
     keys = {r[0] for r in await conn.fetch(
-        "SELECT tenant_id FROM tenant_service.tenant_keys WHERE tenant_id = ANY($1::text[])",
+        f"SELECT tenant_id FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = ANY($1::text[])",
         sorted(plan.erased))}
     problems += [f"erased tenant {t} still has a backup key" for t in sorted(keys)]
     # every BackupCompleted of a live tenant is catalogued, unless retention expired it: then
     # the tenant's plan keeps `last` newer backups (the newest is never expired)
-    plans = dict(await conn.fetch("SELECT tenant_id, plan FROM tenant_service.tenants"
+    plans = dict(await conn.fetch(f"SELECT tenant_id, plan FROM {ns.CONTROL}.tenants"
                                   " WHERE tenant_id = ANY($1::text[])", plan.tenants))
     retention = Settings.model_fields["backup_retention"].default  # the chaos workers' (unset)
     for p in plan.originals:
@@ -491,7 +491,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     restored = 0
     for r in sample:
         wrapped = await conn.fetchval(
-            "SELECT wrapped_identity FROM tenant_service.tenant_keys WHERE tenant_id = $1",
+            f"SELECT wrapped_identity FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1",
             r["tenant_id"])
         if wrapped is None:
             problems.append(f"no key for catalogued backup {r['backup_id']}")

@@ -9,12 +9,12 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import BackupDue, RestoreRequested, TenantEraseRequested, TenantMigrationDue
 from domain.backups import backup_id_for
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.lifecycle import fill_incompressible, running_job
 from tests.support.stack import TenantIds
@@ -28,7 +28,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """A slow backup worker (rate-limited), so there is time to interleave."""
     mine = len(tenants.ids)
     where = tmp_path_factory.mktemp("cross")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         await pool.start("cross", {"TENANT_BACKUP_LOCAL_DIR": str(where),
                                    "TENANT_BACKUP_RATE_LIMIT_BYTES": str(256 * 1024),
                                    "TENANT_BACKUP_CHUNK_BYTES": str(64 * 1024)})
@@ -54,12 +54,12 @@ async def test_erase_during_a_backup_never_leaves_a_catalogued_backup(
     assert backup.type == "BackupCompleted" or (
         backup.type == "BackupFailed" and backup.data["reason"] == "unknown_tenant"), backup.data
     if backup.type == "BackupCompleted":  # it finished first, then went with the tenant
-        bk.skip_if_foreign(backup.data["uri"], folder.as_uri())
+        bk.assert_ours(backup.data["uri"], folder.as_uri())
         assert not bk.local_path(backup.data["uri"]).exists()
         assert erased.data["erased"].count("backups:1") == 1
     assert await bk.catalog(pg, tenant_id) == []
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                                 f"tenant_{tenant_id}")
+                                 f"{ns.tenant(tenant_id)}")
 
 
 async def test_migration_during_a_restore_is_serialised(
@@ -69,11 +69,11 @@ async def test_migration_during_a_restore_is_serialised(
     tenant_id = tenants.new()
     first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
     async with pg.transaction():
-        await PostgresTenantStore("tenant_service", "tenant_app").create(pg, tenant_id, "free", first)
+        await ns.tenant_store().create(pg, tenant_id, "free", first)
     await bk.add_users(pg, tenant_id, ["backed_up"])
     done = await bk.backup(publisher, results, tenant_id)
     assert done.type == "BackupCompleted", done.data
-    bk.skip_if_foreign(done.data["uri"], folder.as_uri())
+    bk.assert_ours(done.data["uri"], folder.as_uri())
     await bk.add_users(pg, tenant_id, ["later"])
 
     restore = await bk.send(publisher, bk.envelope(RestoreRequested(tenant_id=tenant_id)))
@@ -83,9 +83,9 @@ async def test_migration_during_a_restore_is_serialised(
 
     assert got[restore.id].type == "RestoreCompleted", got[restore.id].data
     assert got[migrate.id].type == "TenantMigrated", got[migrate.id].data
-    assert await pg.fetchval("SELECT schema_version FROM tenant_service.tenants"
+    assert await pg.fetchval(f"SELECT schema_version FROM {ns.CONTROL}.tenants"
                              " WHERE tenant_id = $1", tenant_id) == 2
     assert await pg.fetchval(
         "SELECT 1 FROM information_schema.columns WHERE table_schema = $1"
-        " AND table_name = 'documents' AND column_name = 'tags'", f"tenant_{tenant_id}")
+        " AND table_name = 'documents' AND column_name = 'tags'", f"{ns.tenant(tenant_id)}")
     assert await bk.user_names(pg, tenant_id) == ["backed_up"]

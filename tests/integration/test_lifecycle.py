@@ -8,6 +8,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantDeactivated, TenantReactivated
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.stack
 
 async def _status(pg: asyncpg.Connection, tenant_id: str) -> str:
     return str(await pg.fetchval(
-        "SELECT status FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id))
+        f"SELECT status FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id))
 
 
 async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
@@ -28,7 +29,7 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     await bk.add_users(pg, tenant_id, ["kept"])
     # An application session of this tenant, tagged the way the service expects.
     session = await asyncpg.connect(settings.pg_dsn.get_secret_value(),
-                                    server_settings={"application_name": f"tenant_{tenant_id}"})
+                                    server_settings={"application_name": f"{ns.tenant(tenant_id)}"})
     pid = session.get_server_pid()
     try:
         suspended = await bk.ask(publisher, results,
@@ -49,7 +50,7 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     assert resumed.type == "TenantResumed"
     assert await bk.app_is_member(pg, tenant_id)
     assert await _status(pg, tenant_id) == "active"
-    rows = await bk.as_tenant(pg, tenant_id, f'SELECT count(*) AS n FROM "tenant_{tenant_id}".users')
+    rows = await bk.as_tenant(pg, tenant_id, f'SELECT count(*) AS n FROM "{ns.tenant(tenant_id)}".users')
     assert [r["n"] for r in rows] == [1]
 
 

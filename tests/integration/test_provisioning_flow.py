@@ -10,6 +10,7 @@ from contracts import topics
 from contracts.envelope import Envelope, result_event_id
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
 from tests.support.stack import SessionWorker, TenantIds
@@ -27,7 +28,7 @@ class Provisioned:
 
     @property
     def name(self) -> str:
-        return f"tenant_{self.tenant_id}"
+        return f"{ns.tenant(self.tenant_id)}"
 
 
 @pytest.fixture(scope="module")
