@@ -94,6 +94,7 @@ async def test_no_secret_in_logs_events_or_manifests(private_stack: PrivateStack
     assert not leaks, leaks
 
 
+@pytest.mark.needs_tool("sshd")
 async def test_sftp_unknown_host_key_is_refused(stack_workers: PrivateStack,
                                                 tmp_path: Path) -> None:
     """Worker level: known_hosts lists another key for the (shared) sshd -> BackupFailed, and the
