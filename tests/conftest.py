@@ -11,6 +11,15 @@ import pytest
 # another suite's) can join its consumer groups, take its jobs or hold its locks.
 os.environ["TENANT_NAMESPACE"] = SESSION_NAMESPACE = "it" + secrets.token_hex(4)
 
+from tests.support.stack import (  # noqa: E402, F401  (fixtures, registered once for every suite)
+    log_dir,
+    pg,
+    publisher,
+    results,
+    session_worker,
+    settings,
+    tenants,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

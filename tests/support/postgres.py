@@ -49,6 +49,8 @@ async def drop_tenants(conn: asyncpg.Connection, tenant_ids: list[str]) -> None:
         name = quote_ident(f"{ns.tenant(tenant_id)}")
         await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         await conn.execute(f"DROP ROLE IF EXISTS {name}")
+    if not await schema_exists(conn, ns.CONTROL):
+        return  # no worker of the session ever ran
     for table in ("tenants", "inbox"):
         await conn.execute(
             f"DELETE FROM {ns.CONTROL}.{table} WHERE tenant_id = ANY($1::text[])",  # noqa: S608
