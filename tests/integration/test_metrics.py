@@ -78,15 +78,15 @@ async def collection(
     """The service wired as metrics_role does, in this process, to count its statements."""
     pool = await create_pool(settings, max_size=2)
     client = aioredis.from_url(redis_server.url)
-    s = settings
+    s, control = settings, settings.names.control_schema
     yield MetricsCollection(
-        EventTransaction(pool, PostgresInbox(s.control_schema), PostgresOutbox(s.control_schema),
+        EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
                          "tenant-metrics-statements-test"),
-        PostgresTenantMetrics(s.control_schema),
+        PostgresTenantMetrics(control),
         RedisTenantUsage(client, scan_count=s.metrics_redis_scan_count,
                          max_keys=s.metrics_redis_max_keys,
-                         sample_keys=s.metrics_redis_sample_keys),
-        PostgresOutbox(s.control_schema),
+                         sample_keys=s.metrics_redis_sample_keys, prefix=s.names.redis_prefix),
+        PostgresOutbox(control),
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),
         snapshot_ttl_s=60, history_length=s.metrics_history_length, source="urn:tests",
     )

@@ -31,8 +31,14 @@ from tests.support.kafka import ResultLog, group_members
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
-MASTER_KEY = Path.home() / ".cache" / "tenant-service" / "state" / "age" / "master.key"
-OPERATOR_KEY = Path.home() / ".cache" / "tenant-service" / "state" / "age" / "operator.key"
+# The stack's state folder, as scripts/lib/setup.sh finds it (a private stack sets the variable).
+_STATE = Path(
+    os.environ.get("TENANT_STACK_STATE")
+    or Path(os.environ.get("TENANT_STACK_CACHE") or Path.home() / ".cache" / "tenant-service")
+    / "state"
+)
+MASTER_KEY = _STATE / "age" / "master.key"
+OPERATOR_KEY = _STATE / "age" / "operator.key"
 #: fast polling and short backoffs, so the suites wait on state for seconds, not minutes
 FAST_BACKUP_ENV = {
     "TENANT_BACKUP_TARGET": "local",
