@@ -19,14 +19,12 @@ from bench import (
     backup,
     broker_overhead,
     common,
-    isolation,
     metrics_tick,
     provisioning,
     report,
     restore,
     rollout,
 )
-from contracts import topics
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000}
@@ -73,12 +71,12 @@ async def cleanup() -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        mine = [t for t in topics.ALL_TOPICS if t in existing]
+        mine = [t for t in settings.names.topics.all if t in existing]
         if mine:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
-    print(f"cleaned up namespace {isolation.namespace()} ({dropped} leftover tenants)", flush=True)
+    print(f"cleaned up namespace {settings.namespace} ({dropped} leftover tenants)", flush=True)
 
 
 async def main(argv: list[str]) -> None:
