@@ -15,7 +15,7 @@ from runtime.settings import Settings
 
 def store(settings: Settings) -> PostgresTenantStore:
     return PostgresTenantStore(
-        settings.names.control_schema, settings.app_role, tenant_prefix=settings.names.tenant_prefix
+        settings.names.control_schema, settings.names.app_role, tenant_prefix=settings.names.tenant_prefix
     )
 
 
@@ -26,7 +26,7 @@ def latest_steps() -> list[Migration]:
 async def ensure_control(settings: Settings) -> None:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        await ensure_control_schema(conn, settings.names.control_schema, settings.app_role)
+        await ensure_control_schema(conn, settings.names.control_schema, settings.names.app_role)
     finally:
         await conn.close()
 

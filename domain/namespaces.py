@@ -49,9 +49,20 @@ def tenant_prefix(namespace: str) -> str:
 
 def control_schema(namespace: str, base: str) -> str:
     """The control schema: ``<base>`` or ``<ns>_<base>``, refused past 63 bytes."""
+    return _prefixed(namespace, base, "control_schema")
+
+
+def app_role(namespace: str, base: str) -> str:
+    """The application's login role: ``<base>`` or ``<ns>_<base>``. It is granted every tenant
+    role of its deployment, and roles are cluster-wide: a shared one could SET ROLE to another
+    deployment's tenants."""
+    return _prefixed(namespace, base, "app_role")
+
+
+def _prefixed(namespace: str, base: str, setting: str) -> str:
     name = f"{namespace}_{base}" if namespace else base
     if len(name.encode()) > PG_MAX_IDENTIFIER_BYTES:
-        raise InvalidNamespace(f"namespace and control_schema make {name!r}, over 63 bytes")
+        raise InvalidNamespace(f"namespace and {setting} make {name!r}, over 63 bytes")
     return name
 
 

@@ -32,7 +32,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
             "invalid settings:\n  TENANT_BACKUP_MASTER_RECIPIENT: required for backups"
         )
     store = PostgresTenantStore(
-        s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+        s.names.control_schema, s.names.app_role, tenant_prefix=s.names.tenant_prefix
     )
     jobs = PostgresBackupJobs(s.names.control_schema)
     keys = PostgresTenantKeys(s.names.control_schema, s.backup_master_recipient)

@@ -49,7 +49,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
         PostgresTenantStore(
-            s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+            s.names.control_schema, s.names.app_role, tenant_prefix=s.names.tenant_prefix
         ),
         load_migrations(TENANT_DIR),
         plans=s.plans,
@@ -59,7 +59,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
         PostgresTenantStore(
-            s.names.control_schema, s.app_role, tenant_prefix=s.names.tenant_prefix
+            s.names.control_schema, s.names.app_role, tenant_prefix=s.names.tenant_prefix
         ),
         PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),

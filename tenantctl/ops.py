@@ -68,7 +68,7 @@ async def _with_store(settings: Settings, action: Any) -> Any:
             conn,
             PostgresTenantStore(
                 settings.names.control_schema,
-                settings.app_role,
+                settings.names.app_role,
                 tenant_prefix=settings.names.tenant_prefix,
             ),
         )

@@ -412,8 +412,9 @@ async def check_state(conn: asyncpg.Connection, plan: Plan, version: int) -> lis
     rows = {r["tenant_id"]: r for r in await conn.fetch(
         "SELECT t.*, EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
         "  JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = t.role_name"
-        "  AND a.rolname = 'tenant_app') AS app_member"
-        f" FROM {ns.CONTROL}.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants)}
+        "  AND a.rolname = $2) AS app_member"
+        f" FROM {ns.CONTROL}.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants,
+        ns.names().app_role)}
     problems = []
     for t in plan.tenants:
         row, want = rows.get(t), plan.final[t]
@@ -437,7 +438,7 @@ async def check_orphans(conn: asyncpg.Connection) -> list[str]:
     schemas = {r[0] for r in await conn.fetch(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)} - {ns.CONTROL}
     roles = {r[0] for r in await conn.fetch(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)} - {"tenant_app", ns.CONTROL}
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)} - {ns.names().app_role, ns.CONTROL}
     want_roles = {ns.tenant(t) for t in live}
     problems = [f"orphan schema {s}" for s in sorted(schemas - want)]
     problems += [f"live tenant without schema {s}" for s in sorted(want - schemas)]

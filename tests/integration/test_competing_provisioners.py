@@ -98,8 +98,8 @@ async def test_each_tenant_is_provisioned_once_by_competing_workers(
 async def _processed(worker: WorkerProcess) -> float:
     _, body = await http_get(worker.port, "/metrics")
     pattern = re.compile(
-        r'^tenant_events_total\{group="tenant-provisioner",outcome="processed",'
-        r'type="TenantRequested"\} (\S+)$', re.MULTILINE,
+        r'^tenant_events_total\{group="' + re.escape(ns.names().topics.group(topics.PROVISIONER_GROUP))
+        + r'",outcome="processed",type="TenantRequested"\} (\S+)$', re.MULTILINE,
     )
     match = pattern.search(body.decode())
     return float(match.group(1)) if match else 0.0

@@ -99,7 +99,8 @@ async def test_tenantctl_keys_rotate_master(
     keys = PostgresTenantKeys(control, old)
     await keys.pin_master(pg)
     identity = await keys.recipient(pg, "rot_a") and await keys.identity(pg, "rot_a", old_file)
-    env = {**os.environ, "TENANT_CONTROL_SCHEMA": control}
+    # The fixture's schema is private already: tenantctl uses it as named, with no namespace.
+    env = {**os.environ, "TENANT_CONTROL_SCHEMA": control, "TENANT_NAMESPACE": ""}
 
     def tenantctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

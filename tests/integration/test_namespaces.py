@@ -15,6 +15,7 @@ from runtime.settings import Settings
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
 from tests.support.stack import TenantIds
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.stack
@@ -102,8 +103,12 @@ async def test_two_namespaces_share_the_stack_and_nothing_else(
             for name in (s.names.tenant_prefix + tenant_id,):
                 assert await db.schema_exists(pg, name)
                 assert await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name)
-            # Each group consumed its own topic only.
-            assert await _group_topics(s, topics.PROVISIONER_GROUP) == {s.names.topics.lifecycle}
+            # Each group consumed (committed offsets on) its own topic only.
+            committed = await wait_until(
+                lambda s=s: _group_topics(s, topics.PROVISIONER_GROUP), 15,
+                what="the provisioner group's committed offsets",
+            )
+            assert committed == {s.names.topics.lifecycle}
 
         # Both relays delivered (above), so each held its own outbox lock at once: they are two.
         holders = await pg.fetchval(

@@ -79,7 +79,7 @@ async def test_the_app_role_without_set_role_sees_no_tenant_data(
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         async with pg.transaction():
-            await pg.execute("SET LOCAL ROLE tenant_app")
+            await pg.execute(f"SET LOCAL ROLE {ns.names().app_role}")
             await pg.fetch(f'SELECT * FROM "{ns.tenant(a)}".users')
 
 
@@ -109,7 +109,7 @@ async def test_a_suspended_tenant_is_unreachable_through_the_app_role(
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         async with pg.transaction():
-            await pg.execute("SET LOCAL ROLE tenant_app")
+            await pg.execute(f"SET LOCAL ROLE {ns.names().app_role}")
             await pg.execute(f'SET LOCAL ROLE "{ns.tenant(a)}"')
 
 

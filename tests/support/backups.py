@@ -183,8 +183,8 @@ async def user_names(pg: asyncpg.Connection, tenant_id: str) -> list[str]:
 async def app_is_member(pg: asyncpg.Connection, tenant_id: str) -> bool:
     return bool(await pg.fetchval(
         "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-        " JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = $1 AND a.rolname = 'tenant_app')",
-        ns.tenant(tenant_id)))
+        " JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = $1 AND a.rolname = $2)",
+        ns.tenant(tenant_id), ns.names().app_role))
 
 
 # ---- catalog, keys, artifacts ------------------------------------------------------------------

@@ -34,5 +34,5 @@ def __getattr__(attr: str) -> Any:
 def tenant_store() -> PostgresTenantStore:
     """The registry adapter as the session's workers build it."""
     return PostgresTenantStore(
-        names().control_schema, load_settings().app_role, tenant_prefix=names().tenant_prefix
+        names().control_schema, names().app_role, tenant_prefix=names().tenant_prefix
     )

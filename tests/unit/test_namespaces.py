@@ -32,6 +32,7 @@ def test_no_namespace_keeps_every_historical_name() -> None:
     assert names.topics.all == topics.ALL_TOPICS
     assert [names.topics.group(g) for g in topics.ALL_GROUPS] == list(topics.ALL_GROUPS)
     assert names.control_schema == "tenant_service"
+    assert names.app_role == "tenant_app"
     assert schema_name("acme", names.tenant_prefix) == "tenant_acme"
     assert names.redis_prefix == "tenant:"
     assert (names.outbox_lock_id, names.scheduler_lock_id) == (7_311_001, 7_311_010)
@@ -43,6 +44,7 @@ def test_a_namespace_prefixes_every_shared_name() -> None:
     assert names.topics.all == tuple(f"staging.{t}" for t in topics.ALL_TOPICS)
     assert names.topics.group(topics.BACKUP_GROUP) == "staging-tenant-backup"
     assert names.control_schema == "staging_tenant_service"
+    assert names.app_role == "staging_tenant_app"
     assert schema_name("acme", names.tenant_prefix) == "staging_tenant_acme"
     assert role_name("acme", names.tenant_prefix) == "staging_tenant_acme"
     assert names.redis_prefix == "staging:tenant:"
@@ -53,6 +55,7 @@ def test_two_namespaces_share_no_name() -> None:
     a, b = _names("staging"), _names("prod")
     assert not set(a.topics.all) & set(b.topics.all)
     assert a.control_schema != b.control_schema
+    assert a.app_role != b.app_role
     assert schema_name("acme", a.tenant_prefix) != schema_name("acme", b.tenant_prefix)
     assert a.redis_prefix != b.redis_prefix
     assert {a.outbox_lock_id, a.scheduler_lock_id}.isdisjoint({b.outbox_lock_id, b.scheduler_lock_id})
