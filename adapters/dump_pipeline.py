@@ -6,15 +6,19 @@ matter how large the schema is. Nothing here blocks the event loop.
 """
 
 import asyncio
+import contextlib
 import hashlib
+import hmac
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from adapters.age_keys import IdentityPipe
-from adapters.processes import StderrTail, kill_and_reap
+from adapters.processes import StderrTail, child_env, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 _TRANSIENT_HINTS = (
@@ -31,15 +35,52 @@ _TRANSIENT_HINTS = (
 )
 
 
-def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
-    """Split the password off a DSN: it goes to the child's environment, never its argv."""
+#: DSN parameters (URL parts and query keys) and the libpq variables that carry them
+_LIBPQ_VARS = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "dbname": "PGDATABASE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "requiressl": "PGREQUIRESSL",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "service": "PGSERVICE",
+}
+
+
+def libpq_env(dsn: str) -> dict[str, str]:
+    """The DSN as libpq variables for a child's environment, so nothing of it is in argv.
+
+    A command line is readable by every local user (/proc/<pid>/cmdline, ps); a process's
+    environment only by its own user. Query parameters go the same way (a password may be one
+    of them); one libpq has no variable for is refused by name rather than put in argv.
+    """
     parts = urlsplit(dsn)
-    env = {"PGPASSWORD": parts.password} if parts.password else {}
-    host = parts.hostname or ""
-    netloc = (f"{parts.username}@" if parts.username else "") + host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), env
+    values = {
+        "host": parts.hostname,
+        "port": str(parts.port) if parts.port else None,
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "dbname": unquote(parts.path.lstrip("/")) or None,
+    }
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _LIBPQ_VARS:
+            raise PermanentError("unsupported_dsn", f"DSN parameter {key!r} has no libpq variable")
+        values[key] = value
+    return {_LIBPQ_VARS[k]: v for k, v in values.items() if v}
 
 
 @dataclass(frozen=True)
@@ -74,7 +115,7 @@ async def _spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
+            env=child_env(env),
             **kw,  # type: ignore[arg-type]
         )
     except FileNotFoundError as e:
@@ -137,8 +178,8 @@ async def dump(
     rate_limit: int = 0,
 ) -> StreamStats:
     """Stream ``schema`` as an encrypted, compressed custom-format dump into ``sink``."""
-    url, env = libpq_target(dsn)
-    dump_args = ["pg_dump", "--format=custom", "--compress=0", f'--schema="{schema}"', "-d", url]
+    env = libpq_env(dsn)  # the connection, password included, never in argv
+    dump_args = ["pg_dump", "--format=custom", "--compress=0", f'--schema="{schema}"']
     if snapshot:
         dump_args.insert(1, f"--snapshot={snapshot}")
     r1, w1 = os.pipe()
@@ -180,60 +221,85 @@ async def dump(
     return StreamStats(total, digest.hexdigest())
 
 
+@contextlib.asynccontextmanager
+async def verified_spool(
+    chunks: AsyncIterator[bytes], sha256: str, directory: Path | None = None
+) -> AsyncIterator[Path]:
+    """Copy the still-encrypted artifact to a private file while hashing it; yield the file only
+    if its sha256 is ``sha256``. The file is removed on every path.
+
+    Nothing of an artifact may reach PostgreSQL before it is known to be the catalogued one:
+    anyone who can write to the target can encrypt a dump to the tenant's public recipient.
+    """
+    fd, name = tempfile.mkstemp(prefix="restore-", suffix=".age", dir=directory)  # mode 0600
+    path = Path(name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as spool:
+            async for chunk in chunks:
+                digest.update(chunk)
+                await asyncio.to_thread(spool.write, chunk)
+            await asyncio.to_thread(spool.flush)
+        if not hmac.compare_digest(digest.hexdigest(), sha256):
+            raise PermanentError("checksum_mismatch", f"artifact sha256 {digest.hexdigest()}")
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def with_login(dsn: str, user: str, password: str, application_name: str) -> str:
+    """The same server and database, another login (the password still never reaches argv),
+    its session tagged with ``application_name``."""
+    parts = urlsplit(dsn)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(q for q in (parts.query, f"application_name={quote(application_name)}") if q)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 async def restore_sql(
-    chunks: AsyncIterator[bytes],
+    spool: Path,
     identity: str,
     run_sql: Callable[[AsyncIterator[bytes]], Awaitable[None]],
-) -> StreamStats:
-    """Decrypt and decompress an artifact and feed pg_restore's SQL script to ``run_sql``.
+) -> None:
+    """Decrypt and decompress a verified spool file and feed pg_restore's script to ``run_sql``.
 
-    ``run_sql`` consumes the script stream (e.g. into psql inside a transaction); the returned
-    sha256 is of the artifact as read, for the caller to compare before it commits.
+    ``--no-owner --no-privileges``: the script runs as the restore role, which may not give
+    objects away or touch default privileges; ownership and grants are set by the swap.
     """
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     key = IdentityPipe(identity)
+    source = os.open(spool, os.O_RDONLY)
     try:
         procs = await _start_chain(
             [
-                _Stage(
-                    "age",
-                    ["age", "-d", "-i", key.path],
-                    asyncio.subprocess.PIPE,
-                    w1,
-                    pass_fds=(key.fd,),
-                ),
+                _Stage("age", ["age", "-d", "-i", key.path], source, w1, pass_fds=(key.fd,)),
                 _Stage("zstd", ["zstd", "-q", "-d", "-c"], r1, w2),
-                _Stage("pg_restore", ["pg_restore", "-f", "-"], r2, asyncio.subprocess.PIPE),
+                _Stage(
+                    "pg_restore",
+                    ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"],
+                    r2,
+                    asyncio.subprocess.PIPE,
+                ),
             ]
         )
     finally:
-        for fd in (r1, w1, r2, w2):
+        for fd in (r1, w1, r2, w2, source):
             os.close(fd)
         key.close()
-    age, restore = procs[0][1], procs[-1][1]
-    assert age.stdin is not None and restore.stdout is not None
-    digest, total = hashlib.sha256(), 0
-
-    async def feed() -> None:
-        nonlocal total
-        try:
-            async for chunk in chunks:
-                digest.update(chunk)
-                total += len(chunk)
-                age.stdin.write(chunk)  # type: ignore[union-attr]
-                await age.stdin.drain()  # type: ignore[union-attr]
-        finally:
-            age.stdin.close()  # type: ignore[union-attr]
+    restore = procs[-1][1]
+    assert restore.stdout is not None
 
     async def script() -> AsyncIterator[bytes]:
         while data := await restore.stdout.read(1 << 16):  # type: ignore[union-attr]
             yield data
 
     try:
-        await asyncio.gather(feed(), run_sql(script()))
+        await run_sql(script())
     except BaseException:
         await kill_and_reap(p for _, p, _ in procs)
         raise
     await _check(procs)
-    return StreamStats(total, digest.hexdigest())

@@ -1,4 +1,8 @@
-"""Async subprocess helpers: no pipe is ever read or written from a blocking call."""
+"""Async subprocess helpers: no pipe is ever read or written from a blocking call.
+
+Children get a minimal environment (``child_env``), never the service's own: that holds the
+DSN, the S3 secret and the Redis URL, none of which pg_dump, zstd, age or psql need.
+"""
 
 import asyncio
 import contextlib
@@ -6,6 +10,19 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from domain.errors import PermanentError, TransientError
+
+#: what a tool may take from the service's environment: where programs are, locale, time zone,
+#: home and temp dirs. Connection settings (PG*) come only from ``extra``, from our own DSN.
+_INHERITED = ("PATH", "LANG", "LANGUAGE", "TZ", "HOME", "TMPDIR")
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a child: the harmless parts of ``base`` (our own) plus ``extra``."""
+    parent = os.environ if base is None else base
+    env = {k: v for k, v in parent.items() if k in _INHERITED or k.startswith("LC_")}
+    return {**env, **(extra or {})}
 
 
 async def run(
@@ -23,7 +40,7 @@ async def run(
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            env=child_env(env),
             pass_fds=pass_fds,
         )
     except FileNotFoundError as e:

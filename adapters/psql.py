@@ -1,21 +1,22 @@
 """Runs an SQL script stream through psql inside one explicit transaction.
 
-Used by restores: pg_restore's script is wrapped in BEGIN ... COMMIT that we write ourselves, so
-the caller decides at the very end (after verifying the artifact's sha256) whether to commit.
+Used by restores: pg_restore's script (of an artifact whose sha256 was verified before a byte of
+it was decrypted) is wrapped in BEGIN ... COMMIT that we write ourselves; the fenced swap
+functions run inside the same transaction, so a failing fence rolls everything back.
 """
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
-from adapters.dump_pipeline import libpq_target
-from adapters.processes import StderrTail, kill_and_reap
+from adapters.dump_pipeline import libpq_env
+from adapters.postgres.restore_swap import LEASE_LOST
+from adapters.processes import StderrTail, child_env, kill_and_reap
 from domain.errors import PermanentError, TransientError
 
 
 class PsqlTransaction:
     def __init__(self, dsn: str) -> None:
-        self._url, self._env = libpq_target(dsn)
+        self._env = libpq_env(dsn)  # the connection goes in the environment, never argv
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr: StderrTail | None = None
 
@@ -26,12 +27,10 @@ class PsqlTransaction:
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
-            "-d",
-            self._url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **self._env},
+            env=child_env(self._env),
         )
         self._stderr = StderrTail(self._proc.stderr)
         await self.write(f"BEGIN;\n{prelude}\n".encode())
@@ -70,6 +69,8 @@ class PsqlTransaction:
         assert self._proc is not None and self._stderr is not None
         await self._proc.wait()
         text = (await self._stderr.text())[-500:]
+        if f"ERROR:  {LEASE_LOST}" in text:  # raised by the fenced swap functions
+            return PermanentError(LEASE_LOST, "the job's lease is no longer this runner's")
         if any(h in text.lower() for h in ("could not connect", "connection", "terminating")):
             return TransientError(f"psql: {text}")
         return PermanentError("restore_failed", f"psql: {text}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from adapters.age_keys import generate_identity
-from adapters.dump_pipeline import libpq_target
+from adapters.dump_pipeline import libpq_env
 from bench import common, peak_rss, tenant_data, tenants
 from bench.common import Row
 
@@ -71,7 +71,8 @@ async def measure_once(fx: Fixture) -> dict[str, float]:
 
 
 async def _shell(command: str) -> tuple[float, dict[str, float]]:
-    url, env = libpq_target(common.dsn())
+    env = libpq_env(common.dsn())
+    url = env["PGDATABASE"]  # the rest of the connection is in env, never argv
     clock = common.Clock()
     _, peaks = await peak_rss.run(["bash", "-o", "pipefail", "-c", command.replace("URL", url)],
                                   env)

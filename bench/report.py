@@ -8,7 +8,8 @@ from bench.common import RESULTS, Row, load_rows
 
 MARKDOWN = RESULTS / "latest.md"
 CHART = RESULTS / "latest.png"
-ORDER = ("provisioning", "rollout", "metrics_tick", "backup", "restore", "broker_overhead")
+ORDER = ("provisioning", "rollout", "metrics_tick", "backup", "restore", "broker_overhead",
+         "retention")
 
 
 def _rows() -> list[tuple[str, Row]]:

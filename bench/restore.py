@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from adapters.dump_pipeline import libpq_target, restore_sql
+from adapters.dump_pipeline import libpq_env, restore_sql
 from adapters.postgres.control_schema import ensure_extensions
 from adapters.psql import PsqlTransaction
 from bench import backup, common
@@ -58,8 +58,7 @@ async def _ours(fx: backup.Fixture, dsn: str) -> float:
     clock = common.Clock()
     await psql.start("")
     try:
-        await restore_sql(_chunks(fx.artifact, common.settings().backup_chunk_bytes),
-                          fx.identity, psql.stream)
+        await restore_sql(fx.artifact, fx.identity, psql.stream)
         await psql.finish(commit=True)
     except BaseException:
         await psql.kill()
@@ -78,7 +77,8 @@ def _decrypt(fx: backup.Fixture) -> Path:
 
 
 async def _stock(plain: Path, dsn: str) -> float:
-    url, env = libpq_target(dsn)
+    env = libpq_env(dsn)
+    url = env["PGDATABASE"]  # the rest of the connection is in env, never argv
     clock = common.Clock()
     proc = await asyncio.create_subprocess_exec("pg_restore", "-d", url, str(plain),
                                                 env={**__import__("os").environ, **env})

@@ -23,16 +23,20 @@ from bench import (
     provisioning,
     report,
     restore,
+    retention,
     rollout,
 )
 from domain.tenant_ids import quote_ident
 
-FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000}
-DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000}
-SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100}
+FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
+        "retention": 10_000}
+DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000,
+           "retention": 1000}
+SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
+         "retention": 100}
 SINGLE = {"provisioning": provisioning.run, "rollout": rollout.run, "migration": rollout.run,
           "metrics": metrics_tick.run, "backup": backup.run, "restore": restore.run,
-          "broker": broker_overhead.run}
+          "broker": broker_overhead.run, "retention": retention.run}
 FILES = {"migration": "rollout", "metrics": "metrics_tick", "broker": "broker_overhead"}
 
 
@@ -53,6 +57,8 @@ async def _all(sizes: dict[str, int]) -> None:
     await _backup_and_restore(sizes["backup"])
     print(f"== broker {sizes['broker']}/s", flush=True)
     common.save("broker_overhead", await broker_overhead.run(sizes["broker"]))
+    print(f"== retention {sizes['retention']} rows per tick", flush=True)
+    common.save("retention", await retention.run(sizes["retention"]))
 
 
 async def cleanup() -> None:

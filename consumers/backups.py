@@ -3,6 +3,7 @@
 from faststream.kafka import KafkaBroker
 
 from consumers.delivery import DeadLetters, Delivery
+from consumers.parking import ParkedEvents
 from consumers.subscriptions import subscribe
 from contracts import events, topics
 from runtime.settings import Settings
@@ -12,7 +13,11 @@ GROUP = topics.BACKUP_GROUP
 
 
 def register(
-    broker: KafkaBroker, settings: Settings, requests: BackupRequests, dead_letters: DeadLetters
+    broker: KafkaBroker,
+    settings: Settings,
+    requests: BackupRequests,
+    dead_letters: DeadLetters,
+    parking: ParkedEvents | None = None,
 ) -> Delivery:
     return subscribe(
         broker,
@@ -24,5 +29,6 @@ def register(
             events.RestoreRequested: requests.restore_requested,
         },
         dead_letters=dead_letters,
+        parking=parking,
         description="BackupDue / RestoreRequested -> leased job -> BackupCompleted / RestoreCompleted",
     )

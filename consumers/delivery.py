@@ -1,8 +1,15 @@
 """What happens to one Kafka record, for every consumer group alike.
 
 decode -> (dead letter | handler with bounded retries) -> commit. The offset is committed only
-after the handler's transaction committed (or the record was dead-lettered), so nothing is lost;
-the inbox makes a redelivery a no-op, so nothing is done twice.
+after the handler's transaction committed, the record was dead-lettered, or it was parked
+(durably, in PostgreSQL), so nothing is lost; the inbox makes a redelivery a no-op, so nothing is
+done twice.
+
+A record still failing transiently after TENANT_RETRY_ATTEMPTS is parked: its tenant's later
+records queue behind it and the partition's other tenants go on; the re-driver
+(consumers/redriver.py) tries the tenant's parked records in order. Without parking (or when
+parking fails) it is handed back to Kafka. Either way it is given up, as a dead letter with
+reason ``retries_exhausted``, once its redelivery budget (attempts and time) is spent.
 """
 
 import asyncio
@@ -15,11 +22,13 @@ from typing import Any, Protocol
 import structlog
 
 from consumers.offsets import DurableOffsets
+from consumers.parking import ParkedEvents, parked_record
 from contracts.codec import Decoded, DecodeLimits, InvalidMessage, decode
 from contracts.events import Event
 from contracts.topics import Topics
 from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
+from domain.redelivery import RETRIES_EXHAUSTED, RedeliveryBudget
 from runtime import metrics
 from runtime.settings import Settings
 from service.event_transaction import Accepted, Outcome, Staged
@@ -44,6 +53,8 @@ class AckableMessage(Protocol):
 
 
 class DeadLetters(Protocol):
+    """Publishes ``record`` (a ConsumerRecord or ParkedRecord) unchanged, plus why and whence."""
+
     async def send(self, record: Any, *, group: str, reason: str, detail: str) -> None: ...
 
 
@@ -53,6 +64,8 @@ class RetryPolicy:
     base_delay_s: float
     max_delay_s: float
     poison_redeliveries: int
+    budget: RedeliveryBudget = RedeliveryBudget(max_attempts=50, max_age_s=3600.0)
+    parked_max_delay_s: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RetryPolicy":
@@ -61,11 +74,13 @@ class RetryPolicy:
             settings.retry_base_delay_s,
             settings.retry_max_delay_s,
             settings.poison_redeliveries,
+            RedeliveryBudget(settings.redelivery_max_attempts, settings.redelivery_max_age_s),
+            settings.parked_max_delay_s,
         )
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with full jitter, so replicas don't retry in lockstep."""
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** min(attempt, 30)))
 
 
 class Delivery:
@@ -82,19 +97,26 @@ class Delivery:
         breaker: CircuitBreaker | None = None,
         commit_interval_s: float = 0.0,
         topics: Topics | None = None,
+        parking: ParkedEvents | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.group = group
-        self._topics = topics or Topics()  # records arrive on physical (namespaced) topics
+        self.topics = topics or Topics()  # records arrive on physical (namespaced) topics
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
-        self._dead_letters = dead_letters
-        self._retry = retry
-        self._limits = limits
+        self.dead_letters = dead_letters
+        self.retry = retry
+        self.limits = limits
         # Shared by every record of the group: while a dependency is down, the consumer waits
         # out the breaker instead of hammering it with each record's retries.
         self.breaker = breaker or CircuitBreaker(retry.attempts, retry.max_delay_s)
         self.offsets = DurableOffsets(commit_interval_s)
+        self.parking = parking
+        self._clock = clock
         # Unexpected errors per record, in this process: a bug must not loop forever.
         self._failures: dict[tuple[str, int, int], int] = {}
+        # Transient attempts and first failure of records handed back, in this process: a
+        # record that keeps failing must not loop forever either.
+        self._handbacks: dict[tuple[str, int, int], tuple[int, float]] = {}
 
     async def __call__(self, msg: AckableMessage) -> None:
         try:
@@ -115,8 +137,9 @@ class Delivery:
             decoded = decode(
                 record.value or b"",
                 key=record.key,
-                topic=self._topics.logical(record.topic),
-                limits=self._limits,
+                topic=self.topics.logical(record.topic),
+                limits=self.limits,
+                headers=record.headers or (),
             )
         except InvalidMessage as e:
             await self._dead_letter(msg, "invalid", e.reason, e.detail)
@@ -139,25 +162,31 @@ class Delivery:
         )
         metrics.EVENTS.labels(self.group, envelope.type, outcome).inc()
 
+    def handler_for(self, type_: str) -> Handler | None:
+        """The group's handler of events of ``type_`` (the re-driver dispatches through it)."""
+        return self._handlers.get(type_)
+
     async def _handle(self, msg: AckableMessage, decoded: Decoded[Any], handler: Handler) -> str:
         record = msg.raw_message
-        for attempt in range(self._retry.attempts):
+        slot = (record.topic, record.partition, record.offset)
+        for attempt in range(self.retry.attempts):
             if wait := self.breaker.retry_after():
                 log.info("circuit_open", wait_s=round(wait, 2))
                 metrics.CIRCUIT_OPEN.labels(self.group).set(1)
                 await asyncio.sleep(wait)
             try:
+                if await self._must_wait(decoded, record):
+                    # Behind the tenant's parked events (or parked already): queue, don't run.
+                    return await self._park(
+                        msg, decoded, 0, 0.0, "behind the tenant's parked events"
+                    )
                 result = await handler(decoded)
             except TransientError as e:
                 self.breaker.record_failure()
-                if attempt + 1 >= self._retry.attempts:
-                    # Hand the record back (seek): it is redelivered, and meanwhile the
-                    # consumer serves its other partitions.
-                    log.warning("handed_back", error=str(e), attempts=attempt + 1)
-                    await msg.nack()
-                    return "handed_back"
+                if attempt + 1 >= self.retry.attempts:
+                    return await self._give_back(msg, decoded, e)
                 metrics.EVENTS.labels(self.group, decoded.envelope.type, "retried").inc()
-                delay = self._retry.delay(attempt)
+                delay = self.retry.delay(attempt)
                 log.info("retrying", error=str(e), attempt=attempt + 1, delay_s=round(delay, 3))
                 await asyncio.sleep(delay)
             except PermanentError as e:
@@ -167,7 +196,7 @@ class Delivery:
                 slot = (record.topic, record.partition, record.offset)
                 self._failures[slot] = failures = self._failures.get(slot, 0) + 1
                 log.exception("handler_error", failures=failures)
-                if failures >= self._retry.poison_redeliveries:
+                if failures >= self.retry.poison_redeliveries:
                     del self._failures[slot]
                     await self._dead_letter(msg, decoded.envelope.type, HANDLER_ERROR, repr(e))
                     return "dead_lettered"
@@ -176,6 +205,7 @@ class Delivery:
             else:
                 self.breaker.record_success()
                 metrics.CIRCUIT_OPEN.labels(self.group).set(0)
+                self._handbacks.pop(slot, None)
                 await self._commit(msg)
                 if result is None:
                     log.info("duplicate_skipped")
@@ -190,11 +220,64 @@ class Delivery:
                 return "processed"
         raise AssertionError("unreachable")
 
+    async def _must_wait(self, decoded: Decoded[Any], record: Any) -> bool:
+        if self.parking is None:
+            return False
+        env = decoded.envelope
+        return await self.parking.holds(self.group, env.subject, env.id, parked_record(record))
+
+    async def _give_back(self, msg: AckableMessage, decoded: Decoded[Any], error: Exception) -> str:
+        """The record's attempts in this delivery are spent: park it, hand it back, or give up."""
+        record = msg.raw_message
+        slot = (record.topic, record.partition, record.offset)
+        tries, first = self._handbacks.get(slot, (0, self._clock()))
+        tries += self.retry.attempts
+        age = self._clock() - first
+        if self.retry.budget.exhausted(tries, age):
+            self._handbacks.pop(slot, None)
+            detail = f"{tries} attempts over {age:.0f}s; last: {error}"
+            await self._dead_letter(msg, decoded.envelope.type, RETRIES_EXHAUSTED, detail)
+            return "dead_lettered"
+        if self.parking is not None:
+            try:
+                outcome = await self._park(msg, decoded, tries, age, str(error))
+            except TransientError as e:  # the database itself is down: Kafka keeps the record
+                log.warning("park_failed", error=str(e))
+            else:
+                self._handbacks.pop(slot, None)
+                return outcome
+        self._handbacks[slot] = (tries, first)
+        # Hand the record back (seek): it is redelivered, and meanwhile the consumer serves its
+        # other partitions.
+        log.warning("handed_back", error=str(error), attempts=tries)
+        await msg.nack()
+        return "handed_back"
+
+    async def _park(
+        self, msg: AckableMessage, decoded: Decoded[Any], tries: int, age: float, error: str
+    ) -> str:
+        assert self.parking is not None
+        env = decoded.envelope
+        new = await self.parking.park(
+            self.group,
+            env.subject,
+            env.id,
+            parked_record(msg.raw_message),
+            attempts=tries,
+            age_s=age,
+            delay_s=self.retry.delay(tries) if tries else 0.0,
+            error=error,
+        )
+        log.warning("parked", error=error, attempts=tries, already_parked=not new)
+        # Only now, with the parked row committed, may the offset move past the record.
+        await self._commit(msg)
+        return "parked"
+
     async def _dead_letter(self, msg: AckableMessage, type_: str, reason: str, detail: str) -> None:
         log.warning("dead_lettered", reason=reason, detail=detail)
         # If the DLQ publish fails, the exception propagates, nothing is committed and the record
         # comes back: a dead letter is never dropped on the floor.
-        await self._dead_letters.send(
+        await self.dead_letters.send(
             msg.raw_message, group=self.group, reason=reason, detail=detail
         )
         metrics.EVENTS.labels(self.group, type_, "dead_lettered").inc()

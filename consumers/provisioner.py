@@ -3,6 +3,7 @@
 from faststream.kafka import KafkaBroker
 
 from consumers.delivery import DeadLetters, Delivery
+from consumers.parking import ParkedEvents
 from consumers.subscriptions import subscribe
 from contracts import events, topics
 from runtime.settings import Settings
@@ -18,6 +19,7 @@ def register(
     service: ProvisioningService,
     lifecycle: LifecycleService,
     dead_letters: DeadLetters,
+    parking: ParkedEvents | None = None,
 ) -> Delivery:
     return subscribe(
         broker,
@@ -33,5 +35,6 @@ def register(
             events.TenantMigrationDue: lifecycle.migration_due,
         },
         dead_letters=dead_letters,
+        parking=parking,
         description="Tenant lifecycle: provision, suspend, resume, erase (as a job), migrate",
     )

@@ -10,6 +10,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from consumers.delivery import DeadLetters, Delivery, Handler, RetryPolicy
 from consumers.offsets import FlushOnRevoke
+from consumers.parking import ParkedEvents
 from contracts.codec import DecodeLimits
 from contracts.events import Event
 from runtime.settings import Settings
@@ -46,9 +47,11 @@ def subscribe(
     handlers: Mapping[type[Event], Handler],
     dead_letters: DeadLetters,
     description: str,
+    parking: ParkedEvents | None = None,
 ) -> Delivery:
     """One consumer group on one topic: its Delivery (the same policy for every group) wired to a
-    FastStream subscriber. Returns the Delivery (its breaker feeds readiness).
+    FastStream subscriber. Returns the Delivery (its breaker feeds readiness). With ``parking``,
+    records that keep failing wait there (run a consumers.redriver.Redriver beside it).
 
     ``group`` and ``topic`` are logical names; the subscriber joins this deployment's namespaced
     ones (settings.names), and the Delivery checks events against the logical topic."""
@@ -66,6 +69,7 @@ def subscribe(
             max_age_s=settings.event_max_age_s,
         ),
         commit_interval_s=settings.kafka_commit_interval_ms / 1000,
+        parking=parking,
     )
     subscriber = broker.subscriber(
         topic,

@@ -112,6 +112,20 @@ class TenantResumed(Result):
     tenant_id: str = TenantIdField
 
 
+class TenantSuspendFailed(Result):
+    """Added in contract v1.2 (additive): a TenantDeactivated that changed nothing, and why."""
+
+    tenant_id: str = TenantIdField
+    reason: Literal["unknown_tenant", "erasing", "erased"]
+
+
+class TenantResumeFailed(Result):
+    """Added in contract v1.2 (additive): a TenantReactivated that changed nothing, and why."""
+
+    tenant_id: str = TenantIdField
+    reason: Literal["unknown_tenant", "erasing", "erased"]
+
+
 class TenantErased(Result):
     tenant_id: str = TenantIdField
     archive_backup_id: str | None = None
@@ -205,6 +219,8 @@ RESULTS: tuple[type[Result], ...] = (
     TenantProvisioningFailed,
     TenantSuspended,
     TenantResumed,
+    TenantSuspendFailed,
+    TenantResumeFailed,
     TenantErased,
     TenantEraseFailed,
     TenantMigrated,

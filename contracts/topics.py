@@ -20,8 +20,11 @@ ALL_TOPICS: Final = (LIFECYCLE, BACKUPS, METRICS, EVENTS, DLQ)
 PROVISIONER_GROUP: Final = "tenant-provisioner"
 BACKUP_GROUP: Final = "tenant-backup"
 METRICS_GROUP: Final = "tenant-metrics"
+# Its committed offsets on tenants.dlq mark what `tenantctl dlq replay --all` already replayed.
+DLQ_REPLAY_GROUP: Final = "tenantctl-dlq-replay"
 
-ALL_GROUPS: Final = (PROVISIONER_GROUP, BACKUP_GROUP, METRICS_GROUP)
+# Every group of ours: each is namespaced like the topics (two deployments never share one).
+ALL_GROUPS: Final = (PROVISIONER_GROUP, BACKUP_GROUP, METRICS_GROUP, DLQ_REPLAY_GROUP)
 
 
 def partition_key(tenant_id: str) -> bytes:

@@ -63,3 +63,23 @@ def expired(entries: list[CatalogEntry], policy: RetentionPolicy, now: datetime)
 def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
     """Exponential backoff; ``jitter`` in [0, 1) is supplied by the caller (keeps this pure)."""
     return float(min(max_s, base_s * 2 ** max(0, attempt - 1)) * (0.5 + jitter / 2))
+
+
+def attempts_spent(claims: int, max_attempts: int) -> bool:
+    """A job claimed more than ``max_attempts`` times has had every attempt it may have.
+
+    Each claim counts one attempt, whether or not its holder lived to report; a holder that is
+    killed (OOM, SIGKILL) reports nothing, so only the claim count bounds such a job.
+    """
+    return claims > max_attempts
+
+
+def row_count_estimate(reltuples: float, live_tuples: int | None) -> int:
+    """An estimated row count from the planner's statistics, never negative.
+
+    ``reltuples`` is -1 for a table never vacuumed or analyzed (PostgreSQL 14+); then the
+    statistics collector's live-tuple count is the best we have, else 0.
+    """
+    if reltuples >= 0:
+        return round(reltuples)
+    return max(0, live_tuples or 0)

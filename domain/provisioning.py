@@ -12,7 +12,7 @@ class Decision(StrEnum):
     ALREADY_PROVISIONED = "already_provisioned"  # answer TenantProvisioned again, no DDL
     INVALID_TENANT_ID = "invalid_tenant_id"
     UNKNOWN_PLAN = "unknown_plan"
-    CONFLICT = "conflict"  # exists with another plan, or erased (ids are never reused)
+    CONFLICT = "conflict"  # exists with another plan, or erasing/erased (ids are never reused)
     QUOTA_EXCEEDED = "quota_exceeded"
 
 
@@ -39,9 +39,17 @@ def decide_provisioning(
     if plan not in allowed_plans:
         return Decision.UNKNOWN_PLAN
     if existing is not None:
-        if existing.status == TenantStatus.ERASED or existing.plan != plan:
+        # An accepted erase is terminal: a request must not bring the tenant back.
+        if existing.status in (TenantStatus.ERASING, TenantStatus.ERASED) or existing.plan != plan:
             return Decision.CONFLICT
         return Decision.ALREADY_PROVISIONED
     if tenant_count >= max_tenants:
         return Decision.QUOTA_EXCEEDED
     return Decision.PROVISION
+
+
+def conflict_detail(existing: ExistingTenant, plan: str) -> str:
+    """Which conflict it is, so the requester knows whether another plan would have worked."""
+    if existing.status in (TenantStatus.ERASING, TenantStatus.ERASED):
+        return f"tenant is {existing.status.value}: erase is terminal, tenant ids are never reused"
+    return f"tenant exists with plan {existing.plan!r}, not {plan!r}"

@@ -1,25 +1,24 @@
 """Publishes outbox rows to Kafka in id order, then marks them sent.
 
-One leader at a time (a session-level advisory lock on a dedicated connection): two relays
-racing would break per-tenant order. A standby polls for the lock and takes over when the
-leader's session ends. A crash between publish and mark republishes the same rows: consumers see
-a duplicate with the same event id, never a lost or invented result.
+One leader at a time (``producers.leader``: a session-level advisory lock, ``outbox_lock_id``):
+two relays racing would break per-tenant order. A standby polls for the lock and takes over
+when the leader's session ends, or within about ``leader_session_timeout_s`` +
+``outbox_poll_interval_s`` when the leader's host or network vanishes silently. A crash between
+publish and mark republishes the same rows: consumers see a duplicate with the same event id,
+never a lost or invented result.
 """
 
 import asyncio
 import contextlib
 
 import asyncpg
-import structlog
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.errors import is_transient
+from adapters.postgres.leader_lock import check_interval_s
 from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
-from domain.errors import TransientError
+from producers.leader import LeaderElection, leader_lock
 from runtime import metrics
 from runtime.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 
 class OutboxRelay:
@@ -36,53 +35,35 @@ class OutboxRelay:
         self._publisher = publisher
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.is_leader = False
+        self._lock = leader_lock(settings, settings.names.outbox_lock_id, "tenant-service-relay")
+        self.election = LeaderElection(
+            "relay",
+            self._lock,
+            self._publish_while_leader,
+            poll_s=settings.outbox_poll_interval_s,
+            check_s=check_interval_s(settings.leader_session_timeout_s),
+            on_change=lambda leader: metrics.RELAY_LEADER.set(1 if leader else 0),
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader
 
     async def run(self) -> None:
         """Until stop(): hold leadership when possible and drain the outbox."""
-        while not self._stopping.is_set():
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # lost connection, broker down: step back and retry
-                if not (isinstance(e, TransientError) or is_transient(e)):
-                    log.exception("relay_error")
-                else:
-                    log.warning("relay_interrupted", error=str(e))
-            self._set_leader(False)
-            await self._sleep(self._settings.outbox_poll_interval_s)
+        await self.election.run()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wakeup.set()
+        self.election.stop()
 
-    async def _lead(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._settings.pg_dsn.get_secret_value(),
-            server_settings={"application_name": "tenant-service-relay"},
-        )
-        try:
-            while not self._stopping.is_set():
-                if await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1)", self._settings.names.outbox_lock_id
-                ):
-                    break
-                await self._sleep(self._settings.outbox_poll_interval_s)  # standby
-            else:
-                return
-            self._set_leader(True)
-            log.info("relay_leader")
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            while not self._stopping.is_set():
-                if conn.is_closed():
-                    raise TransientError("relay lock connection closed")
-                published = await self.drain_once()
-                if published < self._settings.outbox_batch_size:
-                    await self._sleep(self._settings.outbox_poll_interval_s)
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
+    async def _publish_while_leader(self) -> None:
+        await self._lock.listen(NOTIFY_CHANNEL, self._on_notify)
+        while not self._stopping.is_set():
+            published = await self.drain_once()
+            if published < self._settings.outbox_batch_size:
+                await self._sleep(self._settings.outbox_poll_interval_s)
 
     async def drain_once(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -110,7 +91,3 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
         self._wakeup.clear()
-
-    def _set_leader(self, leader: bool) -> None:
-        self.is_leader = leader
-        metrics.RELAY_LEADER.set(1 if leader else 0)

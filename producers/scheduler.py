@@ -1,21 +1,22 @@
-"""Emits MetricsDue every ``TENANT_METRICS_INTERVAL`` seconds and BackupDue per active or
-suspended tenant on its plan's schedule, from exactly one leader at a time.
+"""Emits MetricsDue every ``TENANT_METRICS_INTERVAL`` seconds and BackupDue per active or suspended
+tenant on its plan's schedule, from exactly one leader at a time.
 
-Leadership: a session-level advisory lock (``TENANT_SCHEDULER_LOCK_ID``) held on a dedicated
-connection, as the outbox relay does, rather than a lease row. Postgres releases the lock the
-moment the holder's session ends, so there is no lease length to tune against clock skew or
-pauses, and every state read/write runs on that same session: a leader that lost its session
-cannot advance the state (a natural fence). Kafka writes are not fenced, and need not be: tick
-ids derive from (kind, subject, window), so whatever a deposed leader still sends repeats an id
-the consumers' inbox drops.
+Leadership: ``producers.leader``, the loop the outbox relay also runs, with a session-level
+advisory lock (``TENANT_SCHEDULER_LOCK_ID``) on a dedicated connection rather than a lease row.
+Postgres releases the lock the moment the holder's session ends, so there is no lease length to
+tune against clock skew or pauses, and every state read/write runs on that same session: a leader
+that lost its session cannot advance the state (a natural fence). Kafka writes are not fenced, and
+need not be: tick ids derive from (kind, subject, window), so whatever a deposed leader still
+sends repeats an id the consumers' inbox drops.
 
 Takeover bound: standbys try the lock every ``scheduler_poll_s``. A leader process that dies
 (crash, SIGKILL, OOM) closes its socket, its backend exits and a standby leads within
 ``scheduler_poll_s`` and emits any due window in its first round. A leader host that vanishes
-without closing the socket is noticed by server-side TCP keepalives after about
-``scheduler_keepalive_s``: bound = keepalive + poll. The state remembers the last window
-emitted per (kind, subject), so a takeover or a restart emits what was missed, per
-``TENANT_SCHEDULER_CATCH_UP`` (``latest``, or ``all`` capped at ``..._MAX``, newest first).
+without closing the socket, or cut off from it, loses its session after about
+``leader_session_timeout_s`` (idle-session timeout and TCP keepalives): bound = that + poll. The
+state remembers the last window emitted per (kind, subject), so a takeover or a restart emits what
+was missed, per ``TENANT_SCHEDULER_CATCH_UP`` (``latest``, or ``all`` capped at ``..._MAX``,
+newest first).
 
 A tenant without state is due from its creation (first deployment: one catch-up round).
 """
@@ -33,12 +34,12 @@ import asyncpg
 import structlog
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.errors import is_transient
+from adapters.postgres.leader_lock import check_interval_s
 from contracts import codec, topics
 from contracts.events import ALL_TENANTS, BackupDue, Event, MetricsDue
-from domain.errors import TransientError
 from domain.schedules import Every, Schedule, due_windows, next_window, parse_schedule, tick_id
 from domain.tenant_ids import quote_ident
+from producers.leader import LeaderElection, leader_lock
 from runtime import metrics
 from runtime.settings import Settings
 
@@ -62,70 +63,46 @@ class Scheduler:
         self._source = f"{settings.source}/scheduler"
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.is_leader = False
+        self._lock = leader_lock(settings, settings.names.scheduler_lock_id, "tenant-service-scheduler")
+        self.election = LeaderElection(
+            "scheduler",
+            self._lock,
+            self._emit_while_leader,
+            poll_s=settings.scheduler_poll_s,
+            check_s=check_interval_s(settings.leader_session_timeout_s),
+            on_change=lambda leader: metrics.SCHEDULER_LEADER.set(1 if leader else 0),
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader
 
     async def run(self) -> None:
         """Until stop(): wait for the lock, then emit due ticks while holding it."""
-        while not self._stopping.is_set():
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # lost session, broker down: step back and try again
-                if isinstance(e, TransientError) or is_transient(e):
-                    log.warning("scheduler_interrupted", error=str(e))
-                else:
-                    log.exception("scheduler_error")
-            self._set_leader(False)
-            await self._sleep(self._s.scheduler_poll_s)
+        await self.election.run()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wakeup.set()
+        self.election.stop()
 
-    async def _lead(self) -> None:
-        keepalive = self._s.scheduler_keepalive_s
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._s.pg_dsn.get_secret_value(),
-            server_settings={
-                "application_name": "tenant-service-scheduler",
-                "statement_timeout": str(self._s.pg_statement_timeout_ms),
-                # idle + count x interval ~= keepalive: a vanished leader frees the lock
-                "tcp_keepalives_idle": str(max(1, keepalive // 2)),
-                "tcp_keepalives_interval": str(max(1, keepalive // 6)),
-                "tcp_keepalives_count": "3",
-            },
-        )
-        try:
-            while not self._stopping.is_set():
-                lock_id = self._s.names.scheduler_lock_id
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
-                    break
-                await self._sleep(self._s.scheduler_poll_s)  # standby
-            else:
-                return
-            self._set_leader(True)
-            log.info("scheduler_leader", lock_id=self._s.names.scheduler_lock_id)
-            next_due: datetime | None = None
-            while not self._stopping.is_set():
-                now = datetime.now(UTC)
-                if next_due is None or now >= next_due:
-                    next_due = await self._round(conn, now)
-                else:
-                    await conn.fetchval("SELECT 1")  # the session is the lease: is it alive?
-                wait = (next_due - datetime.now(UTC)).total_seconds()
-                await self._sleep(max(0.0, min(self._s.scheduler_poll_s, wait)))
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
+    async def _emit_while_leader(self) -> None:
+        next_due: datetime | None = None
+        while not self._stopping.is_set():
+            now = datetime.now(UTC)
+            if next_due is None or now >= next_due:
+                next_due = await self._round(now)
+            wait = (next_due - datetime.now(UTC)).total_seconds()
+            await self._sleep(max(0.0, min(self._s.scheduler_poll_s, wait)))
 
-    async def _round(self, conn: asyncpg.Connection, now: datetime) -> datetime:
+    async def _round(self, now: datetime) -> datetime:
         """Emit every due tick; returns when the next one falls due."""
         started = time.perf_counter()
-        ticks = await self._due(conn, now)
+        async with self._lock.session() as conn:
+            ticks = await self._due(conn, now)
         batch = self._s.scheduler_batch_size
         for start in range(0, len(ticks), batch):
-            await self._emit(conn, ticks[start : start + batch])
+            await self._emit(ticks[start : start + batch])
         metrics.SCHEDULER_ROUND_SECONDS.observe(time.perf_counter() - started)
         if ticks:
             log.info("scheduler_round", ticks=len(ticks), seconds=time.perf_counter() - started)
@@ -176,7 +153,7 @@ class Scheduler:
             ]
         return ticks
 
-    async def _emit(self, conn: asyncpg.Connection, ticks: list[Tick]) -> None:
+    async def _emit(self, ticks: list[Tick]) -> None:
         """Publish, then remember: a crash in between re-sends the same ids, never skips one."""
         messages = []
         for kind, subject, window, event in ticks:
@@ -193,16 +170,17 @@ class Scheduler:
         for kind, subject, window, _ in ticks:
             latest[(kind, subject)] = max(window, latest.get((kind, subject), window))
             counts[kind] += 1
-        await conn.execute(
-            f"INSERT INTO {self._state} AS st (kind, subject, last_window)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
-            " ON CONFLICT (kind, subject) DO UPDATE"
-            " SET last_window = greatest(st.last_window, excluded.last_window),"
-            " updated_at = now()",
-            [k for k, _ in latest],
-            [s for _, s in latest],
-            list(latest.values()),
-        )
+        async with self._lock.session() as conn:
+            await conn.execute(
+                f"INSERT INTO {self._state} AS st (kind, subject, last_window)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+                " ON CONFLICT (kind, subject) DO UPDATE"
+                " SET last_window = greatest(st.last_window, excluded.last_window),"
+                " updated_at = now()",
+                [k for k, _ in latest],
+                [s for _, s in latest],
+                list(latest.values()),
+            )
         for kind, n in counts.items():
             metrics.SCHEDULER_TICKS.labels(kind).inc(n)
 
@@ -210,7 +188,3 @@ class Scheduler:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
         self._wakeup.clear()
-
-    def _set_leader(self, leader: bool) -> None:
-        self.is_leader = leader
-        metrics.SCHEDULER_LEADER.set(1 if leader else 0)

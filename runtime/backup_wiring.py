@@ -58,6 +58,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         zstd_threads=s.backup_zstd_threads,
         chunk_bytes=s.backup_chunk_bytes,
         rate_limit=s.backup_rate_limit_bytes,
+        count_budget_ms=s.backup_count_budget_ms,
     )
     restorer = None
     if s.backup_master_identity_file is not None:
@@ -71,5 +72,9 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
             master_identity_file=s.backup_master_identity_file,
             grace_s=s.restore_grace_s,
             chunk_bytes=s.backup_chunk_bytes,
+            control_schema=s.control_schema,
+            migration_lock_timeout_ms=s.migration_lock_timeout_ms,
+            migration_statement_timeout_ms=s.migration_statement_timeout_ms,
+            spool_dir=s.restore_spool_dir,
         )
     return BackupParts(store, jobs, keys, target, taker, restorer)

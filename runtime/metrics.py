@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS = Counter(
     "tenant_events_total",
     "Input events by consumer group, type and outcome "
-    "(processed, duplicate, dead_lettered, retried, handed_back)",
+    "(processed, duplicate, dead_lettered, retried, handed_back, parked)",
     ["group", "type", "outcome"],
 )
 HANDLER_SECONDS = Histogram(

@@ -10,10 +10,14 @@ from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
+from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.tenant_store import PostgresTenantStore
+from api.server import api_role
 from consumers import backups, provisioner
+from consumers.redriver import Redriver
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
+from producers.retention import Retention
 from runtime.backup_wiring import build_backup_parts
 from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
@@ -68,16 +72,20 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    worker.deliveries.append(
-        provisioner.register(
-            worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher)
-        )
+    parking = PostgresParkedEvents(worker.pool, s.control_schema)
+    delivery = provisioner.register(
+        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
     )
-    return []
+    worker.deliveries.append(delivery)
+    return [Redriver(delivery, s.parked_poll_s)]
 
 
 async def relay_role(worker: "Worker") -> list[Background]:
-    return [OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher)]
+    # Pruning rides with the relay (every deployment runs one) under a lock of its own.
+    return [
+        OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher),
+        Retention(worker.settings, worker.pool),
+    ]
 
 
 async def backup_role(worker: "Worker") -> list[Background]:
@@ -85,12 +93,18 @@ async def backup_role(worker: "Worker") -> list[Background]:
     parts = await build_backup_parts(s, worker.pool)
     worker.closers.append(parts.target.close)
     requests = BackupRequests(transaction(worker, backups.GROUP), parts.store, parts.jobs, s.source)
-    worker.deliveries.append(
-        backups.register(worker.broker, s, requests, KafkaDeadLetters(worker.publisher))
+    delivery = backups.register(
+        worker.broker,
+        s,
+        requests,
+        KafkaDeadLetters(worker.publisher),
+        PostgresParkedEvents(worker.pool, s.control_schema),
     )
+    worker.deliveries.append(delivery)
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
     # lapses, and another runner (or this one after a restart) takes it again.
     return [
+        Redriver(delivery, s.parked_poll_s),
         JobRunner(
             pool=worker.pool,
             jobs=parts.jobs,
@@ -114,7 +128,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
             retry_base_s=s.backup_retry_base_s,
             retry_max_s=s.backup_retry_max_s,
             source=s.source,
-        )
+        ),
     ]
 
 
@@ -124,4 +138,5 @@ ROLE_BUILDERS: dict[str, RoleBuilder] = {
     "backup": backup_role,
     "scheduler": scheduler_role,
     "metrics": metrics_role,
+    "api": api_role,
 }

@@ -40,6 +40,9 @@ class Settings(SchedulingSettings):
     # a bug or a forgery and is dead-lettered (raise the age before replaying old dead letters).
     event_max_future_s: float = Field(default=300.0, ge=0)
     event_max_age_s: float = Field(default=30 * 86_400.0, gt=0)
+    # CloudEvents content mode of result events on tenants.events (inputs are read in both):
+    # structured (the envelope is the value) or binary (attributes in ce_* headers).
+    result_content_mode: Literal["structured", "binary"] = "structured"
     # Consumers per group in one process (each owns whole partitions, order kept per partition).
     consumer_concurrency: int = Field(default=3, ge=1, le=64)
     # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.
@@ -68,11 +71,36 @@ class Settings(SchedulingSettings):
     retry_max_delay_s: float = Field(default=10.0, gt=0)
     # Unexpected handler errors (bugs): redeliveries of one message before it is dead-lettered.
     poison_redeliveries: int = Field(default=3, ge=1)
+    # A record still failing transiently after those retries is parked (its tenant's later records
+    # queue behind it, other tenants go on) and retried by the re-driver; it is dead-lettered
+    # (retries_exhausted) once it has had BOTH this many attempts and this long since its first
+    # failure, so neither a burst of quick failures nor a long outage alone gives it up.
+    redelivery_max_attempts: int = Field(default=50, ge=1, le=100_000)
+    redelivery_max_age_s: float = Field(default=3600.0, ge=0)
+    parked_max_delay_s: float = Field(default=60.0, gt=0)  # cap of the re-driver's backoff
+    parked_poll_s: float = Field(default=1.0, gt=0, le=60)  # re-driver's look for due events
 
     # Outbox relay
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_lock_id: int = 7_311_001
+    # Leader lock sessions (relay, scheduler, retention): a leader cut off without a FIN loses
+    # its session (and the lock) within this; a standby then takes over within its poll interval.
+    leader_session_timeout_s: int = Field(default=10, ge=3, le=600)
+
+    # Retention of bookkeeping rows, pruned by one leader (its own lock) in bounded batches.
+    # Ages in seconds; 0 keeps that table's rows forever. Unsent outbox rows and unfinished
+    # jobs are never pruned. The inbox must outlive redelivery: a record whose ``time`` is older
+    # than event_max_age_s is dead-lettered unread, so that (+ event_max_future_s) is the floor
+    # and the default (None).
+    retention_lock_id: int = 7_311_020
+    retention_interval_s: float = Field(default=300.0, gt=0)
+    retention_batch_size: int = Field(default=1_000, ge=1, le=100_000)
+    inbox_retention_s: float | None = Field(default=None, ge=0)
+    outbox_retention_s: float = Field(default=86_400.0, ge=0)
+    jobs_retention_s: float = Field(default=30 * 86_400.0, ge=0)
+    drills_retention_s: float = Field(default=90 * 86_400.0, ge=0)
+    ticks_retention_s: float = Field(default=7 * 86_400.0, ge=0)
 
     # Backups: where, how, how long kept. The service holds public keys only; the master
     # identity (which unwraps per-tenant keys) is given to restore-capable workers alone.
@@ -88,6 +116,9 @@ class Settings(SchedulingSettings):
     backup_chunk_bytes: int = Field(default=1 << 20, ge=64 * 1024, le=64 << 20)
     backup_rate_limit_bytes: int = Field(default=0, ge=0)  # per second; 0 = unlimited
     backup_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Time for the manifest's exact row counts of one backup, all tables together; a table that
+    # does not fit is given the planner's estimate (row_counts_estimated). 0: estimates only.
+    backup_count_budget_ms: int = Field(default=10_000, ge=0, le=3_600_000)
     backup_retry_base_s: float = Field(default=2.0, gt=0)
     backup_retry_max_s: float = Field(default=300.0, gt=0)
     backup_lease_s: float = Field(default=30.0, ge=3)
@@ -101,6 +132,9 @@ class Settings(SchedulingSettings):
     migration_lock_timeout_ms: int = Field(default=2_000, ge=50)
     migration_statement_timeout_ms: int = Field(default=60_000, ge=100)
     restore_grace_s: float = Field(default=7 * 24 * 3600, ge=0)
+    # Restores spool the encrypted artifact here (0600) to verify its sha256 before a byte of it
+    # is decrypted; it needs room for the largest artifact. Unset: the system temp directory.
+    restore_spool_dir: Path | None = None
 
     s3_bucket: str = "tenant-backups"
     s3_prefix: str = ""
@@ -117,6 +151,24 @@ class Settings(SchedulingSettings):
     sftp_key_file: Path | None = None
     sftp_known_hosts: Path | None = None
     sftp_dir: str = "/backups"
+
+    # HTTP API (role ``api``): its own port and health routes. Bearer JWTs are checked against
+    # the JWKS file (RS256/EdDSA); HS256 with a shared secret only when the development flag is
+    # set. Rate limits are "requests/seconds" per client (token sub) and route, kept in Redis.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8090, ge=0, le=65535)
+    api_jwks_file: Path | None = None
+    api_jwt_audience: str = "tenant-service"
+    api_jwt_issuer: str | None = None
+    api_dev_hs256: bool = False
+    api_hs256_secret: SecretStr | None = None
+    api_rate_limit_read: str = Field(default="600/60", pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    api_rate_limit_write: str = Field(default="60/60", pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    api_max_body_bytes: int = Field(default=16_384, ge=256, le=1 << 20)
+    # Idempotency keys are honoured at least this long (a client retrying the next day still
+    # gets its first operation back).
+    api_idempotency_ttl_s: float = Field(default=86_400.0, ge=86_400.0)
+    api_page_size_max: int = Field(default=200, ge=1, le=1000)
 
     # Process
     http_host: str = "127.0.0.1"
@@ -190,6 +242,34 @@ class Settings(SchedulingSettings):
     def names(self) -> Names:
         """This deployment's physical names (topics, groups, schemas, locks, Redis keys)."""
         return Names.from_settings(self)
+
+    @model_validator(mode="after")
+    def _hs256_is_development_only(self) -> "Settings":
+        if self.api_hs256_secret is not None and not self.api_dev_hs256:
+            raise ValueError("api_hs256_secret is accepted only with api_dev_hs256 (development)")
+        return self
+
+    @property
+    def inbox_retention_floor_s(self) -> float:
+        """The longest a record can still be acted on after its inbox row was written."""
+        return self.event_max_age_s + self.event_max_future_s
+
+    @property
+    def inbox_keep_s(self) -> float:
+        """The inbox retention in force (0: kept forever)."""
+        if self.inbox_retention_s is None:
+            return self.inbox_retention_floor_s
+        return self.inbox_retention_s
+
+    @model_validator(mode="after")
+    def _inbox_outlives_redelivery(self) -> "Settings":
+        keep = self.inbox_retention_s
+        if keep and keep < self.inbox_retention_floor_s:
+            raise ValueError(
+                f"inbox_retention_s {keep:g} is below event_max_age_s + event_max_future_s"
+                f" ({self.inbox_retention_floor_s:g}): a redelivered record could be acted on twice"
+            )
+        return self
 
     @field_validator("pg_dsn")
     @classmethod

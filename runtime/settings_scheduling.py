@@ -41,10 +41,9 @@ class SchedulingSettings(BaseSettings):
     scheduler_catch_up: Literal["latest", "all"] = "latest"
     scheduler_catch_up_max: int = Field(default=24, ge=1, le=10_000)
     scheduler_lock_id: int = 7_311_010
-    # Standby lock polling and the leader's health check; a dead leader's process is replaced
-    # within this (plus one round). A vanished host is noticed by TCP keepalives first.
+    # Standby lock polling; a dead leader's process is replaced within this (plus one round).
+    # A vanished host is noticed first, within TENANT_LEADER_SESSION_TIMEOUT_S.
     scheduler_poll_s: float = Field(default=1.0, gt=0, le=60)
-    scheduler_keepalive_s: int = Field(default=10, ge=3, le=600)
     scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     # Metrics collection (consumer group tenant-metrics)

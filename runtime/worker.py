@@ -80,7 +80,7 @@ class Worker:
         self.closers.append(self.publisher.stop)
         self.redis = aioredis.from_url(s.redis_url.get_secret_value())
         self.closers.append(self.redis.aclose)
-        self.outbox = PostgresOutbox(s.names.control_schema)
+        self.outbox = PostgresOutbox(s.names.control_schema, s.result_content_mode)
         self.broker = KafkaBroker(
             s.kafka_bootstrap,
             graceful_timeout=s.shutdown_grace_s,

@@ -2,11 +2,13 @@
 
     .venv/bin/python scripts/export_contracts.py           # rewrite the files
     .venv/bin/python scripts/export_contracts.py --check   # exit 1 if a committed file is stale
+    .venv/bin/python scripts/export_contracts.py --release # also keep contracts/released/<version>/
 
 Writes contracts/schemas/<EventType>.json (JSON Schema of each event's ``data``),
 contracts/schemas/envelope.json (the CloudEvents envelope) and docs/asyncapi.yaml (AsyncAPI 3.0,
 built by FastStream from a broker that declares every topic, consumer group and message; no
-connection is made), and the README's event catalogue and settings table (between their
+connection is made), docs/openapi.json (OpenAPI 3.1 of the HTTP API, from its FastAPI app), and
+the README's event catalogue, settings table, tenantctl command table and exit codes (between their
 ``<!-- BEGIN GENERATED: ... -->`` markers). The YAML is written by a tiny emitter below so that no
 YAML library is needed and the output is byte-for-byte stable.
 """
@@ -27,6 +29,7 @@ from faststream.specification import AsyncAPI  # noqa: E402
 from pydantic import BaseModel, create_model  # noqa: E402
 
 from adapters.kafka import dead_letters  # noqa: E402
+from contracts import __version__ as contracts_version  # noqa: E402
 from contracts import topics  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.events import (  # noqa: E402
@@ -42,13 +45,16 @@ from runtime.settings import Settings  # noqa: E402
 sys.path.insert(0, str(ROOT / "scripts"))
 from lib.readme_tables import (  # noqa: E402
     README_FILE,
+    cli_table,
     event_catalogue,
+    exit_codes_table,
     replace_section,
     settings_table,
 )
 
 SCHEMAS_DIR = ROOT / "contracts" / "schemas"
 ASYNCAPI_FILE = ROOT / "docs" / "asyncapi.yaml"
+OPENAPI_FILE = ROOT / "docs" / "openapi.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Which consumer group reads each input topic, and what it does today.
@@ -68,6 +74,10 @@ CONSUMERS: dict[str, tuple[str, str]] = {
         f"Metrics ticks, keyed by '{ALL_TENANTS}'.",
     ),
 }
+
+
+# The schemas of each released client package, checked against by tests/unit (compatibility).
+RELEASED_DIR = ROOT / "contracts" / "released"
 
 
 def envelope_of(model: type[Event]) -> type[BaseModel]:
@@ -244,11 +254,20 @@ def _json(obj: Any) -> str:
 # ---- main -----------------------------------------------------------------------------------
 
 
+def openapi() -> dict[Path, str]:
+    """The HTTP API's OpenAPI 3.1 document, from the app's routes and models (no I/O)."""
+    from api.app import create_app
+
+    return {OPENAPI_FILE: _json(create_app(None).openapi())}
+
+
 def generate() -> dict[Path, str]:
     readme = README_FILE.read_text()
     readme = replace_section(readme, "event-catalogue", event_catalogue())
     readme = replace_section(readme, "settings", settings_table())
-    return {**json_schemas(), **asyncapi(), README_FILE: readme}
+    readme = replace_section(readme, "cli", cli_table())
+    readme = replace_section(readme, "exit-codes", exit_codes_table())
+    return {**json_schemas(), **asyncapi(), **openapi(), README_FILE: readme}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file is stale or missing"
     )
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help=f"also copy the schemas to contracts/released/{contracts_version}/ (a release)",
+    )
     args = parser.parse_args(argv)
     files = generate()
+    if args.release and not args.check:
+        # The released copy is what later versions must stay compatible with.
+        files.update(
+            {
+                RELEASED_DIR / contracts_version / p.name: text
+                for p, text in files.items()
+                if p.parent == SCHEMAS_DIR
+            }
+        )
     stale_schemas = sorted(
         p for p in SCHEMAS_DIR.glob("*.json") if p not in files
     )  # an event that was removed from contracts/

@@ -19,7 +19,9 @@ from adapters.backup_targets.base import BackupTarget
 from adapters.dump_pipeline import dump
 from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.errors import translated
+from adapters.postgres.row_counts import row_counts
 from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.processes import run
 from contracts.codec import Decoded
 from contracts.events import (
     BackupCompleted,
@@ -31,7 +33,6 @@ from contracts.events import (
 from domain import backups as rules
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus
-from domain.tenant_ids import quote_ident
 from service.event_transaction import Accepted, EventTransaction
 
 log = structlog.get_logger(__name__)
@@ -109,8 +110,10 @@ class BackupTaker:
         zstd_threads: int,
         chunk_bytes: int,
         rate_limit: int,
+        count_budget_ms: int = 10_000,
     ) -> None:
         self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
+        self._count_budget_ms = count_budget_ms
         self._jobs, self._target = jobs, target
         self._operators = archive_recipients
         self._retention = retention
@@ -148,6 +151,9 @@ class BackupTaker:
                 record = await self._store.get(conn, tenant_id)
                 if record is None or record.status == TenantStatus.ERASED:
                     raise PermanentError("unknown_tenant", tenant_id)
+                if record.status == TenantStatus.ERASING and not operators_only:
+                    # Its data and key are about to go; only the erase's own archive is taken.
+                    raise PermanentError("erasing", tenant_id)
                 if operators_only:
                     if not self._operators:
                         raise PermanentError(
@@ -157,12 +163,14 @@ class BackupTaker:
                 else:
                     # The tenant's key alone: destroying it must make every copy unreadable.
                     recipients = [await self._keys.recipient(conn, tenant_id)]
-            # One REPEATABLE READ snapshot shared with pg_dump: the row counts in the manifest
-            # describe exactly the data in the artifact, whatever the tenant writes meanwhile.
+            # One REPEATABLE READ snapshot shared with pg_dump: the exact row counts in the
+            # manifest describe exactly the data in the artifact, whatever the tenant writes
+            # meanwhile. They run under their own budget (not the pool's statement timeout);
+            # a table too slow to count gets an estimate, listed apart (row_counts_estimated).
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 with translated("backup snapshot"):
                     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-                    counts = await _row_counts(conn, record.schema_name)
+                    counts = await row_counts(conn, record.schema_name, self._count_budget_ms)
                 writer = await self._target.open_writer(akey)
                 sent = 0
 
@@ -199,7 +207,9 @@ class BackupTaker:
             "sha256": stats.sha256,
             "pg_dump_version": await self._version(),
             "recipients": recipients,
-            "row_counts": counts,
+            # Exact counts only: a restore drill compares these. Estimates are kept apart.
+            "row_counts": counts.exact,
+            "row_counts_estimated": counts.estimated,
             "format": "pg_dump custom (uncompressed) | zstd | age",
         }
         try:
@@ -283,25 +293,6 @@ class BackupTaker:
 
     async def _version(self) -> str:
         if self._pg_dump_version is None:
-            proc = await asyncio.create_subprocess_exec(
-                "pg_dump", "--version", stdout=asyncio.subprocess.PIPE
-            )
-            out, _ = await proc.communicate()
-            self._pg_dump_version = out.decode().strip()
+            self._pg_dump_version = (await run(["pg_dump", "--version"])).decode().strip()
         return self._pg_dump_version
 
-
-async def _row_counts(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
-    tables = await conn.fetch(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
-        schema,
-    )
-    return {
-        t["relname"]: int(
-            await conn.fetchval(
-                f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(t['relname'])}"
-            )
-        )
-        for t in tables
-    }

@@ -1,5 +1,9 @@
 """Erase (off-boarding, GDPR): every step is idempotent, so a retry may start anywhere.
 
+Every erase job of a tenant performs the same erase, the one its first accepted request decided
+(recorded on the registry row): a second request, or a retry after the tombstone committed,
+keeps that erase's archive and reports its id.
+
 Order: optional final archive (encrypted to operator recipients only, per policy) -> tables
 dropped in batches (bounded locks per transaction) -> schema and role -> Redis keys -> the
 tenant's backup key destroyed (crypto-shredding every other backup, wherever copies went) and
@@ -19,7 +23,7 @@ from adapters.postgres.errors import translated
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantErased
 from domain.errors import PermanentError, TransientError
-from domain.lifecycle import TenantStatus
+from domain.lifecycle import TenantStatus, archive_id_for, doomed_backups
 from domain.tenant_ids import quote_ident
 from service.backups import BackupTaker
 
@@ -44,31 +48,26 @@ class Eraser:
         self._batch, self._prefix = drop_batch, redis_prefix
 
     async def erase(self, job: Job, archive: bool, progress: Any) -> TenantErased:
+        """Run (or finish) the tenant's erase; any erase job of the tenant, retried or not,
+        performs the same erase: the archive decided by the first accepted request, read from
+        the registry, is taken once, kept, and reported by every one of them.
+
+        ``archive`` matters only for a tenant whose registry row recorded no erase (the job
+        was queued by a build that did not record it).
+        """
         tenant_id = job.tenant_id
         erased: list[str] = []
         async with self._pool.acquire() as conn:
             record = await self._store.get(conn, tenant_id)
         if record is None:
             raise PermanentError("unknown_tenant", tenant_id)
-        archive_id = None
-        if archive and record.status != TenantStatus.ERASED:
-            archive_id = "a-" + job.job_id[2:]
-            async with self._pool.acquire() as conn:
-                done = await self._jobs.backup(conn, tenant_id, archive_id)
-            if done is None:
-                archive_job = Job(
-                    archive_id,
-                    "backup",
-                    tenant_id,
-                    job.cause_id,
-                    job.correlation_id,
-                    None,
-                    job.attempts,
-                )
-                _, row = await self._taker.take(archive_job, progress, operators_only=True)
-                async with self._pool.acquire() as conn:
-                    await self._jobs.catalogue(conn, row)
-            erased.append("archived")
+        if record.status in (TenantStatus.ERASING, TenantStatus.ERASED):
+            archive_id = record.erase_archive_id
+        else:
+            archive_id = archive_id_for(job.job_id) if archive else None
+        if archive_id is not None:
+            if await self._archive(job, record.status, archive_id, progress):
+                erased.append("archived")
         erased += await self._drop_database_objects(tenant_id)
         erased += await self._drop_redis_keys(tenant_id)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -76,21 +75,43 @@ class Eraser:
                 await self._store.lock_tenant(conn, tenant_id)
                 if await self._keys.destroy(conn, tenant_id):
                     erased.append("backup_key")
-                doomed = [
-                    r
-                    for r in await self._jobs.backups(conn, tenant_id)
-                    if r.backup_id != archive_id
-                ]
+                rows = await self._jobs.backups(conn, tenant_id)
+                doomed_ids = set(doomed_backups([r.backup_id for r in rows], archive_id))
+                doomed = [r for r in rows if r.backup_id in doomed_ids]
                 await self._jobs.forget(conn, [r.backup_id for r in doomed])
                 # The tenant's jobs still waiting are not cancelled here: each request must get
                 # its one answer, and they do when they run (BackupFailed / RestoreFailed,
-                # unknown_tenant: the registry row is a tombstone from now on).
+                # unknown_tenant; erase jobs TenantErased: the registry row is a tombstone now).
                 await self._store.tombstone(conn, tenant_id)
         if doomed:
             erased.append(f"backups:{len(doomed)}")
         await self._taker.delete_artifacts(doomed)  # unreadable already: the key is gone
         log.info("tenant_erased", erased=erased, archive_backup_id=archive_id)
         return TenantErased(tenant_id=tenant_id, archive_backup_id=archive_id, erased=erased)
+
+    async def _archive(
+        self, job: Job, status: TenantStatus, archive_id: str, progress: Any
+    ) -> bool:
+        """The final archive, taken once under its fixed id; True when it is catalogued."""
+        async with self._pool.acquire() as conn:
+            if await self._jobs.backup(conn, job.tenant_id, archive_id) is not None:
+                return True
+        if status == TenantStatus.ERASED:  # the data is gone: nothing left to archive
+            log.error("erase_archive_missing", archive_backup_id=archive_id)
+            return False
+        archive_job = Job(
+            archive_id,
+            "backup",
+            job.tenant_id,
+            job.cause_id,
+            job.correlation_id,
+            None,
+            job.attempts,
+        )
+        _, row = await self._taker.take(archive_job, progress, operators_only=True)
+        async with self._pool.acquire() as conn:
+            await self._jobs.catalogue(conn, row)
+        return True
 
     async def _drop_database_objects(self, tenant_id: str) -> list[str]:
         schema = self._store.schema_of(tenant_id)

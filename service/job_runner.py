@@ -3,10 +3,14 @@
 The runner renews its lease while a job runs; finishing writes (catalog row, job status,
 outbox result) are one transaction fenced on the lease owner. Transient failures are retried
 with exponential backoff and jitter up to a limit; the last failure becomes a *Failed result.
+A job whose runners keep dying (no failure is ever reported) is bounded by the same limit on
+claims: the claim past it answers the job's requests with reason "attempts". A runner that
+cannot renew stops the work once its lease has run out by its own clock.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import socket
 import uuid
@@ -16,6 +20,7 @@ import structlog
 
 from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.restore_swap import LEASE_LOST
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
@@ -50,6 +55,9 @@ class JobRunner:
         self._pool, self._jobs, self._outbox, self._store = pool, jobs, outbox, store
         self._taker, self._restorer, self._eraser = taker, restorer, eraser
         self._lease, self._poll = lease_s, poll_s
+        # The watchdog's margin before the lease would lapse: room to kill and reap the job's
+        # subprocesses before another runner may claim it.
+        self._margin = lease_s / 4
         self._attempts, self._retry = max_attempts, (retry_base_s, retry_max_s)
         self._source = source
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
@@ -64,7 +72,9 @@ class JobRunner:
         while not self._stopping.is_set():
             job = None
             try:
-                job = await self._jobs.claim(self._pool, self.owner, self._kinds, self._lease)
+                job = await self._jobs.claim(
+                    self._pool, self.owner, self._kinds, self._lease, self._attempts
+                )
                 if job is not None:
                     await self.run_job(job)
                     continue
@@ -83,6 +93,15 @@ class JobRunner:
             event_id=job.cause_id,
             correlation_id=job.correlation_id,
         )
+        if job.spent:
+            # Its earlier holders died mid-job (each claim counted); running it again would
+            # most likely kill this runner too. Report the attempts it had, not the claims.
+            spent = dataclasses.replace(job, attempts=self._attempts)
+            try:
+                await self._fail(spent, "attempts", f"claimed {job.attempts} times, never finished")
+            finally:
+                structlog.contextvars.unbind_contextvars("job_id")
+            return
         progress = {"bytes": 0}
         work = asyncio.create_task(self._work(job, lambda n: progress.__setitem__("bytes", n)))
         heartbeat = asyncio.create_task(self._heartbeat(job, work, progress))
@@ -103,7 +122,10 @@ class JobRunner:
             # A dropped connection mid-job is as transient as a network error on the target.
             await self._transient(job, f"{type(e).__name__}: {e}")
         except PermanentError as e:
-            await self._fail(job, e.reason, str(e))
+            if e.reason == LEASE_LOST:  # the fenced swap refused: the job is not ours any more
+                log.warning("job_abandoned_lease_lost")
+            else:
+                await self._fail(job, e.reason, str(e))
         except Exception as e:  # a bug must not leave the job running forever
             log.exception("job_crashed")
             await self._fail(job, "internal_error", repr(e))
@@ -118,24 +140,46 @@ class JobRunner:
         if job.kind == "erase":
             return await self._eraser.erase(job, job.archive, progress), None
         assert self._restorer is not None
-        return await self._restorer.restore(job), None
+        return await self._restorer.restore(job, self.owner), None
 
     async def _heartbeat(
         self, job: Job, work: asyncio.Task[object], progress: dict[str, int]
     ) -> None:
+        """Renew the lease; stop the work (and so its subprocesses) before the lease can lapse.
+
+        The lease is known to last until ``lease_s`` after the last renewal was *sent*; the work
+        is cancelled a margin before that, whether the renewal was refused, failed or hangs, so
+        no one else can take the job while this runner's pg_dump/psql still run.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease - self._margin  # claimed just before we started
         while True:
-            await asyncio.sleep(self._lease / 3)
-            try:
-                async with self._pool.acquire() as conn:
-                    alive = await self._jobs.renew(
-                        conn, job.job_id, self.owner, self._lease, progress["bytes"]
-                    )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("lease_renewal_failed", error=str(e))
-                continue  # the lease still has two thirds left; try again
-            if not alive:
-                work.cancel()
+            await asyncio.sleep(max(0.0, min(self._lease / 3, deadline - loop.time())))
+            if loop.time() >= deadline:
+                log.warning("lease_watchdog_stops_job")
+                await self._stop_work(work)
                 return
+            sent = loop.time()
+            try:
+                async with asyncio.timeout(deadline - sent):
+                    async with self._pool.acquire() as conn:
+                        alive = await self._jobs.renew(
+                            conn, job.job_id, self.owner, self._lease, progress["bytes"]
+                        )
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("lease_renewal_failed", error=repr(e))
+                continue  # the watchdog stops the job if no renewal succeeds in time
+            if not alive:
+                await self._stop_work(work)
+                return
+            deadline = sent + self._lease - self._margin
+
+    @staticmethod
+    async def _stop_work(work: asyncio.Task[object]) -> None:
+        """Cancel and wait: the work's cleanup kills and reaps its subprocesses."""
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
 
     async def _succeed(self, job: Job, result: Result, row: object) -> None:
         expired: list[CatalogRow] = []

@@ -1,7 +1,9 @@
 """Suspend, resume, erase (accepted as a job) and per-tenant migrations, on tenants.lifecycle.
 
 All of them take the tenant's advisory lock inside their transaction, as provisioning, restores
-and erasure do, so work on one tenant is serialised across topics and workers.
+and erasure do, so work on one tenant is serialised across topics and workers. Every request
+gets exactly one result: an unknown tenant, or one whose erase was accepted, gets a *Failed
+result saying so, never a dead letter.
 """
 
 from typing import Any
@@ -16,22 +18,33 @@ from contracts.codec import Decoded
 from contracts.events import (
     TenantDeactivated,
     TenantErased,
+    TenantEraseFailed,
     TenantEraseRequested,
     TenantMigrated,
     TenantMigrationDue,
     TenantMigrationFailed,
     TenantReactivated,
     TenantResumed,
+    TenantResumeFailed,
     TenantSuspended,
+    TenantSuspendFailed,
 )
 from domain import backups as rules
-from domain.errors import PermanentError
-from domain.lifecycle import TenantStatus
+from domain.errors import PermanentError, TransientError
+from domain.lifecycle import (
+    EraseDecision,
+    TenantStatus,
+    archive_id_for,
+    decide_erase,
+    erase_job_id,
+    refusal,
+)
 from domain.migrations import Migration, plan_migrations
 from domain.tenant_ids import InvalidTenantId, quote_ident, validate_tenant_id
 from service.event_transaction import Accepted, EventTransaction
 
 log = structlog.get_logger(__name__)
+_QUERY_CANCELED = "57014"  # statement_timeout (class 57, which is otherwise transient)
 
 
 class LifecycleService:
@@ -54,21 +67,23 @@ class LifecycleService:
         self._source = source
 
     async def _locked(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
+        """The tenant's registry row under its lock; None when the id cannot be a tenant's."""
         try:
             validate_tenant_id(tenant_id)
         except InvalidTenantId:
             return None
         await self._store.lock_tenant(conn, tenant_id)
-        record = await self._store.get(conn, tenant_id)
-        return None if record is None or record.status == TenantStatus.ERASED else record
+        return await self._store.get(conn, tenant_id)
 
     async def deactivated(self, decoded: Decoded[TenantDeactivated]) -> Any:
         tenant_id = decoded.event.tenant_id
 
         async def effect(conn: asyncpg.Connection) -> Any:
             record = await self._locked(conn, tenant_id)
-            if record is None:
-                raise PermanentError("unknown_tenant", tenant_id)
+            why = refusal(record.status if record else None)
+            if why is not None:
+                log.info("suspend_refused", reason=why.value)
+                return TenantSuspendFailed(tenant_id=tenant_id, reason=why.value)
             terminated = await self._store.revoke_access(conn, tenant_id)
             await self._store.set_status(conn, tenant_id, TenantStatus.SUSPENDED)
             log.info("tenant_suspended", sessions_terminated=terminated)
@@ -81,8 +96,10 @@ class LifecycleService:
 
         async def effect(conn: asyncpg.Connection) -> Any:
             record = await self._locked(conn, tenant_id)
-            if record is None:
-                raise PermanentError("unknown_tenant", tenant_id)
+            why = refusal(record.status if record else None)
+            if why is not None:
+                log.info("resume_refused", reason=why.value)
+                return TenantResumeFailed(tenant_id=tenant_id, reason=why.value)
             await self._store.grant_access(conn, tenant_id)
             await self._store.set_status(conn, tenant_id, TenantStatus.ACTIVE)
             return TenantResumed(tenant_id=tenant_id)
@@ -90,22 +107,31 @@ class LifecycleService:
         return await self._transaction.run(decoded.envelope, effect, source=self._source)
 
     async def erase_requested(self, decoded: Decoded[TenantEraseRequested]) -> Any:
-        """Access is cut at once; the rest (final backup, drops, key) runs as an erase job."""
+        """The first erase request is terminal at once: access cut, status ``erasing`` and its
+        archive id recorded, with the erase job, in this transaction. A later request while
+        that erase waits or runs queues a job that finishes the same erase (same archive); one
+        after it answers TenantErased again with the first erase's archive id."""
         env, event = decoded.envelope, decoded.event
 
         async def effect(conn: asyncpg.Connection) -> Any:
-            try:
-                validate_tenant_id(event.tenant_id)
-            except InvalidTenantId:
-                raise PermanentError("unknown_tenant", event.tenant_id) from None
-            await self._store.lock_tenant(conn, event.tenant_id)
-            record = await self._store.get(conn, event.tenant_id)
-            if record is None:
-                raise PermanentError("unknown_tenant", event.tenant_id)
-            if record.status == TenantStatus.ERASED:  # erased before: answer again, no work
-                return TenantErased(tenant_id=event.tenant_id, archive_backup_id=None, erased=[])
-            await self._store.revoke_access(conn, event.tenant_id)
-            job_id = "e-" + rules.backup_id_for(env.id)[2:]
+            record = await self._locked(conn, event.tenant_id)
+            decision = decide_erase(record.status if record else None)
+            if decision == EraseDecision.UNKNOWN_TENANT:
+                return TenantEraseFailed(tenant_id=event.tenant_id, reason="unknown_tenant")
+            assert record is not None
+            if decision == EraseDecision.ANSWER:  # erased before: answer again, no work
+                return TenantErased(
+                    tenant_id=event.tenant_id,
+                    archive_backup_id=record.erase_archive_id,
+                    erased=[],
+                )
+            job_id = erase_job_id(rules.backup_id_for(env.id))
+            archive_id = record.erase_archive_id  # JOIN: the first erase decided
+            if decision == EraseDecision.START:
+                await self._store.revoke_access(conn, event.tenant_id)
+                archive_id = archive_id_for(job_id) if event.archive else None
+                await self._store.mark_erasing(conn, event.tenant_id, archive_id)
+            log.info("erase_accepted", decision=decision.value, archive_backup_id=archive_id)
             await self._jobs.add(
                 conn,
                 job_id,
@@ -113,7 +139,7 @@ class LifecycleService:
                 event.tenant_id,
                 env.id,
                 env.correlationid,
-                archive=event.archive,
+                archive=archive_id is not None,
             )
             return Accepted(job_id)
 
@@ -138,8 +164,9 @@ class LifecycleService:
             if status == "halted":
                 return failed("rollout_halted")
             record = await self._locked(conn, event.tenant_id)
-            if record is None:
-                return failed("unknown_tenant")
+            why = refusal(record.status if record else None)
+            if why is not None or record is None:
+                return failed(why.value if why else "unknown_tenant")
             try:
                 plan = plan_migrations(self._template, record.schema_version, event.target_version)
             except ValueError as e:
@@ -162,6 +189,12 @@ class LifecycleService:
                         version = await self._store.migrate(conn, event.tenant_id, list(plan.steps))
             except PermanentError as e:
                 return failed("migration_error", e.detail)
+            except TransientError as e:
+                # Its statement timeout is this migration's own budget: one that exceeds it
+                # will exceed it again, so it fails (other faults stay transient and retry).
+                if getattr(e.__cause__, "sqlstate", None) == _QUERY_CANCELED:
+                    return failed("timeout", str(e))
+                raise
             return TenantMigrated(
                 tenant_id=event.tenant_id,
                 rollout_id=event.rollout_id,

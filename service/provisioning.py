@@ -9,7 +9,7 @@ from contracts.codec import Decoded
 from contracts.events import Result, TenantProvisioned, TenantProvisioningFailed, TenantRequested
 from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
-from domain.provisioning import Decision, decide_provisioning
+from domain.provisioning import Decision, conflict_detail, decide_provisioning
 from service.event_transaction import EventTransaction, Outcome
 
 log = structlog.get_logger(__name__)
@@ -44,9 +44,11 @@ class ProvisioningService:
 
     async def _provision(self, conn: asyncpg.Connection, request: TenantRequested) -> Result:
         tenant_id, plan = request.tenant_id, request.plan
+        existing = None
         decision = decide_provisioning(
             tenant_id, plan, None, allowed_plans=self._plans, tenant_count=0, max_tenants=1
         )
+        existing = None
         if decision == Decision.PROVISION:  # the id and plan are fine: now look at the registry
             await self._store.lock_tenant(conn, tenant_id)
             existing = await self._store.existing(conn, tenant_id)
@@ -83,7 +85,11 @@ class ProvisioningService:
         return TenantProvisioningFailed(
             tenant_id=tenant_id,
             reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
-            detail=_DETAILS[decision],
+            detail=(
+                conflict_detail(existing, plan)
+                if decision == Decision.CONFLICT and existing is not None
+                else _DETAILS[decision]
+            ),
         )
 
 
@@ -101,6 +107,6 @@ def _provisioned(record: TenantRecord) -> TenantProvisioned:
 _DETAILS = {
     Decision.INVALID_TENANT_ID: "tenant id must match ^[a-z][a-z0-9_]{2,39}$",
     Decision.UNKNOWN_PLAN: "plan is not one of the configured plans",
-    Decision.CONFLICT: "tenant exists with another plan, or was erased",
+    Decision.CONFLICT: "tenant exists with another plan, or was erased",  # see conflict_detail
     Decision.QUOTA_EXCEEDED: "the configured maximum number of tenants is reached",
 }

@@ -1,34 +1,53 @@
 """Restores and restore drills.
 
-A restore is one transaction in psql: BEGIN, take the tenant's lock, rename the live schema out
-of the way, run pg_restore's script (which recreates the schema, its grants and RLS policies),
-and COMMIT only if the artifact's sha256 matched the catalog. Either the restored schema
-replaces the old one or nothing changed. The old schema is kept until a grace period ends.
+Verify, then execute: the still-encrypted artifact is spooled to a private file while its sha256
+is computed, and only an artifact matching the catalog is decrypted and restored — no byte of an
+unverified one reaches PostgreSQL. The restored SQL runs in psql logged in as the restore role
+(adapters/postgres/restore_swap.py), never as the service role.
+
+A restore swaps exactly once: one psql transaction takes the tenant's lock, renames the live
+schema out of the way (fenced on the job's lease), runs pg_restore's script, and records the swap
+on the job (fenced again, against the clock) before COMMIT. A retry after a committed swap
+(e.g. the forward migration timed out) resumes after it. The old schema is kept until a grace
+period ends.
 """
 
+import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import structlog
 
 from adapters.age_keys import PostgresTenantKeys
 from adapters.backup_targets.base import BackupTarget
-from adapters.dump_pipeline import restore_sql
+from adapters.dump_pipeline import restore_sql, verified_spool, with_login
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
 from adapters.postgres.control_schema import ensure_extensions
 from adapters.postgres.errors import translated
+from adapters.postgres.restore_swap import (
+    allow_restore_into,
+    ensure_restore_role,
+    restore_role_name,
+    restore_role_password,
+    swap_in_sql,
+    swap_out_sql,
+    terminate_sessions,
+)
 from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
 from adapters.psql import PsqlTransaction
 from contracts.events import RestoreCompleted
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus
 from domain.migrations import plan_migrations
-from domain.tenant_ids import quote_ident, quote_literal
+from domain.tenant_ids import quote_ident
 from migrations import TENANT_DIR
+
+__all__ = ["Restorer", "restore_role_name"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,12 +65,24 @@ class Restorer:
         master_identity_file: Path,
         grace_s: float,
         chunk_bytes: int,
+        control_schema: str,
+        migration_lock_timeout_ms: int,
+        migration_statement_timeout_ms: int,
+        spool_dir: Path | None = None,
     ) -> None:
+        #: the constructor's arguments, e.g. for a variant of this restorer in a test
+        self.arguments: dict[str, Any] = {
+            k: v for k, v in locals().items() if k not in ("self", "__class__")
+        }
         self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
         self._jobs, self._target = jobs, target
         self._master = master_identity_file
-        self._grace = timedelta(seconds=grace_s)
+        self._grace_s = grace_s
         self._chunk = chunk_bytes
+        self._control = control_schema
+        self._timeouts = (migration_lock_timeout_ms, migration_statement_timeout_ms)
+        self._spool_dir = spool_dir
+        self._role: str | None = None
 
     async def _resolve(self, tenant_id: str, backup_id: str) -> tuple[CatalogRow, str, int]:
         async with self._pool.acquire() as conn:
@@ -59,6 +90,8 @@ class Restorer:
                 record = await self._store.get(conn, tenant_id)
                 if record is None or record.status == TenantStatus.ERASED:
                     raise PermanentError("unknown_tenant", tenant_id)
+                if record.status == TenantStatus.ERASING:  # the cut-off holds: no data comes back
+                    raise PermanentError("erasing", tenant_id)
                 backup = await self._jobs.backup(conn, tenant_id, backup_id)
                 if backup is None:
                     raise PermanentError("backup_not_found", backup_id)
@@ -67,34 +100,33 @@ class Restorer:
             raise PermanentError("key_destroyed", "the tenant's backup key no longer exists")
         return backup, identity, record.schema_version
 
-    async def restore(self, job: Job) -> RestoreCompleted:
-        backup, identity, _ = await self._resolve(job.tenant_id, job.backup_id or "latest")
-        record_schema = await self._schema(job.tenant_id)
-        replaced = f"replaced_{uuid.uuid4().hex[:16]}"
-        prelude = "\n".join(
-            [
-                tenant_lock_sql(job.tenant_id),
-                f"ALTER SCHEMA {quote_ident(record_schema)} RENAME TO {quote_ident(replaced)};",
-                # The old copy stays for the grace period, out of the tenant's reach.
-                f"REVOKE ALL ON SCHEMA {quote_ident(replaced)} FROM PUBLIC,"
-                f" {quote_ident(self._store.role_of(job.tenant_id))};",
-            ]
-        )
-        postlude = "\n".join(
-            [
-                f"UPDATE {self._store.table} SET schema_version = {int(backup.schema_version)},"
-                f" updated_at = now() WHERE tenant_id = {quote_literal(job.tenant_id)};",
-                f"INSERT INTO {self._jobs.replaced} (schema_name, tenant_id, drop_after) VALUES"
-                f" ({quote_literal(replaced)}, {quote_literal(job.tenant_id)},"
-                f" {quote_literal((datetime.now(UTC) + self._grace).isoformat())});",
-            ]
-        )
-        await self._run(backup, identity, prelude, postlude)
+    async def restore(self, job: Job, owner: str) -> RestoreCompleted:
+        """Restore ``job``'s backup for a runner holding the job's lease as ``owner``."""
+        async with self._pool.acquire() as conn:
+            with translated("restore preparation"):
+                swapped = await self._jobs.swap_of(conn, job.job_id)
+        if swapped is None:
+            backup, identity, _ = await self._resolve(job.tenant_id, job.backup_id or "latest")
+            replaced = f"replaced_{uuid.uuid4().hex[:16]}"
+            prelude = "\n".join(
+                [
+                    tenant_lock_sql(job.tenant_id),
+                    swap_out_sql(self._control, job.job_id, owner, replaced),
+                ]
+            )
+            postlude = swap_in_sql(
+                self._control, job.job_id, owner, replaced, backup.backup_id,
+                backup.schema_version, self._grace_s,
+            )
+            await self._run(backup, identity, prelude, postlude)
+            backup_id = backup.backup_id
+            log.info("restore_swapped", backup_id=backup_id, replaced_schema=replaced)
+        else:
+            backup_id, replaced = swapped
+            log.info("restore_resumed_after_swap", backup_id=backup_id, replaced_schema=replaced)
         version = await self._migrate_forward(job.tenant_id)
-        log.info("restored", backup_id=backup.backup_id, replaced_schema=replaced, version=version)
-        return RestoreCompleted(
-            tenant_id=job.tenant_id, backup_id=backup.backup_id, schema_version=version
-        )
+        log.info("restored", backup_id=backup_id, replaced_schema=replaced, version=version)
+        return RestoreCompleted(tenant_id=job.tenant_id, backup_id=backup_id, schema_version=version)
 
     async def drill(self, tenant_id: str, backup_id: str = "latest") -> dict[str, object]:
         """Restore into a scratch database, compare row counts with the manifest, record it."""
@@ -104,6 +136,7 @@ class Restorer:
         async with self._pool.acquire() as conn:
             with translated("drill database"):
                 await conn.execute(f"CREATE DATABASE {quote_ident(scratch)}")
+                await allow_restore_into(conn, scratch, await self._restore_role())
         scratch_dsn = self._dsn.rsplit("/", 1)[0] + "/" + scratch
         report: dict[str, object] = {"backup_id": backup.backup_id, "tenant_id": tenant_id}
         try:
@@ -112,7 +145,7 @@ class Restorer:
                 await ensure_extensions(conn)
             finally:
                 await conn.close()
-            sha = await self._run(backup, identity, "", "", dsn=scratch_dsn)
+            await self._run(backup, identity, "", "", database=scratch_dsn)
             conn = await asyncpg.connect(scratch_dsn)
             try:
                 counts = {
@@ -126,7 +159,7 @@ class Restorer:
             finally:
                 await conn.close()
             report.update(
-                sha256_ok=sha == backup.sha256,
+                sha256_ok=True,  # _run refuses anything else before restoring a byte
                 expected=manifest["row_counts"],
                 restored=counts,
                 ok=counts == manifest["row_counts"],
@@ -152,23 +185,51 @@ class Restorer:
                 dropped.append(schema)
         return dropped
 
+    async def _restore_role(self) -> str:
+        if self._role is None:
+            async with self._pool.acquire() as conn:
+                with translated("restore role"):
+                    self._role = await ensure_restore_role(conn, self._control, self._password)
+        return self._role
+
+    @property
+    def _password(self) -> str:
+        return unquote(urlsplit(self._dsn).password or "")
+
     async def _run(
-        self, backup: CatalogRow, identity: str, prelude: str, postlude: str, dsn: str | None = None
-    ) -> str:
-        psql = PsqlTransaction(dsn or self._dsn)
-        await psql.start(prelude)
+        self,
+        backup: CatalogRow,
+        identity: str,
+        prelude: str,
+        postlude: str,
+        database: str | None = None,
+    ) -> None:
+        """Verify the artifact, then restore it in one psql transaction as the restore role."""
+        role = await self._restore_role()
+        tag = f"tenant-restore-{uuid.uuid4().hex[:12]}"
+        password = restore_role_password(self._password, role)
+        dsn = with_login(database or self._dsn, role, password, tag)
+        chunks = self._target.read(backup.artifact_key, self._chunk)
+        async with verified_spool(chunks, backup.sha256, self._spool_dir) as spool:
+            psql = PsqlTransaction(dsn)
+            await psql.start(prelude)
+            try:
+                await restore_sql(spool, identity, psql.stream)
+                await psql.finish(commit=True, postlude=postlude)
+            except BaseException:
+                await psql.kill()
+                # A backend waiting on a lock does not notice its client died: end it now, so
+                # nothing of this attempt outlives it (the role's connection check is the backstop).
+                await self._terminate(role, tag)
+                raise
+
+    async def _terminate(self, role: str, tag: str) -> None:
         try:
-            stats = await restore_sql(
-                self._target.read(backup.artifact_key, self._chunk), identity, psql.stream
-            )
-            if stats.sha256 != backup.sha256:
-                await psql.finish(commit=False)
-                raise PermanentError("checksum_mismatch", f"artifact sha256 {stats.sha256}")
-            await psql.finish(commit=True, postlude=postlude)
-            return stats.sha256
-        except BaseException:
-            await psql.kill()
-            raise
+            async with asyncio.timeout(5):
+                async with self._pool.acquire() as conn:
+                    await terminate_sessions(conn, role, tag)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            log.warning("restore_session_not_terminated", error=repr(e))
 
     async def _schema(self, tenant_id: str) -> str:
         async with self._pool.acquire() as conn:
@@ -178,13 +239,18 @@ class Restorer:
 
     async def _migrate_forward(self, tenant_id: str) -> int:
         """A backup taken at version N restored into a service at M > N gets N+1..M applied."""
+        lock_ms, statement_ms = self._timeouts
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(tenant_lock_sql(tenant_id))
-            record = await self._store.get(conn, tenant_id)
-            assert record is not None
-            plan = plan_migrations(load_migrations(TENANT_DIR), record.schema_version)
-            if plan.is_noop:
-                return record.schema_version
             with translated(f"migrate {tenant_id} after restore"):
+                # As a rollout's migration: never block tenant traffic for long. A timeout is
+                # transient, and the retry resumes here (the swap is recorded on the job).
+                await conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
+                await conn.execute(f"SET LOCAL statement_timeout = {int(statement_ms)}")
+                await conn.execute(tenant_lock_sql(tenant_id))
+                record = await self._store.get(conn, tenant_id)
+                assert record is not None
+                plan = plan_migrations(load_migrations(TENANT_DIR), record.schema_version)
+                if plan.is_noop:
+                    return record.schema_version
                 await self._store.migrate(conn, tenant_id, list(plan.steps))
             return plan.target

@@ -13,25 +13,28 @@ from adapters.age_keys import PostgresTenantKeys
 from adapters.kafka.event_reader import EventReader
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.pool import create_pool
+from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested
 from domain.backups import backup_id_for
 from runtime.backup_wiring import build_backup_parts
 from runtime.settings import Settings
+from tenantctl.dlq_ops import DeadLettered, DeadLetterWatch
 from tenantctl.ops import CLI_SOURCE, first_result, publish_event
+from tenantctl.output import CliError, NotFound
 
 
 async def _request(
     settings: Settings, event: Event, job_id_of: Any, wait: bool, timeout: float, console: Console
-) -> tuple[Envelope, Envelope | None]:
+) -> tuple[Envelope, Envelope | DeadLettered | None]:
     envelope = codec.envelope_for(event, source=CLI_SOURCE)
     if not wait:
         await publish_event(settings, envelope)
         return envelope, None
-    async with EventReader(settings) as reader:
+    async with EventReader(settings) as reader, DeadLetterWatch(settings) as dead_letters:
         await publish_event(settings, envelope)
-        result = asyncio.create_task(first_result(reader, envelope.id, timeout))
+        result = asyncio.create_task(first_result(reader, envelope.id, timeout, dead_letters))
         await _show_progress(settings, envelope.id, job_id_of(envelope.id), result, console)
         return envelope, await result
 
@@ -74,7 +77,7 @@ async def _show_progress(
 
 async def request_backup(
     settings: Settings, tenant_id: str, wait: bool, timeout: float, console: Console
-) -> tuple[Envelope, Envelope | None]:
+) -> tuple[Envelope, Envelope | DeadLettered | None]:
     return await _request(
         settings,
         BackupDue(tenant_id=tenant_id, trigger="manual"),
@@ -87,7 +90,7 @@ async def request_backup(
 
 async def request_restore(
     settings: Settings, tenant_id: str, backup_id: str, wait: bool, timeout: float, console: Console
-) -> tuple[Envelope, Envelope | None]:
+) -> tuple[Envelope, Envelope | DeadLettered | None]:
     return await _request(
         settings,
         RestoreRequested(tenant_id=tenant_id, backup_id=backup_id),
@@ -99,8 +102,13 @@ async def request_restore(
 
 
 async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's catalogue, newest first; NotFound for a tenant the registry does not know."""
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
+        n = settings.names
+        store = PostgresTenantStore(n.control_schema, n.app_role, tenant_prefix=n.tenant_prefix)
+        if await store.get(conn, tenant_id) is None:
+            raise NotFound(f"unknown tenant {tenant_id!r}")
         rows = await PostgresBackupJobs(settings.names.control_schema).backups(conn, tenant_id)
         return [dataclasses.asdict(r) for r in rows]
     finally:
@@ -112,7 +120,7 @@ async def drill(settings: Settings, tenant_id: str, backup_id: str) -> dict[str,
     try:
         parts = await build_backup_parts(settings, pool)
         if parts.restorer is None:
-            raise SystemExit("a drill decrypts backups: set TENANT_BACKUP_MASTER_IDENTITY_FILE")
+            raise CliError("a drill decrypts backups: set TENANT_BACKUP_MASTER_IDENTITY_FILE")
         try:
             return await parts.restorer.drill(tenant_id, backup_id)
         finally:

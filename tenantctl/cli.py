@@ -1,166 +1,147 @@
-"""tenantctl: request and inspect tenants, follow events, run workers, drive the local stack."""
+"""tenantctl: request and inspect tenants, follow events, run workers, drive the local stack.
+
+Data goes to stdout, everything else to stderr; errors are one line and an exit code from
+tenantctl.output.ExitCode (``--debug`` shows the traceback).
+"""
 
 import asyncio
-import json
+import logging
 import os
 import subprocess
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from domain.lifecycle import TenantStatus
 from runtime.logging import configure_logging
-from runtime.settings import Settings, load_settings
-from tenantctl import ops
+from tenantctl import api_client, ops
+from tenantctl.common import REPO_ROOT, print_result, settings
+from tenantctl.output import (
+    JSON_HELP,
+    CliError,
+    ExitCode,
+    NotFound,
+    Usage,
+    describe,
+    err,
+    notice,
+    out,
+    print_json,
+    rfc3339,
+)
 
 app = typer.Typer(
     help="Operate the Tenant Service.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a metavar, read the same in the README
 )
-console = Console()
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The worker roles of runtime.roles.ROLE_BUILDERS (a unit test keeps them equal); importing it
+# here would load every consumer for a `tenantctl status`.
+ROLES = ("provisioner", "relay", "backup", "scheduler", "metrics", "api")
+DEV_KEY_FILE = Path.home() / ".cache" / "tenant-service" / "api-dev-key.pem"
+_debug = False
+
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+WaitFlag = Annotated[
+    bool, typer.Option("--wait", help="Wait for the result event and print it on stdout")
+]
+TenantArg = Annotated[str, typer.Argument(metavar="TENANT_ID", help="The tenant id")]
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SystemExit as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
+Timeout = Annotated[float, typer.Option(help="Seconds to wait with --wait (then exit 3)", min=0.1)]
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    if ctx.invoked_subcommand != "run" and not debug:
+        # aiokafka warns on stderr while it retries (e.g. a topic not created yet); a command's
+        # own one-line error says what went wrong. Workers keep their structured logs.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @app.command()
 def request(
-    tenant_id: str,
+    tenant_id: TenantArg,
     plan: Annotated[str | None, typer.Option(help="Plan; default TENANT_DEFAULT_PLAN")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 60.0,
+    wait: WaitFlag = False,
+    timeout: Timeout = 60.0,
 ) -> None:
-    """Publish TenantRequested for TENANT_ID."""
-    settings = _settings()
+    """Publish TenantRequested for TENANT_ID (through the HTTP API when TENANTCTL_API_URL and
+    TENANTCTL_TOKEN are set)."""
+    if api_client.configured():
+        _api_request(tenant_id, plan, wait, timeout)
+        return
+    s = settings()
     envelope, result = asyncio.run(
-        ops.request_tenant(settings, tenant_id, plan or settings.default_plan, wait, timeout)
+        ops.request_tenant(s, tenant_id, plan or s.default_plan, wait, timeout)
     )
-    _print_result(envelope, result, wait, timeout)
+    print_result(envelope, result, wait, timeout)
 
 
 @app.command()
-def status(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(tenant_id: TenantArg, as_json: JsonFlag = False) -> None:
     """Show one tenant's registry row."""
-    record = asyncio.run(ops.tenant_status(_settings(), tenant_id))
+    if api_client.configured():
+        record = _api(lambda: api_client.tenant_status(tenant_id))
+    else:
+        record = asyncio.run(ops.tenant_status(settings(), tenant_id))
     if record is None:
-        console.print(f"[red]unknown tenant {tenant_id!r}[/red]")
-        raise typer.Exit(1)
+        raise NotFound(f"unknown tenant {tenant_id!r}")
     if as_json:
-        print(json.dumps(record, default=str, indent=2))
+        print_json(record)
         return
-    _table([record])
+    tenant_table([record])
 
 
 @app.command("list")
-def list_tenants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List every tenant in the registry."""
-    records = asyncio.run(ops.list_tenants(_settings()))
-    if as_json:
-        print(json.dumps(records, default=str, indent=2))
-        return
-    _table(records)
-
-
-@app.command(context_settings={"allow_extra_args": False})
-def backup(
-    args: Annotated[list[str], typer.Argument(help="TENANT_ID, or: verify TENANT_ID")],
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the result, with progress")
+def list_tenants(
+    as_json: JsonFlag = False,
+    status_: Annotated[
+        TenantStatus | None, typer.Option("--status", help="Only tenants in this status")
+    ] = None,
+    plan: Annotated[str | None, typer.Option(help="Only tenants on this plan")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include erased tenants (tombstones)")
     ] = False,
-    backup_id: Annotated[str, typer.Option("--backup", help="verify: which backup")] = "latest",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
 ) -> None:
-    """Back up a tenant now (BackupDue), or `backup verify TENANT_ID` for a restore drill."""
-    from tenantctl import backup_ops
-
-    settings = _settings()
-    if len(args) == 2 and args[0] == "verify":
-        report = asyncio.run(backup_ops.drill(settings, args[1], backup_id))
-        print(json.dumps(report, indent=2, default=str))
-        raise typer.Exit(0 if report.get("ok") else 1)
-    if len(args) != 1:
-        raise typer.BadParameter("expected TENANT_ID or: verify TENANT_ID")
-    envelope, result = asyncio.run(
-        backup_ops.request_backup(settings, args[0], wait, timeout, console)
-    )
-    _print_result(envelope, result, wait, timeout)
-
-
-@app.command()
-def backups(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List a tenant's catalogued backups, newest first."""
-    from tenantctl import backup_ops
-
-    rows = asyncio.run(backup_ops.list_backups(_settings(), tenant_id))
+    """List the tenants in the registry (erased ones only with --all)."""
+    if api_client.configured():
+        records = [
+            r
+            for r in _api(api_client.list_tenants)
+            if (status_ is None or r.get("status") == status_.value)
+            and (plan is None or r.get("plan") == plan)
+            and (all_ or r.get("status") != TenantStatus.ERASED.value)
+        ]
+    else:
+        records = asyncio.run(ops.list_tenants(settings(), status_, plan, include_erased=all_))
     if as_json:
-        print(json.dumps(rows, default=str, indent=2))
+        print_json(records)
         return
-    table = Table("backup", "finished", "MB", "version", "target", "drill", "uri")
-    for r in rows:
-        drill = "-" if r["last_drill_ok"] is None else ("ok" if r["last_drill_ok"] else "FAILED")
-        table.add_row(
-            r["backup_id"],
-            str(r["finished_at"])[:19],
-            f"{r['bytes'] / 1e6:.2f}",
-            str(r["schema_version"]),
-            r["target"],
-            drill,
-            r["uri"],
-        )
-    console.print(table)
+    tenant_table(records)
 
 
 @app.command()
-def restore(
-    tenant_id: str,
-    backup_id: Annotated[str, typer.Option("--backup", help="Backup id or latest")] = "latest",
-    wait: Annotated[bool, typer.Option("--wait")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3600.0,
-) -> None:
-    """Restore a tenant from a backup (RestoreRequested); the old schema is kept for a while."""
-    from tenantctl import backup_ops
-
-    envelope, result = asyncio.run(
-        backup_ops.request_restore(_settings(), tenant_id, backup_id, wait, timeout, console)
-    )
-    _print_result(envelope, result, wait, timeout)
-
-
-def _print_result(envelope: Any, result: Any, wait: bool, timeout: float) -> None:
-    console.print(f"published {envelope.type} id={envelope.id}", style="dim")
-    if not wait:
-        return
-    if result is None:
-        console.print(f"[red]no result within {timeout:.0f}s[/red]")
-        raise typer.Exit(3)
-    print(json.dumps(result.model_dump(mode="json"), indent=2))
-    if result.type.endswith("Failed"):
-        raise typer.Exit(1)
-
-
-@app.command()
-def deactivate(
-    tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False, timeout: float = 60.0
-) -> None:
+def deactivate(tenant_id: TenantArg, wait: WaitFlag = False, timeout: Timeout = 60.0) -> None:
     """Suspend a tenant (TenantDeactivated): access revoked, sessions ended, data kept."""
     from contracts.events import TenantDeactivated
     from tenantctl import lifecycle_ops
 
-    _print_result(
+    print_result(
         *asyncio.run(
-            lifecycle_ops.request(
-                _settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout
-            )
+            lifecycle_ops.request(settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout)
         ),
         wait,
         timeout,
@@ -168,18 +149,14 @@ def deactivate(
 
 
 @app.command()
-def reactivate(
-    tenant_id: str, wait: Annotated[bool, typer.Option("--wait")] = False, timeout: float = 60.0
-) -> None:
+def reactivate(tenant_id: TenantArg, wait: WaitFlag = False, timeout: Timeout = 60.0) -> None:
     """Resume a suspended tenant (TenantReactivated)."""
     from contracts.events import TenantReactivated
     from tenantctl import lifecycle_ops
 
-    _print_result(
+    print_result(
         *asyncio.run(
-            lifecycle_ops.request(
-                _settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout
-            )
+            lifecycle_ops.request(settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout)
         ),
         wait,
         timeout,
@@ -188,24 +165,24 @@ def reactivate(
 
 @app.command()
 def erase(
-    tenant_id: str,
+    tenant_id: TenantArg,
     archive: Annotated[
         bool, typer.Option("--archive", help="Final backup under operator keys")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: this destroys the tenant")] = False,
-    wait: Annotated[bool, typer.Option("--wait")] = False,
-    timeout: float = 600.0,
+    wait: WaitFlag = False,
+    timeout: Timeout = 600.0,
 ) -> None:
     """Erase a tenant for good (TenantEraseRequested): schema, role, keys, backups."""
     from contracts.events import TenantEraseRequested
     from tenantctl import lifecycle_ops
 
     if not yes:
-        raise typer.BadParameter("erasing destroys the tenant's data: pass --yes")
-    _print_result(
+        raise Usage("erasing destroys the tenant's data: pass --yes")
+    print_result(
         *asyncio.run(
             lifecycle_ops.request(
-                _settings(),
+                settings(),
                 TenantEraseRequested(tenant_id=tenant_id, archive=archive),
                 wait,
                 timeout,
@@ -223,181 +200,125 @@ def migrate(
     max_failures: Annotated[int, typer.Option(help="Halt the rollout past this many")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait per wave")] = 3600.0,
 ) -> None:
-    """Roll tenant schema migrations out as TenantMigrationDue events, with live progress."""
+    """Roll tenant schema migrations out as TenantMigrationDue events (progress on stderr)."""
     from tenantctl import lifecycle_ops
 
-    summary = asyncio.run(
-        lifecycle_ops.rollout(_settings(), console, to, canary, max_failures, timeout)
-    )
-    print(json.dumps(summary, indent=2))
+    summary = asyncio.run(lifecycle_ops.rollout(settings(), err, to, canary, max_failures, timeout))
+    if not summary["tenants"]:
+        notice(f"nothing to migrate: no tenant is below version {summary['target']}")
+    print_json(summary)
     if summary.get("halted") or summary.get("timed_out"):
-        raise typer.Exit(1)
-
-
-keys_app = typer.Typer(help="The backup master key.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("rotate-master")
-def keys_rotate_master(
-    identity: Annotated[
-        Path, typer.Option("--identity", help="The CURRENT master's age identity file")
-    ],
-    to: Annotated[str, typer.Option("--to", help="The new master's age recipient (age1...)")],
-) -> None:
-    """Re-wrap every tenant key to a new master, in one transaction, and pin it.
-
-    Then give the workers TENANT_BACKUP_MASTER_RECIPIENT (and restore workers the new
-    identity file) and restart them: a worker on the old master refuses to make new keys.
-    Backups need no re-encryption: they are encrypted to the tenant keys.
-    """
-    from domain.errors import PermanentError
-    from tenantctl import backup_ops
-
-    try:
-        n = asyncio.run(backup_ops.rotate_master(_settings(), identity, to, console))
-    except PermanentError as e:  # nothing was changed: the transaction rolled back
-        console.print(f"[red]not rotated ({e.reason}):[/red] {e}")
-        raise typer.Exit(2) from None
-    console.print(f"re-wrapped {n} tenant key(s); master is now {to[:16]}...")
-
-
-dlq_app = typer.Typer(help="Dead letters in tenants.dlq.", no_args_is_help=True)
-app.add_typer(dlq_app, name="dlq")
-
-
-@dlq_app.command("list")
-def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show every dead letter with its reason and origin."""
-    from tenantctl import dlq_ops
-
-    letters = [d.summary() for d in asyncio.run(dlq_ops.read_all(_settings()))]
-    if as_json:
-        print(json.dumps(letters, indent=2))
-        return
-    table = Table("id", "reason", "source", "group", "key", "event id", "detail")
-    for d in letters:
-        table.add_row(
-            str(d["id"]),
-            str(d["reason"]),
-            str(d["source"]),
-            str(d["group"]),
-            str(d["key"])[:20],
-            str(d["event_id"])[:12],
-            str(d["detail"])[:60],
-        )
-    console.print(table)
-
-
-@dlq_app.command("replay")
-def dlq_replay(
-    ids: Annotated[
-        list[str] | None, typer.Option("--id", help="partition:offset; repeatable")
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
-) -> None:
-    """Republish dead letters to their source topic (after a fix), original bytes unchanged."""
-    from tenantctl import dlq_ops
-
-    if not ids and not all_:
-        raise typer.BadParameter("pass --id partition:offset (repeatable) or --all")
-    replayed = asyncio.run(dlq_ops.replay(_settings(), ids or None))
-    console.print(f"replayed {len(replayed)}: {', '.join(replayed)}")
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @app.command()
 def watch(
-    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event, not the next one")
+    ] = False,
     limit: Annotated[int, typer.Option(help="Stop after this many events (0 = follow)")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON event per line (the default off a terminal)")
+    ] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="One tab-separated line per event, no live table")
+    ] = False,
 ) -> None:
-    """Follow tenants.events as a readable live table (Ctrl-C to stop)."""
-    try:
-        asyncio.run(ops.watch_events(_settings(), console, from_beginning, limit))
-    except KeyboardInterrupt:
-        pass
+    """Follow tenants.events until Ctrl-C or SIGTERM: a live table on a terminal, else JSON lines."""
+    from tenantctl import watch_ops
+
+    if as_json and plain:
+        raise Usage("--json and --plain exclude each other")
+    mode: watch_ops.Mode = (
+        "json" if as_json else "plain" if plain else "live" if out.is_terminal else "json"
+    )
+    watch_ops.run(settings(), mode, from_beginning, limit)
 
 
 @app.command()
 def run(
-    roles: Annotated[list[str], typer.Argument(help="provisioner, relay, backup, or all")],
+    roles: Annotated[
+        list[str],
+        typer.Argument(metavar="ROLE...", help=f"Worker roles: {', '.join(ROLES)}, or all"),
+    ],
 ) -> None:
-    """Run worker roles in this process until SIGTERM/SIGINT."""
+    """Run worker roles in this process until SIGTERM/SIGINT (JSON logs on stderr)."""
     from runtime.worker import expand_roles, run_worker
 
-    settings = _settings()
-    configure_logging(settings.log_level)
-    asyncio.run(run_worker(settings, expand_roles(roles)))
+    s = settings()
+    configure_logging(s.log_level)
+    asyncio.run(run_worker(s, expand_roles(roles)))
 
 
 @app.command()
-def stack(action: Annotated[str, typer.Argument(help="up | down | status")]) -> None:
+def token(
+    sub: Annotated[str, typer.Option(help="The client the token names (becomes the actor)")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Repeatable, e.g. tenants:read")],
+    key: Annotated[
+        Path, typer.Option(help="Ed25519 key file; created with its JWKS beside it if missing")
+    ] = DEV_KEY_FILE,
+    ttl: Annotated[int, typer.Option(help="Seconds the token is valid")] = 3600,
+    hs256: Annotated[
+        bool, typer.Option("--hs256", help="Sign with TENANT_API_HS256_SECRET instead")
+    ] = False,
+) -> None:
+    """Mint a development token for the HTTP API (prints it; the JWKS path goes to stderr)."""
+    from api.tokens import ensure_dev_key, mint
+
+    s = settings()
+    if hs256:
+        if s.api_hs256_secret is None:
+            raise Usage("--hs256 needs TENANT_API_HS256_SECRET")
+        signer: Any = s.api_hs256_secret.get_secret_value()
+    else:
+        signer, jwks_file = ensure_dev_key(key)
+        notice(f"verify with TENANT_API_JWKS_FILE={jwks_file}")
+    print(
+        mint(
+            signer,
+            sub=sub,
+            scopes=scope,
+            audience=s.api_jwt_audience,
+            issuer=s.api_jwt_issuer,
+            ttl_s=ttl,
+        )
+    )
+
+
+def _api(action: Any) -> Any:
+    try:
+        return action()
+    except api_client.ApiError as e:
+        raise Usage(f"API: {e}") from None
+
+
+def _api_request(tenant_id: str, plan: str | None, wait: bool, timeout: float) -> None:
+    operation = _api(lambda: api_client.request_tenant(tenant_id, plan, wait, timeout))
+    notice(f"{operation['name']} event id={operation['event_id']}")
+    if not wait:
+        print(operation["event_id"])
+        return
+    print_json(operation)
+    if not operation["done"]:
+        raise CliError(f"no result within {timeout:.0f}s", ExitCode.TIMEOUT)
+    if "error" in operation:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def stack(
+    action: Annotated[str, typer.Argument(metavar="ACTION", help="up, down or status")],
+) -> None:
     """Drive the local stack (scripts/stack): Kafka, PostgreSQL, Redis on loopback."""
+    if action not in ("up", "down", "status"):
+        raise Usage(f"unknown stack action {action!r}: up, down or status")
     script = REPO_ROOT / "scripts" / "stack"
     raise typer.Exit(subprocess.call([str(script), action], env=os.environ.copy()))
 
 
-@app.command()
-def metrics(tenant_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a tenant's latest metrics snapshot (Redis, else the Postgres history)."""
-    from tenantctl import metrics_ops
+def tenant_table(records: list[dict[str, Any]]) -> None:
+    from rich.table import Table
 
-    origin, snapshot = asyncio.run(metrics_ops.latest_snapshot(_settings(), tenant_id))
-    if snapshot is None:
-        console.print(f"[red]no metrics for {tenant_id!r} yet[/red]")
-        raise typer.Exit(1)
-    if as_json:
-        print(json.dumps(snapshot, default=str, indent=2))
-        return
-    table = Table("metric", "value", title=f"{tenant_id} (from {origin})")
-    for key, value in snapshot.items():
-        table.add_row(key, str(value))
-    console.print(table)
-
-
-@app.command()
-def top(
-    by: Annotated[str, typer.Option(help="size | connections | dead_tuples")] = "size",
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
-) -> None:
-    """Tenants of the latest metrics tick, largest first."""
-    from tenantctl import metrics_ops
-
-    if by not in metrics_ops.TOP_COLUMNS:
-        raise typer.BadParameter("--by must be size, connections or dead_tuples")
-    rows = asyncio.run(metrics_ops.top_tenants(_settings(), by, limit))
-    table = Table(
-        "tenant",
-        "plan",
-        "MB",
-        "tables",
-        "live",
-        "dead",
-        "bloat MB",
-        "cache hit",
-        "conns",
-        "redis KB",
-        "window",
-        title=f"top {limit} by {by}",
-    )
-    for r in rows:
-        hit = "-" if r["cache_hit_ratio"] is None else f"{r['cache_hit_ratio']:.1%}"
-        table.add_row(
-            str(r["tenant_id"]),
-            str(r["plan"]),
-            f"{r['size_bytes'] / 1e6:.2f}",
-            str(r["table_count"]),
-            str(r["live_tuples"]),
-            str(r["dead_tuples"]),
-            f"{r['bloat_bytes'] / 1e6:.2f}",
-            hit,
-            str(r["connections"]),
-            f"{r['redis_bytes'] / 1e3:.1f}",
-            str(r["window_start"])[:19],
-        )
-    console.print(table)
-
-
-def _table(records: list[dict[str, object]]) -> None:
     table = Table("tenant", "status", "plan", "schema", "version", "created", "updated")
     for r in records:
         table.add_row(
@@ -406,14 +327,36 @@ def _table(records: list[dict[str, object]]) -> None:
             str(r["plan"]),
             str(r["schema_name"]),
             str(r["schema_version"]),
-            str(r["created_at"])[:19],
-            str(r["updated_at"])[:19],
+            rfc3339(r["created_at"])[:19],
+            rfc3339(r["updated_at"])[:19],
         )
-    console.print(table)
+    out.print(table)
+
+
+def _register() -> None:
+    # Command groups live in their own modules; each adds its commands to ``app`` here.
+    from tenantctl import backup_cmds, dlq_cmds, metrics_cmds
+
+    backup_cmds.register(app)
+    metrics_cmds.register(app)
+    dlq_cmds.register(app)
+
+
+_register()
 
 
 def main() -> None:
-    app(prog_name="tenantctl")
+    """Entry point: run the command; an error is one line on stderr and an exit code."""
+    try:
+        app(prog_name="tenantctl")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001  (the one place every error becomes a line)
+        if _debug:
+            traceback.print_exc()
+        code, message = describe(e)
+        err.print(f"tenantctl: error: {message}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(int(code))
 
 
 if __name__ == "__main__":

@@ -17,19 +17,24 @@ from domain.migrations import plan_migrations
 from domain.tenant_ids import quote_ident
 from migrations import TENANT_DIR
 from runtime.settings import Settings
-from tenantctl.ops import CLI_SOURCE, first_result, publish_event
+from tenantctl.ops import CLI_SOURCE, DeadLettered, publish_and_wait
+from tenantctl.output import CliError, NotFound
 
 
 async def request(
     settings: Settings, event: Event, wait: bool, timeout: float
-) -> tuple[Envelope, Envelope | None]:
-    envelope = codec.envelope_for(event, source=CLI_SOURCE)
-    if not wait:
-        await publish_event(settings, envelope)
-        return envelope, None
-    async with EventReader(settings) as reader:
-        await publish_event(settings, envelope)
-        return envelope, await first_result(reader, envelope.id, timeout)
+) -> tuple[Envelope, Envelope | DeadLettered | None]:
+    return await publish_and_wait(
+        settings, codec.envelope_for(event, source=CLI_SOURCE), wait, timeout
+    )
+
+
+def target_version(target: int | None) -> int:
+    """The rollout's goal; a version with no migration file is NotFound."""
+    latest = len(load_migrations(TENANT_DIR))
+    if target is not None and not 1 <= target <= latest:
+        raise NotFound(f"no tenant migration {target}: versions are 1..{latest}")
+    return plan_migrations(load_migrations(TENANT_DIR), 0, target).target
 
 
 async def rollout(
@@ -47,13 +52,13 @@ async def rollout(
     ``max_failures`` the rollout is marked halted, and tenants still queued answer
     TenantMigrationFailed{rollout_halted} without being touched. Re-running resumes.
     """
-    goal = plan_migrations(load_migrations(TENANT_DIR), 0, target).target
+    goal = target_version(target)
     rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
     schema = quote_ident(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         rows = await conn.fetch(
-            f"SELECT tenant_id FROM {schema}.tenants WHERE status <> 'erased'"
+            f"SELECT tenant_id FROM {schema}.tenants WHERE status IN ('active', 'suspended')"
             " AND schema_version < $1 ORDER BY created_at, tenant_id",
             goal,
         )
@@ -66,6 +71,15 @@ async def rollout(
             "failed": 0,
         }
         if not tenants:
+            ahead = await conn.fetchval(
+                f"SELECT count(*) FROM {schema}.tenants WHERE status <> 'erased'"
+                " AND schema_version > $1",
+                goal,
+            )
+            if ahead:  # a lower target is not a downgrade: say so rather than "0 tenants"
+                raise CliError(
+                    f"{ahead} tenant(s) are past version {goal}; migrations only go forward"
+                )
             return summary
         await conn.execute(
             f"INSERT INTO {schema}.migration_rollouts (rollout_id, target_version, canary,"

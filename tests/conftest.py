@@ -11,6 +11,7 @@ import pytest
 # another suite's) can join its consumer groups, take its jobs or hold its locks.
 os.environ["TENANT_NAMESPACE"] = SESSION_NAMESPACE = "it" + secrets.token_hex(4)
 
+from tests.support.api_fixtures import api, api_keys  # noqa: E402, F401  (fixtures of the API suites)
 from tests.support.stack import (  # noqa: E402, F401  (fixtures, registered once for every suite)
     log_dir,
     pg,

@@ -5,6 +5,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
 from runtime.settings import Settings
 
@@ -49,6 +50,6 @@ class EventReader:
     async def __aiter__(self) -> AsyncIterator[Envelope]:
         async for record in self._consumer:
             try:
-                yield Envelope.model_validate_json(record.value or b"")
-            except ValueError:
+                yield read_envelope(record.value or b"", record.headers or ())
+            except InvalidMessage:
                 continue  # not ours to judge here; the producers of tenants.events are us

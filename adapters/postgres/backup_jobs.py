@@ -1,8 +1,12 @@
 """Backup/restore jobs with leases, and the backup catalog.
 
 A job is claimed with a lease that its runner renews; a runner that dies simply stops renewing
-and the job becomes claimable again. Every write that finishes a job is fenced on the lease
-owner, so a runner that lost its lease can never catalogue or report anything.
+and the job becomes claimable again. Every claim counts an attempt, so a job that kills its
+runner each time (OOM) is not claimed for ever: its claim past the limit comes back ``spent``,
+for the claimer to fail it. Every write by a holder (renew, finish, retry) is fenced on the
+lease owner AND a live lease: once the lease has lapsed, another job of the tenant may have
+started (the claim rule only counts live leases), so a late holder can never renew, catalogue
+or report anything.
 """
 
 from dataclasses import dataclass
@@ -11,9 +15,12 @@ from typing import Any
 
 import asyncpg
 
+from domain.backups import attempts_spent
 from domain.tenant_ids import quote_ident
 
 _CLAIM_LOCK = 7_311_002
+#: the fence of every holder's write: still ours, and the lease has not lapsed
+_HELD = "job_id = $1 AND lease_owner = $2 AND status = 'running' AND lease_until >= now()"
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ class Job:
     backup_id: str | None
     attempts: int
     archive: bool = False
+    #: claimed past TENANT_BACKUP_MAX_ATTEMPTS: the claimer fails it instead of running it
+    spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,14 @@ class PostgresBackupJobs:
         return None if host is None else str(host)
 
     async def claim(
-        self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float
+        self, pool: asyncpg.Pool, owner: str, kinds: list[str], lease_s: float, max_attempts: int
     ) -> Job | None:
-        """Lease the oldest ready job whose tenant has no other job running under a live lease."""
+        """Lease the oldest ready job whose tenant has no other job running under a live lease.
+
+        The claim counts an attempt; a job claimed more than ``max_attempts`` times (its earlier
+        holders died without a word) comes back with ``spent`` set: still leased to ``owner``,
+        so exactly one claimer answers it, through the same fenced finish as any failure.
+        """
         async with pool.acquire() as conn, conn.transaction():
             # Claims are short and rare: serialising them makes "one job per tenant" exact.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK)
@@ -160,6 +174,7 @@ class PostgresBackupJobs:
             row["backup_id"],
             row["attempts"],
             row["archive"],
+            attempts_spent(row["attempts"], max_attempts),
         )
 
     async def renew(
@@ -167,8 +182,7 @@ class PostgresBackupJobs:
     ) -> bool:
         status = await conn.execute(
             f"UPDATE {self.jobs} SET lease_until = now() + make_interval(secs => $3),"
-            " progress_bytes = $4, updated_at = now()"
-            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            f" progress_bytes = $4, updated_at = now() WHERE {_HELD}",
             job_id,
             owner,
             lease_s,
@@ -184,11 +198,10 @@ class PostgresBackupJobs:
         status: str,
         error: str | None = None,
     ) -> bool:
-        """Fenced: False when another runner holds the job now."""
+        """Fenced: False when our lease has lapsed or another runner holds the job now."""
         result = await conn.execute(
             f"UPDATE {self.jobs} SET status = $3, last_error = $4, lease_owner = NULL,"
-            " lease_until = NULL, updated_at = now()"
-            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            f" lease_until = NULL, updated_at = now() WHERE {_HELD}",
             job_id,
             owner,
             status,
@@ -202,13 +215,26 @@ class PostgresBackupJobs:
         result = await conn.execute(
             f"UPDATE {self.jobs} SET status = 'pending', last_error = $4, lease_owner = NULL,"
             " lease_until = NULL, not_before = now() + make_interval(secs => $3), updated_at = now()"
-            " WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'",
+            f" WHERE {_HELD}",
             job_id,
             owner,
             delay_s,
             error,
         )
         return bool(result != "UPDATE 0")
+
+    async def swap_of(self, conn: asyncpg.Connection, job_id: str) -> tuple[str, str] | None:
+        """(restored backup id, replaced schema) once the restore's swap has committed.
+
+        The record is written by the swap's own transaction (adapters/postgres/restore_swap.py),
+        fenced on the lease owner, so it exists exactly when the swap does.
+        """
+        row = await conn.fetchrow(
+            f"SELECT restored_backup_id, replaced_schema FROM {self.jobs}"
+            " WHERE job_id = $1 AND swapped_at IS NOT NULL",
+            job_id,
+        )
+        return None if row is None else (row["restored_backup_id"], row["replaced_schema"])
 
     async def job(self, conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
         row = await conn.fetchrow(f"SELECT * FROM {self.jobs} WHERE job_id = $1", job_id)

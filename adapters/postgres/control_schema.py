@@ -7,6 +7,7 @@ import asyncpg
 
 from adapters.migration_files import load_migrations, required_extensions
 from adapters.postgres.errors import translated
+from domain.postgres_version import require_supported
 from domain.tenant_ids import quote_ident
 from migrations import CONTROL_DIR, TENANT_DIR
 
@@ -17,6 +18,7 @@ _BOOTSTRAP_LOCK = 7_311_000
 async def ensure_control_schema(
     conn: asyncpg.Connection, control_schema: str, app_role: str
 ) -> None:
+    await check_server_version(conn)
     schema = quote_ident(control_schema)
     with translated("control schema bootstrap"):
         async with conn.transaction():
@@ -43,6 +45,18 @@ async def ensure_control_schema(
                 )
             await _ensure_app_role(conn, app_role)
             await ensure_extensions(conn)
+
+
+async def check_server_version(conn: asyncpg.Connection) -> int:
+    """The server's ``server_version_num``; ``PermanentError`` naming it if below 15."""
+    with translated("server version check"):
+        row = await conn.fetchrow(
+            "SELECT current_setting('server_version_num')::int AS num,"
+            " current_setting('server_version') AS version"
+        )
+    assert row is not None
+    require_supported(row["num"], row["version"])
+    return int(row["num"])
 
 
 async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:

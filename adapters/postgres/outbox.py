@@ -25,8 +25,9 @@ class OutboxRow:
 
 
 class PostgresOutbox:
-    def __init__(self, control_schema: str) -> None:
+    def __init__(self, control_schema: str, content_mode: codec.ContentMode = "structured") -> None:
         self._table = f"{quote_ident(control_schema)}.outbox"
+        self._mode: codec.ContentMode = content_mode
 
     async def add(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         """Stage ``envelope`` for publication; same id twice is one row (results have stable ids)."""
@@ -37,6 +38,7 @@ class PostgresOutbox:
         statement whatever their number (a metrics tick over 10,000 tenants stages 10,000)."""
         if not envelopes:
             return
+        records = [codec.encode_record(e, self._mode) for e in envelopes]
         await conn.execute(
             f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"
             " SELECT e.id, $1, e.key, e.type, e.payload, e.headers::jsonb"
@@ -47,8 +49,8 @@ class PostgresOutbox:
             [e.id for e in envelopes],
             [topics.partition_key(e.subject) for e in envelopes],
             [e.type for e in envelopes],
-            [codec.encode(e) for e in envelopes],
-            [json.dumps(codec.headers_for(e)) for e in envelopes],
+            [value for value, _ in records],
+            [json.dumps(headers) for _, headers in records],
         )
         # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

@@ -21,7 +21,8 @@ What the figures mean:
   role taken with SET ROLE, so a session of the shared ``tenant_app`` login cannot be attributed
   from the catalogue. We count the backends in this database whose ``usename`` is the tenant's
   role (if it is ever given LOGIN) or whose ``application_name`` is ``tenant:<id>``, the
-  convention for tenant_app connections. Both columns stay visible without pg_read_all_stats.
+  convention for tenant_app connections (domain.lifecycle.session_tag; suspension ends them).
+  Both columns stay visible without pg_read_all_stats.
 """
 
 # SQL names are quote_ident()-ed from settings, never from input; values are bind parameters.
@@ -32,9 +33,11 @@ from datetime import datetime
 
 import asyncpg
 
+from domain.lifecycle import SESSION_TAG_PREFIX
 from domain.tenant_ids import quote_ident
 
-APPLICATION_NAME_PREFIX = "tenant:"
+# The one tagging convention (domain.lifecycle.session_tag): suspension ends these sessions too.
+APPLICATION_NAME_PREFIX = SESSION_TAG_PREFIX
 
 
 # The columns of collect()'s rows, in order: the first thirteen of the history table.
@@ -89,7 +92,7 @@ WITH reg AS (
                         pg_stat_get_last_autoanalyze_time(oid))) AS last_analyze
     FROM rel GROUP BY tenant_id
 ), sessions AS (
-    SELECT coalesce(substring(a.application_name FROM '^tenant:([a-z][a-z0-9_]{{2,39}})$'),
+    SELECT coalesce(substring(a.application_name FROM '^{tag}([a-z][a-z0-9_]{{2,39}})$'),
                     by_role.tenant_id) AS tenant_id
     FROM pg_stat_activity a
     LEFT JOIN reg by_role ON by_role.role_name = a.usename
@@ -145,7 +148,8 @@ class PostgresTenantMetrics:
         s = quote_ident(control_schema)
         self._tenants, self._backups = f"{s}.tenants", f"{s}.backups"
         self._ticks, self._history = f"{s}.metrics_ticks", f"{s}.tenant_metrics"
-        self._collect = _COLLECT.format(tenants=self._tenants)
+        # The tag is our constant (no regex metacharacters), never input.
+        self._collect = _COLLECT.format(tenants=self._tenants, tag=APPLICATION_NAME_PREFIX)
         self.statements = 0
 
     async def collect(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -10,7 +10,8 @@ from datetime import datetime
 import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
-from domain.lifecycle import TenantStatus
+from adapters.postgres.large_objects import refuse_large_objects
+from domain.lifecycle import TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
 from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
@@ -29,6 +30,8 @@ class TenantRecord:
     schema_version: int
     created_at: datetime
     updated_at: datetime
+    # The first accepted erase's archive backup: kept by every later erase and job retry.
+    erase_archive_id: str | None = None
 
 
 class PostgresTenantStore:
@@ -78,6 +81,7 @@ class PostgresTenantStore:
         schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
+        await refuse_large_objects(conn, role)
         await conn.execute(f"CREATE SCHEMA {q_schema}")
         await self._apply(conn, schema, role, migrations)
         await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
@@ -118,12 +122,24 @@ class PostgresTenantStore:
             status.value,
         )
 
+    async def mark_erasing(
+        self, conn: asyncpg.Connection, tenant_id: str, archive_id: str | None
+    ) -> None:
+        """The erase is accepted: nothing brings the tenant back, and its archive id is fixed."""
+        await conn.execute(
+            f"UPDATE {self._tenants} SET status = $2, erase_archive_id = $3, updated_at = now()"
+            " WHERE tenant_id = $1",
+            tenant_id,
+            TenantStatus.ERASING.value,
+            archive_id,
+        )
+
     async def revoke_access(self, conn: asyncpg.Connection, tenant_id: str) -> int:
         """Take the tenant role from the app role and end the tenant's open sessions.
 
-        Applications tag a tenant's connections with application_name = the tenant's schema
-        name (Postgres does not show another backend's SET ROLE); those, and any backend logged
-        in as the tenant role itself, are terminated. Returns how many were terminated.
+        Applications tag a tenant's connections with application_name = session_tag(id)
+        (Postgres does not show another backend's SET ROLE); those, and any backend logged in
+        as the tenant role itself, are terminated. Returns how many were terminated.
         """
         role = self.role_of(tenant_id)
         if await self._is_member(conn, role):
@@ -133,7 +149,7 @@ class PostgresTenantStore:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
                 role,
-                self.schema_of(tenant_id),
+                session_tag(tenant_id),
             )
         )
 
@@ -174,10 +190,23 @@ class PostgresTenantStore:
             await conn.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
             dropped.append("schema")
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-            # The role owns nothing and its grants (default privileges included) went with the
-            # schema, so it drops cleanly.
-            await conn.execute(f"DROP ROLE {quote_ident(role)}")
-            dropped.append("role")
+            # Whatever the role still owns or was granted outside its schema (large objects
+            # created before they were revoked, anything arranged by hand) is the tenant's too
+            # and must not make DROP ROLE fail. DROP OWNED needs the role's privileges, which
+            # the service role (CREATEROLE, not superuser) takes for the rest of this
+            # transaction; dropping the role ends that membership again.
+            q_role = quote_ident(role)
+            if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", role):
+                await conn.execute(f"GRANT {q_role} TO CURRENT_USER")
+            owned = await conn.fetchval(
+                "SELECT count(*) FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid"
+                " WHERE r.rolname = $1 AND d.deptype IN ('o', 'a')"
+                " AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                role,
+            )
+            await conn.execute(f"DROP OWNED BY {q_role}")
+            await conn.execute(f"DROP ROLE {q_role}")
+            dropped += (["outside_objects"] if owned else []) + ["role"]
         return dropped
 
     async def tombstone(self, conn: asyncpg.Connection, tenant_id: str) -> None:
@@ -253,4 +282,5 @@ def _record(row: asyncpg.Record) -> TenantRecord:
         schema_version=row["schema_version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        erase_archive_id=row.get("erase_archive_id"),
     )

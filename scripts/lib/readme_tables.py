@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the prose tables below read better one entry per line)
-"""The README tables that are derived from code: the event catalogue and the settings table.
+"""The README tables that are derived from code: events, settings, tenantctl commands, exit codes.
 
 Used by scripts/export_contracts.py, which rewrites the text between
 ``<!-- BEGIN GENERATED: <name> ... -->`` and ``<!-- END GENERATED: <name> -->``. Names, types,
@@ -53,8 +53,14 @@ EVENTS: dict[str, tuple[str, str]] = {
     "TenantProvisioningFailed": (_PROV, "The request was refused or failed; no DDL was kept."),
     "TenantSuspended": (_PROV, "The tenant is suspended."),
     "TenantResumed": (_PROV, "The tenant is active again."),
-    "TenantErased": (_PROV, "The tenant is erased; `erased` lists what was removed."),
-    "TenantEraseFailed": (_PROV, "An erase could not proceed as asked."),
+    "TenantSuspendFailed": (_PROV, "A suspend changed nothing: unknown, erasing or erased tenant."),
+    "TenantResumeFailed": (_PROV, "A resume changed nothing: unknown, erasing or erased tenant."),
+    "TenantErased": (
+        _PROV,
+        "The tenant is erased; `erased` lists what this run removed; every erase request answers"
+        " the first erase's `archive_backup_id`.",
+    ),
+    "TenantEraseFailed": (_PROV, "An erase could not proceed as asked (e.g. `unknown_tenant`)."),
     "TenantMigrated": (_PROV, "The tenant's schema is at `to_version`."),
     "TenantMigrationFailed": (_PROV, "Migrating this tenant failed; other tenants are unaffected."),
     "BackupCompleted": (_BACKUP, "A backup is stored and catalogued."),
@@ -86,13 +92,27 @@ SETTINGS: dict[str, str] = {
     "plans": "Allowed plans, comma-separated.",
     "default_plan": "Plan of `tenantctl request` without `--plan`; must be one of the plans.",
     "max_tenants": "Tenants (not erased) allowed; beyond it `TenantProvisioningFailed{quota_exceeded}`. Soft by up to the number of concurrent provisioners.",
-    "retry_attempts": "Attempts at a transient failure within one delivery before the record is handed back to Kafka (seek back, redelivered).",
+    "result_content_mode": "CloudEvents content mode of result events: `structured` (the envelope is the value) or `binary` (attributes in `ce_*` headers). Inputs are read in both.",
+    "retry_attempts": "Attempts at a transient failure within one delivery before the record is parked (its tenant's later records queue behind it; other tenants go on), or handed back to Kafka when it cannot be parked.",
     "retry_base_delay_s": "First backoff delay between those attempts (exponential, full jitter).",
     "retry_max_delay_s": "Cap of that backoff.",
     "poison_redeliveries": "Unexpected handler errors on one record before it is dead-lettered (`handler_error`).",
+    "redelivery_max_attempts": "Transient attempts of one record (in deliveries and while parked) before it may be given up; it is dead-lettered (`retries_exhausted`) once it has had this many AND `TENANT_REDELIVERY_MAX_AGE_S` has passed since its first failure.",
+    "redelivery_max_age_s": "Seconds since a record's first transient failure before it may be given up (see `TENANT_REDELIVERY_MAX_ATTEMPTS`).",
+    "parked_max_delay_s": "Cap of the backoff between the re-driver's tries of a parked record (exponential from `TENANT_RETRY_BASE_DELAY_S`).",
+    "parked_poll_s": "How often the re-driver looks for parked records that are due.",
     "outbox_batch_size": "Outbox rows the relay publishes per batch.",
     "outbox_poll_interval_s": "Relay poll interval (commits also wake it via NOTIFY); a standby retries the leader lock this often.",
     "outbox_lock_id": "Advisory-lock key that elects the single relay leader.",
+    "leader_session_timeout_s": "Leader lock sessions (relay, scheduler, retention) end once idle this long (`idle_session_timeout`, TCP keepalives); leaders check theirs every fifth of it. A leader cut off silently is replaced within this + the standby's poll interval.",
+    "retention_lock_id": "Advisory-lock key that elects the single pruner of bookkeeping rows (runs in `relay` workers).",
+    "retention_interval_s": "How often the retention leader prunes.",
+    "retention_batch_size": "Rows deleted per transaction when pruning.",
+    "inbox_retention_s": "Age after which inbox rows are pruned; unset = `EVENT_MAX_AGE_S` + `EVENT_MAX_FUTURE_S` (older records are dead-lettered, never acted on), and a smaller value is refused at start-up. 0 = keep.",
+    "outbox_retention_s": "Age after which *sent* outbox rows are pruned (unsent rows never are). 0 = keep.",
+    "jobs_retention_s": "Age (since last update) after which finished backup/restore/erase jobs and their riders are pruned (pending and running jobs never are). 0 = keep.",
+    "drills_retention_s": "Age after which restore-drill reports are pruned (the catalogue keeps each backup's last drill result). 0 = keep.",
+    "ticks_retention_s": "Age after which the scheduler's per-tenant tick state of tenants no longer active or suspended is pruned. 0 = keep.",
     "backup_target": "Where backups go: `local`, `s3` or `sftp`.",
     "backup_local_dir": "Folder of the `local` backup target.",
     "backup_master_recipient": "age X25519 public key that wraps the per-tenant backup keys.",
@@ -102,13 +122,15 @@ SETTINGS: dict[str, str] = {
     "backup_zstd_threads": "zstd threads (0 = one per core).",
     "backup_chunk_bytes": "Streaming chunk size of the dump pipeline.",
     "backup_rate_limit_bytes": "Upload rate limit in bytes/s (0 = unlimited).",
-    "backup_max_attempts": "Attempts of one backup before `BackupFailed`.",
+    "backup_max_attempts": "Attempts (claims) of one backup, restore or erase job before its `*Failed` result; a job whose worker dies every time fails with reason `attempts`.",
+    "backup_count_budget_ms": "Time for the manifest's exact row counts of one backup (its own budget, not the pool's statement timeout); tables that don't fit get an estimate in `row_counts_estimated`. 0 = estimates only.",
     "backup_retry_base_s": "First backoff delay between backup attempts.",
     "backup_retry_max_s": "Cap of that backoff.",
     "backup_lease_s": "Lease of a running backup job.",
     "backup_poll_interval_s": "How often backup workers look for jobs.",
     "backup_retention": "Per plan `keep-last/dailies/weeklies`, e.g. `free=3/7/0,pro=7/14/8`.",
     "restore_grace_s": "How long the schema replaced by a restore is kept.",
+    "restore_spool_dir": "Where a restore spools the encrypted artifact (mode 0600) to verify its sha256 before restoring it; needs room for the largest artifact. Unset: the system temp directory.",
     "s3_bucket": "S3 bucket.",
     "s3_prefix": "Key prefix inside the bucket.",
     "s3_endpoint_url": "S3 endpoint (MinIO, moto); unset = AWS.",
@@ -123,6 +145,18 @@ SETTINGS: dict[str, str] = {
     "sftp_key_file": "SFTP private key (required with `backup_target=sftp`).",
     "sftp_known_hosts": "known_hosts file the server's host key is checked against (required with `backup_target=sftp`).",
     "sftp_dir": "Remote folder for backups.",
+    "api_host": "Address of the HTTP API (role `api`).",
+    "api_port": "Its port, with its own `/healthz` and `/readyz` (0 = any free port).",
+    "api_jwks_file": "JWKS file whose RS256/EdDSA public keys verify bearer tokens; unset (and no HS256 flag): every token is refused.",
+    "api_jwt_audience": "The `aud` every token must carry.",
+    "api_jwt_issuer": "The `iss` every token must carry; unset = not checked.",
+    "api_dev_hs256": "Development only: also accept HS256 tokens signed with `api_hs256_secret`.",
+    "api_hs256_secret": "The HS256 shared secret (refused without `api_dev_hs256`).",
+    "api_rate_limit_read": "GET requests per client (`sub`) and route: `count/seconds`, GCRA in Redis, shared by every API process.",
+    "api_rate_limit_write": "The same for commands (POST).",
+    "api_max_body_bytes": "Larger request bodies are answered 413 and change nothing.",
+    "api_idempotency_ttl_s": "How long an `Idempotency-Key` maps to its first operation (at least 24 h).",
+    "api_page_size_max": "Largest `page_size` of the list routes.",
     "http_host": "Address of the `/healthz`, `/readyz`, `/metrics` listener.",
     "http_port": "Its port (0 = any free port).",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON logs on stderr).",
@@ -237,3 +271,75 @@ def _bounds(field: FieldInfo) -> str:
     if literal:
         parts.append(" / ".join(f"`{v}`" for v in literal))
     return ", ".join(parts)
+
+
+# ---- tenantctl: the command table and the exit codes, read from the CLI itself ---------------
+
+
+def cli_table() -> str:
+    """One row per tenantctl command: its arguments, what it does, and every option with its help."""
+    from typer.main import get_command
+
+    from tenantctl.cli import app
+
+    rows = ["| Command | What it does | Arguments and options |", "|---|---|---|"]
+    for name, command in _cli_commands(get_command(app), "tenantctl"):
+        args = " ".join(
+            p.metavar or p.name.upper()
+            for p in command.params
+            if p.param_type_name == "argument" and p.name
+        )
+        options = [
+            f"`{p.metavar}`: {_cli_help(p)}"
+            for p in command.params
+            if p.param_type_name == "argument" and p.help and p.metavar != "TENANT_ID"
+        ] + [
+            f"`{_option_usage(p)}`: {_cli_help(p)}"
+            for p in command.params
+            if p.param_type_name == "option" and p.name != "help"
+        ]
+        doc = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        rows.append(_row(f"`{name} {args}`".replace(" `", "`"), doc, "<br>".join(options) or "-"))
+    return "\n".join(rows) + "\n"
+
+
+def _cli_commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    for name, command in group.commands.items():
+        if getattr(command, "commands", None):
+            found.extend(_cli_commands(command, f"{prefix} {name}"))
+        else:
+            found.append((f"{prefix} {name}", command))
+    return found
+
+
+def _option_usage(option: Any) -> str:
+    name = str(max(option.opts, key=len))
+    if option.is_flag:
+        return name
+    kind: Any = option.type_descriptor.annotation
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        value = "|".join(str(c.value) for c in kind)
+    elif kind is float:
+        value = "SECONDS" if "timeout" in name else "N"
+    else:
+        value = {int: "N", Path: "FILE"}.get(kind, "TEXT")
+    assert isinstance(value, str)
+    return f"{name} {value}" + (" ..." if option.multiple else "")
+
+
+def _cli_help(param: Any) -> str:
+    text = (param.help or "(no help)").rstrip(".")
+    default = param.default
+    if default not in (None, False, "", ()) and not param.is_flag:
+        text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    return text + "."
+
+
+def exit_codes_table() -> str:
+    """The exit codes every tenantctl command uses (tenantctl.output.ExitCode)."""
+    from tenantctl.output import MEANING
+
+    rows = ["| Exit code | Meaning |", "|---|---|"]
+    rows.extend(_row(str(int(code)), meaning) for code, meaning in MEANING.items())
+    return "\n".join(rows) + "\n"

@@ -96,9 +96,8 @@ def dead_letter_corpus(tag: str) -> dict[str, tuple[str, Raw]]:
         "not_utf8_key": ("key_mismatch", (b"\xff\xfe" + k("nk8").encode(), ok("nk8")[1])),
         "subject_differs_from_data": ("key_mismatch", (k("sd").encode(), _value(
             k("sd"), "TenantRequested", {"tenant_id": k("sd2"), "plan": "free"}))),
-        # a valid envelope of a lifecycle event for a tenant id that can't exist: permanent
-        "deactivate_injection_id": ("unknown_tenant", (INJECTIONS[0].encode(), _value(
-            INJECTIONS[0], "TenantDeactivated", {"tenant_id": INJECTIONS[0]}))),
+        # (a valid lifecycle request for a tenant id that can't exist is not a dead letter: it
+        # is attributable, and answers TenantSuspendFailed{unknown_tenant}; see test_lifecycle)
     }
 
 
@@ -211,21 +210,29 @@ async def _lag_zero(settings: Settings) -> bool:
 async def test_dlq_replay_after_fix(settings: Settings, publisher: KafkaEventPublisher,
                                     session_worker: SessionWorker, results: ResultLog,
                                     tenants: TenantIds) -> None:
-    """A deactivation that came before its tenant existed is dead-lettered (unknown_tenant);
-    once the tenant is provisioned, replaying that dead letter suspends it."""
+    """A deactivation stamped ahead of the consumer's clock by more than
+    TENANT_EVENT_MAX_FUTURE_S (a skewed producer) is dead-lettered (time_out_of_range); once the
+    clocks agree, replaying that dead letter suspends the tenant. (A request for an unknown
+    tenant is no dead letter: it is answered, TenantSuspendFailed{unknown_tenant}.)"""
     t = tenants.new()
-    value = _value(t, "TenantDeactivated", {"tenant_id": t, "reason": "unpaid"})
+    env = requested(t)
+    await publish(publisher, env)
+    assert (await results.first(env.id)).type == "TenantProvisioned"
+    ahead = datetime.now(UTC) + timedelta(seconds=settings.event_max_future_s + 5)
+    value = _value(t, "TenantDeactivated", {"tenant_id": t, "reason": "unpaid"},
+                   time=ahead.isoformat())
     event_id = json.loads(value)["id"]
     async with TopicTail(settings, topics.DLQ) as dead:
         await _send_raw(publisher, t.encode(), value)
         record = await wait_until(lambda: [r for r in dead.records if r.value == value], 60,
                                   what="the deactivation dead-lettered")
     letter = record[0]
-    assert dict(letter.headers)[dlq.REASON] == b"unknown_tenant"
-    # the fix: the tenant now exists
-    env = requested(t)
-    await publish(publisher, env)
-    assert (await results.first(env.id)).type == "TenantProvisioned"
+    assert dict(letter.headers)[dlq.REASON] == b"time_out_of_range"
+    assert results.caused_by(event_id) == []
+    # the fix: the clocks agree (the consumer's clock reaches the window the event is in)
+    await wait_until(
+        lambda: datetime.now(UTC) + timedelta(seconds=settings.event_max_future_s - 1) > ahead,
+        30, what="the event's time to come within the window", interval=0.2)
 
     replay = await asyncio.to_thread(tenantctl, "dlq", "replay", "--id",
                                      f"{letter.partition}:{letter.offset}")

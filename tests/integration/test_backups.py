@@ -344,7 +344,8 @@ async def test_tenantctl_backup_wait_follows_the_job_it_rode_on(
     await wait_until(lambda: _accepted(pg, [first.id]), 60, what="the first accepted", interval=0.2)
     host = backup_id_for(first.id)
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tenantctl.cli", "backup", tenant_id, "--wait", "--timeout", "120",
+        sys.executable, "-m", "tenantctl.cli", "backup", "create", tenant_id, "--wait",
+        "--timeout", "120",
         cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async def rode() -> bool:
@@ -361,8 +362,8 @@ async def test_tenantctl_backup_wait_follows_the_job_it_rode_on(
             await cli.wait()
     text = out.decode()
     assert cli.returncode == 0, text + err.decode()
-    request_id = re.search(r"published BackupDue id=(\S+)", text)
-    assert request_id, text
-    result = json.loads(text[text.index("{"):])
+    request_id = re.search(r"published BackupDue id=(\S+)", err.decode())
+    assert request_id, err.decode()
+    result = json.loads(text)
     assert (result["type"], result["causationid"]) == ("BackupCompleted", request_id.group(1))
     assert result["data"]["backup_id"] == host

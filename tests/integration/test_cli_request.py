@@ -25,11 +25,11 @@ async def _tenantctl(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-def _printed(out: str) -> tuple[str, dict[str, Any]]:
-    """(request id, printed result) from the command's output."""
-    match = re.search(r"published TenantRequested id=(\S+)", out)
-    assert match, out
-    return match.group(1), json.loads(out[out.index("{"):])
+def _printed(out: str, err: str) -> tuple[str, dict[str, Any]]:
+    """(request id from stderr, result: all of stdout) from the command's output."""
+    match = re.search(r"published TenantRequested id=(\S+)", err)
+    assert match, err
+    return match.group(1), json.loads(out)
 
 
 async def test_request_wait_prints_tenant_provisioned(
@@ -39,7 +39,7 @@ async def test_request_wait_prints_tenant_provisioned(
     code, out, err = await _tenantctl("request", tenant_id, "--wait", "--timeout", "60")
 
     assert code == 0, out + err
-    request_id, result = _printed(out)
+    request_id, result = _printed(out, err)
     assert result["type"] == "TenantProvisioned"
     assert result["causationid"] == request_id
     assert result["data"]["tenant_id"] == tenant_id
@@ -53,7 +53,7 @@ async def test_request_wait_exits_1_on_a_refusal(
     code, out, err = await _tenantctl("request", bad, "--wait", "--timeout", "60")
 
     assert code == 1, out + err
-    _, result = _printed(out)
+    _, result = _printed(out, err)
     assert (result["type"], result["data"]["reason"]) == (
         "TenantProvisioningFailed", "invalid_tenant_id",
     )

@@ -1,11 +1,12 @@
-"""Suspend and resume through tenants.lifecycle: membership, sessions, status, idempotency and
-per-tenant order (issue 5)."""
+"""Suspend and resume through tenants.lifecycle: membership, sessions, status, idempotency,
+per-tenant order, and one result for every request (an unknown tenant's included)."""
 
 import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
-from contracts.events import TenantDeactivated, TenantReactivated
+from adapters.postgres.tenant_metrics import PostgresTenantMetrics
+from contracts.events import TenantDeactivated, TenantEraseRequested, TenantReactivated
 from runtime.settings import Settings
 from tests.support import backups as bk
 from tests.support import names as ns
@@ -27,11 +28,16 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["kept"])
-    # An application session of this tenant, tagged the way the service expects.
+    # An application session of this tenant, tagged by the convention (README): metrics count it
+    # and suspension ends it.
     session = await asyncpg.connect(settings.pg_dsn.get_secret_value(),
-                                    server_settings={"application_name": f"{ns.tenant(tenant_id)}"})
+                                     server_settings={"application_name": ns.session_tag(tenant_id)})
     pid = session.get_server_pid()
     try:
+        counted = {r["tenant_id"]: r["connections"]
+                   for r in await PostgresTenantMetrics(ns.CONTROL).collect(pg)}
+        assert counted[tenant_id] == 1
+
         suspended = await bk.ask(publisher, results,
                                  TenantDeactivated(tenant_id=tenant_id, reason="unpaid"))
 
@@ -91,3 +97,23 @@ async def test_back_to_back_deactivate_then_reactivate_ends_active(
     order = [e.causationid for e in results.seen if e.causationid in (down.id, up.id)]
     assert order == [down.id, up.id]
     assert await _status(pg, tenant_id) == "active" and await bk.app_is_member(pg, tenant_id)
+
+
+@pytest.mark.parametrize(("event", "answer"), [
+    (TenantDeactivated, "TenantSuspendFailed"),
+    (TenantReactivated, "TenantResumeFailed"),
+    (TenantEraseRequested, "TenantEraseFailed"),
+])
+async def test_a_request_for_an_unknown_tenant_gets_a_failed_result(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    tenants: TenantIds, event: type[TenantDeactivated | TenantReactivated | TenantEraseRequested],
+    answer: str,
+) -> None:
+    never_provisioned = tenants.new()
+
+    got = await bk.ask(publisher, results, event(tenant_id=never_provisioned))
+
+    assert (got.type, got.data["reason"]) == (answer, "unknown_tenant")
+    assert got.data["tenant_id"] == never_provisioned
+    assert not await pg.fetchval(
+        "SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1", never_provisioned)

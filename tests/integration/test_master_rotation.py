@@ -114,11 +114,11 @@ async def test_tenantctl_keys_rotate_master(
         )
 
     wrong = await asyncio.to_thread(tenantctl, "--identity", str(new_file), "--to", new)
-    assert wrong.returncode == 2 and "wrong_identity" in wrong.stdout, wrong.stdout + wrong.stderr
+    assert wrong.returncode == 1 and "wrong_identity" in wrong.stderr, wrong.stdout + wrong.stderr
     bad = await asyncio.to_thread(tenantctl, "--identity", str(old_file), "--to", "age1nope")
-    assert bad.returncode == 2 and "invalid_recipient" in bad.stdout, bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "invalid_recipient" in bad.stderr, bad.stdout + bad.stderr
 
     done = await asyncio.to_thread(tenantctl, "--identity", str(old_file), "--to", new)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "re-wrapped 1 tenant key" in done.stdout
+    assert "re-wrapped 1 tenant key" in done.stderr
     assert await PostgresTenantKeys(control, new).identity(pg, "rot_a", new_file) == identity

@@ -63,7 +63,9 @@ def test_invalid_json(value: bytes) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b'{"hello": "world"}', b"[1, 2]", b'"text"', _raw(specversion="0.3"), _raw(extra="x"),
+    [b'{"hello": "world"}', b"[1, 2]", b'"text"', _raw(specversion="0.3"), _raw(**{"Extra": "x"}),
+     _raw(**{"bad-name": "x"}), _raw(ext={"nested": 1}), _raw(ext=[1]), _raw(ext=1.5),
+     _raw(datacontenttype="text/plain"),
      _raw(id=""), _raw(data="not an object")],
 )
 def test_not_cloudevent(value: bytes) -> None:

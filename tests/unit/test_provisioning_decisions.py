@@ -24,6 +24,8 @@ CASES: list[tuple[str, str, str, ExistingTenant | None, int, Decision]] = [
      ExistingTenant("free", TenantStatus.ACTIVE), 0, Decision.CONFLICT),
     ("erased, same plan", "acme", "free",
      ExistingTenant("free", TenantStatus.ERASED), 0, Decision.CONFLICT),
+    ("erase accepted, same plan", "acme", "free",
+     ExistingTenant("free", TenantStatus.ERASING), 0, Decision.CONFLICT),
     ("quota reached", "acme", "free", None, 10, Decision.QUOTA_EXCEEDED),
     ("quota exceeded", "acme", "free", None, 11, Decision.QUOTA_EXCEEDED),
 ]

@@ -1,0 +1,131 @@
+"""The ``api`` worker role: the FastAPI app on uvicorn, inside the worker's event loop."""
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import jwt
+import structlog
+import uvicorn
+
+from adapters.migration_files import load_migrations
+from adapters.postgres.api_operations import PostgresOperations
+from adapters.postgres.api_reads import READ_ROLE, PostgresApiReads
+from api.app import create_app
+from api.auth import TokenVerifier
+from api.context import ApiContext
+from api.operations import OperationService
+from api.ratelimit import Limit, RedisRateLimiter
+from migrations import TENANT_DIR
+from runtime.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from runtime.roles import Background
+    from runtime.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    # The worker owns SIGTERM/SIGINT and stops every role in order; uvicorn must not take them.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    """Serves until stop(); in-flight requests finish, new connections are refused."""
+
+    def __init__(self, app: Any, host: str, port: int, grace_s: float) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,  # the app logs each request with its actor
+            lifespan="off",
+            timeout_graceful_shutdown=int(grace_s),
+            server_header=False,
+        )
+        self._server = _Server(config)
+
+    async def run(self) -> None:
+        await self._server.serve()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+async def create_read_pool(settings: Settings) -> asyncpg.Pool:
+    """Sessions that run as the read-only role, in read-only transactions. Both are startup
+    parameters, so they are the session's defaults: a pool reset (RESET ALL) keeps them."""
+    pool = await asyncpg.create_pool(
+        settings.pg_dsn.get_secret_value(),
+        min_size=1,
+        max_size=min(10, settings.pg_pool_max),
+        command_timeout=settings.pg_statement_timeout_ms / 1000 + 5,
+        server_settings={
+            "application_name": "tenant-service-api",
+            "role": READ_ROLE,
+            "default_transaction_read_only": "on",
+            "statement_timeout": str(settings.pg_statement_timeout_ms),
+        },
+    )
+    assert pool is not None
+    return pool
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    if settings.api_jwks_file is None and not settings.api_dev_hs256:
+        # Fail closed, but start: `run all` on a fresh machine serves health and refuses every
+        # token until keys are configured.
+        log.warning("api_no_token_keys", hint="set TENANT_API_JWKS_FILE; every token is refused")
+    if settings.api_dev_hs256 and settings.api_hs256_secret is None:
+        raise SettingsError("invalid settings:\n  TENANT_API_HS256_SECRET: needed by the flag")
+    jwks = None
+    if settings.api_jwks_file is not None:
+        try:
+            jwks = TokenVerifier.load_jwks(settings.api_jwks_file)
+        except (OSError, ValueError, jwt.PyJWTError) as e:
+            raise SettingsError(
+                f"invalid settings:\n  TENANT_API_JWKS_FILE: not a readable JWKS: {e}"
+            ) from None
+    secret = settings.api_hs256_secret
+    return TokenVerifier(
+        jwks=jwks,
+        hs256_secret=secret.get_secret_value() if secret and settings.api_dev_hs256 else None,
+        audience=settings.api_jwt_audience,
+        issuer=settings.api_jwt_issuer,
+    )
+
+
+async def api_role(worker: "Worker") -> list["Background"]:
+    s = worker.settings
+    verifier = build_verifier(s)
+    read_pool = await create_read_pool(s)
+    worker.closers.append(read_pool.close)
+    reads = PostgresApiReads(s.control_schema)
+    ctx = ApiContext(
+        settings=s,
+        read_pool=read_pool,
+        reads=reads,
+        operations=OperationService(
+            read_pool=read_pool,
+            write_pool=worker.pool,
+            reads=reads,
+            operations=PostgresOperations(s.control_schema),
+            publisher=worker.publisher,
+            key_ttl_s=s.api_idempotency_ttl_s,
+        ),
+        publisher=worker.publisher,
+        redis=worker.redis,
+        verifier=verifier,
+        limiter=RedisRateLimiter(worker.redis),
+        read_limit=Limit.parse(s.api_rate_limit_read),
+        write_limit=Limit.parse(s.api_rate_limit_write),
+        migrations=load_migrations(TENANT_DIR),
+    )
+    app = create_app(ctx, s.api_max_body_bytes)
+    log.info("api_listening", host=s.api_host, port=s.api_port)
+    return [ApiServer(app, s.api_host, s.api_port, s.shutdown_grace_s)]

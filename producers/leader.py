@@ -1,0 +1,134 @@
+"""The one leader-election loop: the outbox relay, the scheduler and retention each run their
+work under it, with their own lock id.
+
+A standby tries the lock every ``poll_s``. The leader runs its work as a task and, beside it,
+checks every ``check_s`` that it still holds the lock; when the check fails (session ended,
+unreachable, lock gone) the work is cancelled and the lock session dropped, so a leader never
+keeps working on a lock it lost. Work that fails steps down the same way, and the loop tries
+again after ``poll_s``.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import structlog
+
+from adapters.postgres.errors import is_transient
+from adapters.postgres.leader_lock import PostgresLeaderLock
+from domain.errors import TransientError
+from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class LeaderLock(Protocol):
+    """A lock at most one process holds; the holder loses it if its session ends."""
+
+    async def acquire(self) -> bool: ...
+    async def holds(self) -> bool: ...
+    async def release(self) -> None: ...
+
+
+class LeaderElection:
+    """Runs ``work`` only while holding ``lock``; ``on_change(True/False)`` follows leadership."""
+
+    def __init__(
+        self,
+        name: str,
+        lock: LeaderLock,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        poll_s: float,
+        check_s: float,
+        on_change: Callable[[bool], None] = lambda _: None,
+    ) -> None:
+        self._name, self._lock, self._work = name, lock, work
+        self._poll_s, self._check_s = poll_s, check_s
+        self._on_change = on_change
+        self._stopping = asyncio.Event()
+        self.is_leader = False
+        self.terms = 0  # how many times this process became leader
+        self._unwinding: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Until stop(): wait for the lock, lead while holding it, step down when it is lost."""
+        while not self._stopping.is_set():
+            try:
+                # A cancelled term that has not unwound yet must not overlap the next one.
+                if self._unwinding is not None and not self._unwinding.done():
+                    pass
+                elif await self._lock.acquire():
+                    await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # lost session, broker down: step down and try again
+                if isinstance(e, TransientError) or is_transient(e):
+                    log.warning("leader_interrupted", role=self._name, error=str(e))
+                else:
+                    log.exception("leader_error", role=self._name)
+                await self._step_down()
+            await self._sleep(self._poll_s)
+        await self._step_down()
+
+    def stop(self) -> None:
+        """Ask the loop to end; the work is expected to finish its current step (its own stop)."""
+        self._stopping.set()
+
+    async def _lead(self) -> None:
+        self._set(True)
+        log.info("leader_elected", role=self._name)
+        work = asyncio.create_task(self._work())
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=self._check_s)
+                if work.done() or self._stopping.is_set():
+                    break
+                if not await self._lock.holds():
+                    log.warning("leader_lost_lock", role=self._name)
+                    break
+            if self._stopping.is_set() and not work.done():
+                await work  # shutting down: the work finishes its step (the worker bounds this)
+        finally:
+            if not work.done():
+                # Step down now, not when the work has unwound: cancelling a statement on a
+                # connection that went silent can itself wait on that connection.
+                work.cancel()
+                work.add_done_callback(_log_failure)
+                self._unwinding = work
+        if work.done() and not work.cancelled():
+            work.result()  # a failed work is an interruption: raise it to run()
+        await self._step_down()
+
+    async def _step_down(self) -> None:
+        if self.is_leader:
+            log.info("leader_stepped_down", role=self._name)
+        self._set(False)
+        await self._lock.release()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _set(self, leader: bool) -> None:
+        if leader and not self.is_leader:
+            self.terms += 1
+        self.is_leader = leader
+        self._on_change(leader)
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("leader_work_failed_unwinding", error=str(task.exception()))
+
+
+def leader_lock(settings: Settings, lock_id: int, application_name: str) -> PostgresLeaderLock:
+    """The Postgres lock for one role, with the shared session timeout."""
+    return PostgresLeaderLock(
+        settings.pg_dsn.get_secret_value(),
+        lock_id,
+        session_timeout_s=settings.leader_session_timeout_s,
+        application_name=application_name,
+        statement_timeout_ms=settings.pg_statement_timeout_ms,
+    )

@@ -1,0 +1,96 @@
+"""Prunes bookkeeping rows (inbox, sent outbox rows, finished jobs and their riders, drill
+reports, gone tenants' tick state) by age, from one leader at a time.
+
+Runs under the shared leader loop with its own lock (``retention_lock_id``), in every ``relay``
+worker: whichever holds the lock prunes, every ``retention_interval_s``. Each table is pruned in
+batches of ``retention_batch_size`` rows, one short transaction each, until a batch comes back
+short; a stop request is honoured between batches. What may be pruned at all (never an unsent
+outbox row, never an unfinished job) is decided by the adapter, ages by the settings.
+"""
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from adapters.postgres.leader_lock import check_interval_s
+from adapters.postgres.retention import PostgresRetention
+from producers.leader import LeaderElection, leader_lock
+from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class RetentionStore(Protocol):
+    """Deletes one bounded batch of rows older than an age; returns how many it deleted."""
+
+    async def prune_batch(
+        self, conn: asyncpg.Connection, table: str, older_than_s: float, batch: int
+    ) -> int: ...
+
+
+def retention_ages(settings: Settings) -> dict[str, float]:
+    """Table -> age in seconds past which its rows are pruned; tables kept forever are absent."""
+    ages = {
+        "inbox": settings.inbox_keep_s,
+        "outbox": settings.outbox_retention_s,
+        "backup_jobs": settings.jobs_retention_s,
+        "restore_drills": settings.drills_retention_s,
+        "scheduler_state": settings.ticks_retention_s,
+    }
+    return {table: age for table, age in ages.items() if age > 0}
+
+
+class Retention:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, store: RetentionStore | None = None
+    ) -> None:
+        self._s, self._pool = settings, pool
+        self._store = store or PostgresRetention(settings.control_schema)
+        self._ages = retention_ages(settings)
+        self._stopping = asyncio.Event()
+        self.pruned: dict[str, int] = dict.fromkeys(self._ages, 0)  # since start, per table
+        self.rounds = 0
+        self.election = LeaderElection(
+            "retention",
+            leader_lock(settings, settings.names.retention_lock_id, "tenant-service-retention"),
+            self._prune_while_leader,
+            # A standby polls well inside the session timeout, so its idle session is not ended
+            # under it between polls.
+            poll_s=min(settings.retention_interval_s, settings.leader_session_timeout_s / 2),
+            check_s=check_interval_s(settings.leader_session_timeout_s),
+        )
+
+    async def run(self) -> None:
+        """Until stop(): prune every ``retention_interval_s`` while holding the retention lock."""
+        await self.election.run()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.election.stop()
+
+    async def prune_once(self) -> dict[str, int]:
+        """One round over every table; returns rows deleted per table."""
+        deleted: dict[str, int] = {}
+        batch = self._s.retention_batch_size
+        for table, age in self._ages.items():
+            deleted[table] = 0
+            while not self._stopping.is_set():
+                async with self._pool.acquire() as conn:
+                    n = await self._store.prune_batch(conn, table, age, batch)
+                deleted[table] += n
+                if n < batch:
+                    break
+            self.pruned[table] += deleted[table]
+        self.rounds += 1
+        if any(deleted.values()):
+            log.info("retention_pruned", **deleted)
+        return deleted
+
+    async def _prune_while_leader(self) -> None:
+        while not self._stopping.is_set():
+            await self.prune_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._s.retention_interval_s)

@@ -1,0 +1,117 @@
+"""Retention on the real stack: old bookkeeping rows pruned in batches, recent and unsent rows
+and unfinished jobs kept.
+
+Runs in a scratch control schema built by the real control migrations, so the session worker
+(its relay, its own pruning) never touches these rows.
+"""
+
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from adapters.postgres.control_schema import ensure_control_schema
+from adapters.postgres.retention import PostgresRetention
+from producers.retention import Retention
+from runtime.settings import Settings
+from tests.support.stack import SessionWorker
+
+pytestmark = pytest.mark.stack
+
+DAY = 86_400
+OLD = "now() - interval '10 days'"  # older than every age below
+RECENT = "now() - interval '1 hour'"
+
+
+@pytest.fixture
+async def scratch(
+    pg: asyncpg.Connection, settings: Settings, session_worker: SessionWorker
+) -> AsyncIterator[str]:
+    schema = f"retention_test_{secrets.token_hex(4)}"
+    await ensure_control_schema(pg, schema, settings.app_role)
+    yield schema
+    await pg.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def _ids(pg: asyncpg.Connection, sql: str) -> set[str]:
+    return {r[0] for r in await pg.fetch(sql)}
+
+
+async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
+    pg: asyncpg.Connection, settings: Settings, scratch: str
+) -> None:
+    s = scratch
+    await pg.execute(
+        f"INSERT INTO {s}.inbox (consumer_group, event_id, event_type, processed_at) VALUES"
+        f" ('g', 'old-1', 'T', {OLD}), ('g', 'old-2', 'T', {OLD}), ('g', 'old-3', 'T', {OLD}),"
+        f" ('g', 'recent', 'T', {RECENT})"
+    )
+    await pg.execute(
+        f"INSERT INTO {s}.outbox (event_id, topic, key, event_type, payload, created_at, sent_at)"
+        f" VALUES ('old-sent', 't', '', 'T', '', {OLD}, {OLD}),"
+        f" ('old-unsent', 't', '', 'T', '', {OLD}, NULL),"
+        f" ('recent-sent', 't', '', 'T', '', {OLD}, {RECENT})"
+    )
+    jobs = [
+        ("old-succeeded", "succeeded", OLD),
+        ("old-failed", "failed", OLD),
+        ("old-pending", "pending", OLD),
+        ("old-running", "running", OLD),
+        ("recent-succeeded", "succeeded", RECENT),
+    ]
+    for job_id, status, at in jobs:
+        await pg.execute(
+            f"INSERT INTO {s}.backup_jobs (job_id, kind, tenant_id, cause_id, correlation_id,"
+            f" status, updated_at) VALUES ($1, 'backup', 't', $1, 'c', $2, {at})",
+            job_id,
+            status,
+        )
+    await pg.execute(
+        f"INSERT INTO {s}.backup_job_riders (cause_id, job_id, correlation_id) VALUES"
+        " ('rider-of-old', 'old-succeeded', 'c'), ('rider-of-pending', 'old-pending', 'c')"
+    )
+    await pg.execute(
+        f"INSERT INTO {s}.restore_drills (backup_id, tenant_id, ok, report, drilled_at) VALUES"
+        f" ('old', 't', true, '{{}}', {OLD}), ('recent', 't', true, '{{}}', {RECENT})"
+    )
+    await pg.execute(
+        f"INSERT INTO {s}.scheduler_state (kind, subject, last_window, updated_at) VALUES"
+        f" ('BackupDue', 'gone-tenant', {OLD}, {OLD}),"
+        f" ('BackupDue', 'gone-recently', {RECENT}, {RECENT}),"
+        f" ('MetricsDue', '*', {OLD}, {OLD})"
+    )
+    pool = await asyncpg.create_pool(settings.pg_dsn.get_secret_value(), min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        ages = {
+            f"{table}_retention_s": float(DAY) for table in ("outbox", "jobs", "drills", "ticks")
+        }
+        # The inbox keeps its default: the redelivery window, here 2 days + 5 minutes.
+        ages |= {"inbox_retention_s": None, "event_max_age_s": 2.0 * DAY, "event_max_future_s": 300}
+        pruning = settings.model_copy(
+            update={"control_schema": s, "retention_batch_size": 2, **ages}
+        )
+        deleted = await Retention(pruning, pool).prune_once()
+    finally:
+        await pool.close()
+
+    assert deleted == {
+        "inbox": 3,  # two batches of 2: the second (1 row) came back short
+        "outbox": 1,
+        "backup_jobs": 2,
+        "restore_drills": 1,
+        "scheduler_state": 1,
+    }
+    assert await _ids(pg, f"SELECT event_id FROM {s}.inbox") == {"recent"}
+    assert await _ids(pg, f"SELECT event_id FROM {s}.outbox") == {"old-unsent", "recent-sent"}
+    assert await _ids(pg, f"SELECT job_id FROM {s}.backup_jobs") == {
+        "old-pending",
+        "old-running",
+        "recent-succeeded",
+    }
+    assert await _ids(pg, f"SELECT cause_id FROM {s}.backup_job_riders") == {"rider-of-pending"}
+    assert await _ids(pg, f"SELECT backup_id FROM {s}.restore_drills") == {"recent"}
+    assert await _ids(pg, f"SELECT subject FROM {s}.scheduler_state") == {"gone-recently", "*"}
+    sizes = await PostgresRetention(s).sizes(pg)
+    assert sizes["inbox"] == 1 and sizes["backup_job_riders"] == 1
