@@ -59,6 +59,12 @@ def app_role(namespace: str, base: str) -> str:
     return _prefixed(namespace, base, "app_role")
 
 
+def api_reader_role(namespace: str, base: str) -> str:
+    """The HTTP API's read-only role: ``<base>`` or ``<ns>_<base>``. Roles are cluster-wide, and
+    it is granted SELECT on its deployment's control schema only."""
+    return _prefixed(namespace, base, "api reader role")
+
+
 def _prefixed(namespace: str, base: str, setting: str) -> str:
     name = f"{namespace}_{base}" if namespace else base
     if len(name.encode()) > PG_MAX_IDENTIFIER_BYTES:
@@ -69,6 +75,18 @@ def _prefixed(namespace: str, base: str, setting: str) -> str:
 def redis_prefix(namespace: str) -> str:
     """Tenants' Redis keys live under ``tenant:<id>:`` or ``<ns>:tenant:<id>:``."""
     return f"{namespace}:tenant:" if namespace else "tenant:"
+
+
+def session_tag_prefix(namespace: str) -> str:
+    """What a tenant's connections' ``application_name`` starts with: ``tenant:`` or
+    ``<ns>:tenant:`` (at most 63 bytes with the longest id). Suspension ends the sessions so
+    tagged, so two deployments must not share a tag for the same tenant id."""
+    return f"{namespace}:tenant:" if namespace else "tenant:"
+
+
+def api_ratelimit_prefix(namespace: str) -> str:
+    """The HTTP API's rate-limit keys in Redis: ``tenant-api:rl:`` or ``<ns>:tenant-api:rl:``."""
+    return f"{namespace}:tenant-api:rl:" if namespace else "tenant-api:rl:"
 
 
 def lock_id(namespace: str, base: int) -> int:

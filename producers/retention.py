@@ -48,7 +48,7 @@ class Retention:
         self, settings: Settings, pool: asyncpg.Pool, store: RetentionStore | None = None
     ) -> None:
         self._s, self._pool = settings, pool
-        self._store = store or PostgresRetention(settings.control_schema)
+        self._store = store or PostgresRetention(settings.names.control_schema)
         self._ages = retention_ages(settings)
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = dict.fromkeys(self._ages, 0)  # since start, per table

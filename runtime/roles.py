@@ -11,7 +11,6 @@ from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
-from adapters.postgres.tenant_store import PostgresTenantStore
 from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
@@ -52,9 +51,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(
-            s.names.control_schema, s.names.app_role, tenant_prefix=s.names.tenant_prefix
-        ),
+        s.names.tenant_store(),
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
@@ -62,9 +59,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     )
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(
-            s.names.control_schema, s.names.app_role, tenant_prefix=s.names.tenant_prefix
-        ),
+        s.names.tenant_store(),
         PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),
         control_schema=s.names.control_schema,
@@ -72,7 +67,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    parking = PostgresParkedEvents(worker.pool, s.control_schema)
+    parking = PostgresParkedEvents(worker.pool, s.names.control_schema)
     delivery = provisioner.register(
         worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
     )
@@ -98,7 +93,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
         s,
         requests,
         KafkaDeadLetters(worker.publisher),
-        PostgresParkedEvents(worker.pool, s.control_schema),
+        PostgresParkedEvents(worker.pool, s.names.control_schema),
     )
     worker.deliveries.append(delivery)
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease

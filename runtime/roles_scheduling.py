@@ -4,7 +4,6 @@ from typing import TYPE_CHECKING
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.postgres.inbox import PostgresInbox
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage
 from consumers import metrics as metrics_consumer
 from producers.scheduler import Scheduler
@@ -23,7 +22,7 @@ async def scheduler_role(worker: "Worker") -> list["Background"]:
 
 async def metrics_role(worker: "Worker") -> list["Background"]:
     s = worker.settings
-    figures = PostgresTenantMetrics(s.names.control_schema)
+    figures = s.names.tenant_metrics()
     collection = MetricsCollection(
         EventTransaction(
             worker.pool,

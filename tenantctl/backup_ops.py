@@ -13,7 +13,6 @@ from adapters.age_keys import PostgresTenantKeys
 from adapters.kafka.event_reader import EventReader
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.pool import create_pool
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested
@@ -105,8 +104,7 @@ async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any
     """The tenant's catalogue, newest first; NotFound for a tenant the registry does not know."""
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        n = settings.names
-        store = PostgresTenantStore(n.control_schema, n.app_role, tenant_prefix=n.tenant_prefix)
+        store = settings.names.tenant_store()
         if await store.get(conn, tenant_id) is None:
             raise NotFound(f"unknown tenant {tenant_id!r}")
         rows = await PostgresBackupJobs(settings.names.control_schema).backups(conn, tenant_id)

@@ -217,7 +217,8 @@ class _Republisher:
         self._publisher: KafkaEventPublisher | None = None
 
     async def send(self, letters: list[DeadLetter], into: Replayed) -> None:
-        sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in self._settings.names.topics.all]  # ours only
+        ours = self._settings.names.topics.all
+        sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in ours]
         into.skipped.extend(d.id for d in letters if d not in sendable)
         if not sendable:
             return

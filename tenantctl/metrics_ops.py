@@ -9,7 +9,6 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from adapters.kafka.event_reader import EventReader
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage
 from contracts import codec
 from contracts.envelope import Envelope
@@ -38,7 +37,7 @@ async def latest_snapshot(settings: Settings, tenant_id: str) -> tuple[str, dict
         await client.aclose()
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return "postgres", await PostgresTenantMetrics(settings.names.control_schema).latest(
+        return "postgres", await settings.names.tenant_metrics().latest(
             conn, tenant_id
         )
     finally:
@@ -62,7 +61,7 @@ def _with_datetimes(snapshot: dict[str, Any]) -> dict[str, Any]:
 async def top_tenants(settings: Settings, by: str, limit: int) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return await PostgresTenantMetrics(settings.names.control_schema).top(
+        return await settings.names.tenant_metrics().top(
             conn, TOP_COLUMNS[by], limit
         )
     finally:

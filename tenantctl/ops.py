@@ -88,11 +88,7 @@ async def _with_store(settings: Settings, action: Any) -> Any:
     try:
         return await action(
             conn,
-            PostgresTenantStore(
-                settings.names.control_schema,
-                settings.names.app_role,
-                tenant_prefix=settings.names.tenant_prefix,
-            ),
+            settings.names.tenant_store(),
         )
     finally:
         await conn.close()

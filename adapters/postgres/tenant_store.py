@@ -11,7 +11,7 @@ import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
 from adapters.postgres.large_objects import refuse_large_objects
-from domain.lifecycle import TenantStatus, session_tag
+from domain.lifecycle import SESSION_TAG_PREFIX, TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
 from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
@@ -36,11 +36,18 @@ class TenantRecord:
 
 class PostgresTenantStore:
     def __init__(
-        self, control_schema: str, app_role: str, *, tenant_prefix: str = NAME_PREFIX
+        self,
+        control_schema: str,
+        app_role: str,
+        *,
+        tenant_prefix: str = NAME_PREFIX,
+        session_tag_prefix: str = SESSION_TAG_PREFIX,
     ) -> None:
+        """Prefixes are the deployment's (runtime.names: ``Names.tenant_store()``), never input."""
         self._tenants = f"{quote_ident(control_schema)}.tenants"
         self._app_role = app_role
-        self._prefix = tenant_prefix  # the deployment's (runtime.names), never input
+        self._prefix = tenant_prefix
+        self._tag_prefix = session_tag_prefix
 
     def schema_of(self, tenant_id: str) -> str:
         """The tenant's schema name in this deployment (its namespace's prefix)."""
@@ -149,7 +156,7 @@ class PostgresTenantStore:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
                 role,
-                session_tag(tenant_id),
+                session_tag(tenant_id, self._tag_prefix),
             )
         )
 

@@ -19,13 +19,14 @@ from contracts.events import (
 )
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
-CONTROL = "tenant_service"
+CONTROL = ns.CONTROL
 
 
 @pytest.fixture(scope="module")

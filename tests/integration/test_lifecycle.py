@@ -116,4 +116,4 @@ async def test_a_request_for_an_unknown_tenant_gets_a_failed_result(
     assert (got.type, got.data["reason"]) == (answer, "unknown_tenant")
     assert got.data["tenant_id"] == never_provisioned
     assert not await pg.fetchval(
-        "SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1", never_provisioned)
+        f"SELECT 1 FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", never_provisioned)

@@ -34,7 +34,8 @@ TENANTS = ["rot_a", "rot_b", "rot_c"]
 @pytest.fixture
 async def control(pg: asyncpg.Connection, settings: Settings) -> AsyncIterator[str]:
     name = f"keys_{secrets.token_hex(4)}"
-    await ensure_control_schema(pg, name, settings.app_role)
+    names = settings.names
+    await ensure_control_schema(pg, name, names.app_role, api_reader_role=names.api_reader_role)
     yield name
     await pg.execute(f"DROP SCHEMA {quote_ident(name)} CASCADE")
 

@@ -203,7 +203,7 @@ async def test_a_tick_over_1000_tenants_collects_all_of_them(
     # A session announcing itself as the tenant (the tenant_app convention) is counted.
     session = await asyncpg.connect(
         settings.pg_dsn.get_secret_value(),
-        server_settings={"application_name": f"tenant:{over}"},
+        server_settings={"application_name": ns.session_tag(over)},
     )
     try:
         envelope = metrics_due(window())

@@ -31,8 +31,11 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(attr)
 
 
+def session_tag(tenant_id: str) -> str:
+    """The application_name of the tenant's connections in the session's namespace."""
+    return names().session_tag_prefix + tenant_id
+
+
 def tenant_store() -> PostgresTenantStore:
     """The registry adapter as the session's workers build it."""
-    return PostgresTenantStore(
-        names().control_schema, names().app_role, tenant_prefix=names().tenant_prefix
-    )
+    return names().tenant_store()

@@ -36,6 +36,12 @@ def test_no_namespace_keeps_every_historical_name() -> None:
     assert schema_name("acme", names.tenant_prefix) == "tenant_acme"
     assert names.redis_prefix == "tenant:"
     assert (names.outbox_lock_id, names.scheduler_lock_id) == (7_311_001, 7_311_010)
+    assert names.retention_lock_id == 7_311_020
+    assert names.api_reader_role == "tenant_api_reader"
+    assert names.restore_role == "tenant_service_restore"
+    assert names.session_tag_prefix == "tenant:"
+    assert names.api_ratelimit_prefix == "tenant-api:rl:"
+    assert names.topics.group(topics.DLQ_REPLAY_GROUP) == "tenantctl-dlq-replay"
 
 
 def test_a_namespace_prefixes_every_shared_name() -> None:
@@ -49,6 +55,12 @@ def test_a_namespace_prefixes_every_shared_name() -> None:
     assert role_name("acme", names.tenant_prefix) == "staging_tenant_acme"
     assert names.redis_prefix == "staging:tenant:"
     assert names.outbox_lock_id != 7_311_001
+    assert names.retention_lock_id not in (7_311_020, names.outbox_lock_id)
+    assert names.api_reader_role == "staging_tenant_api_reader"
+    assert names.restore_role == "staging_tenant_service_restore"
+    assert names.session_tag_prefix == "staging:tenant:"
+    assert names.api_ratelimit_prefix == "staging:tenant-api:rl:"
+    assert names.topics.group(topics.DLQ_REPLAY_GROUP) == "staging-tenantctl-dlq-replay"
 
 
 def test_two_namespaces_share_no_name() -> None:
@@ -58,7 +70,28 @@ def test_two_namespaces_share_no_name() -> None:
     assert a.app_role != b.app_role
     assert schema_name("acme", a.tenant_prefix) != schema_name("acme", b.tenant_prefix)
     assert a.redis_prefix != b.redis_prefix
+    assert a.retention_lock_id != b.retention_lock_id
+    assert a.api_reader_role != b.api_reader_role  # roles are cluster-wide
+    assert a.restore_role != b.restore_role
+    assert a.session_tag_prefix != b.session_tag_prefix  # suspension ends sessions by tag
+    assert a.api_ratelimit_prefix != b.api_ratelimit_prefix
+    assert a.topics.group(topics.DLQ_REPLAY_GROUP) != b.topics.group(topics.DLQ_REPLAY_GROUP)
     assert {a.outbox_lock_id, a.scheduler_lock_id}.isdisjoint({b.outbox_lock_id, b.scheduler_lock_id})
+
+
+def test_the_longest_session_tag_fits_application_name() -> None:
+    names = _names("a" * 15)
+    assert len((names.session_tag_prefix + LONGEST_ID).encode()) <= PG_MAX_IDENTIFIER_BYTES
+
+
+def test_the_client_package_publishes_to_a_namespace() -> None:
+    from contracts.publish import record_for  # noqa: PLC0415
+
+    event = TenantRequested(tenant_id="acme", plan="free")
+    assert record_for(event, source="urn:t").topic == "tenants.lifecycle"
+    assert record_for(event, source="urn:t", namespace="staging").topic == (
+        "staging.tenants.lifecycle"
+    )
 
 
 def test_lock_ids_stay_postgres_bigints() -> None:
