@@ -43,7 +43,7 @@ async def test_a_table_slower_to_count_than_the_statement_timeout_is_backed_up(
     blocker = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     locked, held = blocker.transaction(), False
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             await pool.start("counts", {**ENV, "TENANT_BACKUP_LOCAL_DIR": str(tmp_path)})
             await locked.start()
             held = True

@@ -87,7 +87,7 @@ async def test_a_migration_that_always_times_out_answers_failed_timeout(
         # timeout every time (its lock timeout is longer), as a too-slow migration would.
         tx = holder.transaction()
         await tx.start()
-        await holder.execute(f'LOCK TABLE "tenant_{tenant_id}".documents IN ACCESS SHARE MODE')
+        await holder.execute(f'LOCK TABLE "{ns.tenant(tenant_id)}".documents IN ACCESS SHARE MODE')
         async with ResultLog(settings) as results:
             cause = await _send(publisher, TenantMigrationDue(
                 tenant_id=tenant_id, target_version=2, rollout_id=f"test-{secrets.token_hex(3)}"

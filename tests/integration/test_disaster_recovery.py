@@ -103,10 +103,10 @@ async def backed_up(settings: Settings, log_dir: Path, pg: asyncpg.Connection,
     stack's .env configures (where the recipe must find it); yields (tenant, row counts)."""
     mine = len(tenants.ids)
     tenant_id = tenants.new()
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         # No TENANT_BACKUP_LOCAL_DIR override: the worker writes where .env says.
         await pool.start("dr")
-        await bk.wait_for_empty_backup_group(settings, ours=1)
+        await bk.wait_for_backup_group(settings, ours=1)
         async with ResultLog(settings) as results:
             await bk.provision(publisher, results, tenant_id)
             schema = quote_ident(ns.tenant(tenant_id))
@@ -119,7 +119,7 @@ async def backed_up(settings: Settings, log_dir: Path, pg: asyncpg.Connection,
                                " generate_series(1, 5)")
             done = await bk.backup(publisher, results, tenant_id)
         assert done.type == "BackupCompleted", done.data
-        bk.skip_if_foreign(done.data["uri"], settings.backup_local_dir.expanduser().as_uri())
+        bk.assert_ours(done.data["uri"], settings.backup_local_dir.expanduser().as_uri())
         counts = await row_counts(settings.pg_dsn.get_secret_value(), ns.tenant(tenant_id))
         assert counts == {"documents": 10, "projects": 2, "users": 3}
         yield tenant_id, counts

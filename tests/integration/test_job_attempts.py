@@ -59,7 +59,7 @@ async def test_a_backup_whose_holder_keeps_dying_fails_once_its_attempts_are_spe
     assert hosts == [job_id, job_id]
     env = {**SLOW, "TENANT_BACKUP_LOCAL_DIR": str(tmp_path)}
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             owners: set[str] = set()
             for i in range(MAX_ATTEMPTS):
                 worker = await pool.start(f"doomed-{i}", env)

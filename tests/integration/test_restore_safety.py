@@ -41,7 +41,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """Our backup worker (it takes the backups, and restores through Kafka); its folder."""
     mine = len(tenants.ids)
     path = tmp_path_factory.mktemp("restore-safety")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         worker: WorkerProcess = await pool.start("safety", {"TENANT_BACKUP_LOCAL_DIR": str(path)})
         assert worker.running
         yield path
@@ -65,7 +65,7 @@ async def _backed_up(publisher: KafkaEventPublisher, results: ResultLog, folder:
                      tenant_id: str) -> str:
     done = await bk.backup(publisher, results, tenant_id)
     assert done.type == "BackupCompleted", done.data
-    bk.skip_if_foreign(done.data["uri"], folder.as_uri())
+    bk.assert_ours(done.data["uri"], folder.as_uri())
     return str(done.data["backup_id"])
 
 
@@ -84,7 +84,7 @@ async def _probe(pg: asyncpg.Connection, *roles: str) -> str:
 async def _plant(pg: asyncpg.Connection, tenant_id: str, probe: str) -> None:
     """State whose restore executes code: an index expression calling a (falsely) immutable
     function that bumps the probe and records who ran it, and a marker table."""
-    schema = f"tenant_{tenant_id}"
+    schema = ns.tenant(tenant_id)
     await pg.execute(
         f'CREATE FUNCTION "{schema}".marker(i uuid) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$'
         f" DECLARE who text := format('%I.%I', '{probe}', 'by_' || current_user);"
@@ -97,7 +97,7 @@ async def _plant(pg: asyncpg.Connection, tenant_id: str, probe: str) -> None:
 
 
 async def _unplant(pg: asyncpg.Connection, tenant_id: str) -> None:
-    schema = f"tenant_{tenant_id}"
+    schema = ns.tenant(tenant_id)
     await pg.execute(f'DROP TABLE "{schema}".marker_table')
     await pg.execute(f'DROP INDEX "{schema}".marker_idx')
     await pg.execute(f'DROP FUNCTION "{schema}".marker(uuid)')
@@ -133,7 +133,7 @@ async def test_a_valid_artifact_of_another_state_is_refused_before_any_statement
     assert result.data["reason"] == "checksum_mismatch"
     assert not await _probe_calls(pg, probe), "the server ran SQL from an unverified artifact"
     assert await pg.fetchval(
-        "SELECT to_regclass($1)", f'"tenant_{tenant_id}".marker_table') is None
+        "SELECT to_regclass($1)", f'"{ns.tenant(tenant_id)}".marker_table') is None
     assert await bk.user_names(pg, tenant_id) == ["kept", "planted"]
 
     assert parts.restorer is not None
@@ -174,10 +174,10 @@ async def test_restored_sql_runs_as_the_restricted_restore_role(
     owners = await pg.fetch(
         "SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-        f"tenant_{tenant_id}")
+        ns.tenant(tenant_id))
     assert [r["owner"] for r in owners] == [await pg.fetchval("SELECT current_user")]
     assert await bk.user_names(pg, tenant_id) == ["one"]
-    assert len(await bk.as_tenant(pg, tenant_id, f'SELECT * FROM "tenant_{tenant_id}".users')) == 1
+    assert len(await bk.as_tenant(pg, tenant_id, f'SELECT * FROM "{ns.tenant(tenant_id)}".users')) == 1
 
 
 async def _held_job(pg: asyncpg.Connection, tenant_id: str, owner: str, backup_id: str) -> Job:
@@ -239,7 +239,7 @@ async def test_a_runner_whose_lease_was_taken_does_not_swap(
     await bk.add_users(pg, tenant_id, ["old"])
     backup_id = await _backed_up(publisher, results, folder, tenant_id)
     await bk.add_users(pg, tenant_id, ["live"])
-    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}")
+    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", ns.tenant(tenant_id))
     job = await _held_job(pg, tenant_id, "the-new-holder", backup_id)
     assert parts.restorer is not None
 
@@ -249,7 +249,7 @@ async def test_a_runner_whose_lease_was_taken_does_not_swap(
     assert failure.value.reason == "lease_lost"
     assert await bk.user_names(pg, tenant_id) == ["live", "old"]
     assert await pg.fetchval(
-        "SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}") == oid
+        "SELECT oid FROM pg_namespace WHERE nspname = $1", ns.tenant(tenant_id)) == oid
     assert await pg.fetch(
         f"SELECT 1 FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
 
