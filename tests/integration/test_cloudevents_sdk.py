@@ -92,7 +92,7 @@ async def test_kcat_binary_mode_without_time(
         "ce_specversion": "1.0", "ce_id": event_id, "ce_source": "urn:kcat",
         "ce_type": "TenantRequested", "ce_subject": tenant_id, "content-type": "application/json",
     }
-    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topics.LIFECYCLE,
+    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", settings.names.topics.lifecycle,
             "-k", tenant_id, *[a for k, v in headers.items() for a in ("-H", f"{k}={v}")],
             str(value)]
     proc = await asyncio.create_subprocess_exec(
