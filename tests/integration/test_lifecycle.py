@@ -5,7 +5,6 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from contracts.events import TenantDeactivated, TenantEraseRequested, TenantReactivated
 from runtime.settings import Settings
 from tests.support import backups as bk
@@ -35,7 +34,7 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     pid = session.get_server_pid()
     try:
         counted = {r["tenant_id"]: r["connections"]
-                   for r in await PostgresTenantMetrics(ns.CONTROL).collect(pg)}
+                   for r in await ns.names().tenant_metrics().collect(pg)}
         assert counted[tenant_id] == 1
 
         suspended = await bk.ask(publisher, results,

@@ -18,7 +18,6 @@ from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts import codec, topics
 from contracts.codec import Decoded
@@ -82,7 +81,7 @@ async def collection(
     yield MetricsCollection(
         EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
                          "tenant-metrics-statements-test"),
-        PostgresTenantMetrics(control),
+        settings.names.tenant_metrics(),
         RedisTenantUsage(client, scan_count=s.metrics_redis_scan_count,
                          max_keys=s.metrics_redis_max_keys,
                          sample_keys=s.metrics_redis_sample_keys, prefix=s.names.redis_prefix),
