@@ -21,6 +21,7 @@ from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import names as ns
 from tests.support.kafka import ResultLog, group_members, publish
+from tests.support.postgres import drop_tenants
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
@@ -97,11 +98,15 @@ async def test_a_migration_that_always_times_out_answers_failed_timeout(
     finally:
         await holder.close()
 
-    assert result.type == "TenantMigrationFailed", result
-    assert result.data["reason"] == "timeout" and result.data["version"] == 2
-    assert await pg.fetchval(
-        f"SELECT schema_version FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id
-    ) == 1
+    try:
+        assert result.type == "TenantMigrationFailed", result
+        assert result.data["reason"] == "timeout" and result.data["version"] == 2
+        assert await pg.fetchval(
+            f"SELECT schema_version FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id
+        ) == 1
+    finally:
+        # Left at version 1, it would join the session's later rollouts (one registry per run).
+        await drop_tenants(pg, [tenant_id])
 
 
 def _same_partition(tenants: TenantIds, partitions: int) -> tuple[str, str]:

@@ -71,10 +71,14 @@ async def drop_namespace(conn: asyncpg.Connection, settings: Settings) -> None:
     like = names.tenant_prefix.replace("_", "\\_") + "%"
     for (schema,) in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like):
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
-    for (role,) in await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like):
-        await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(role)}")
     await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(names.control_schema)} CASCADE")
-    await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(names.app_role)}")
+    roles = [r for (r,) in await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)]
+    # The restore role (<ns>_tenant_service_restore, also matched above) and the API's read role
+    # hold privileges on the database itself: DROP OWNED takes those too.
+    for role in {*roles, names.restore_role, names.api_reader_role, names.app_role}:
+        if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            await conn.execute(f"DROP OWNED BY {quote_ident(role)}")
+            await conn.execute(f"DROP ROLE {quote_ident(role)}")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
