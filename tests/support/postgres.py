@@ -74,12 +74,12 @@ async def drop_namespace(conn: asyncpg.Connection, settings: Settings) -> None:
     await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(names.control_schema)} CASCADE")
     roles = [r for (r,) in await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)]
     # The restore role (<ns>_tenant_service_restore, also matched above) and the API's read role
-    # hold privileges on the database itself: DROP OWNED (for roles the service is a member of,
+    # hold privileges on the database itself: DROP OWNED (for roles whose privileges the service has,
     # as it is of those; it is not of tenant roles, which own nothing left) takes those too.
     for role in {*roles, names.restore_role, names.api_reader_role, names.app_role}:
         if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             continue
-        if await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role):
+        if await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", role):
             await conn.execute(f"DROP OWNED BY {quote_ident(role)}")
         await conn.execute(f"DROP ROLE {quote_ident(role)}")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
