@@ -2,8 +2,9 @@
 metrics snapshot per tenant (``tenant:<id>:metrics``, with a TTL). redis.asyncio only.
 
 One SCAN pass over ``tenant:*`` serves every tenant (a SCAN per tenant would walk the whole
-keyspace once per tenant: 10,000 walks per tick). Keys are bucketed by the id between the first
-two colons (tenant ids cannot contain one). Per tenant, at most ``sample_keys`` keys get a
+keyspace once per tenant: 10,000 walks per tick). Keys are bucketed by the id between the prefix
+and the next colon (tenant ids cannot contain one). A namespaced deployment's keys are
+``<ns>:tenant:<id>:*`` (the ``prefix`` given by runtime.names). Per tenant, at most ``sample_keys`` keys get a
 MEMORY USAGE; bytes = mean sampled size x key count. MEMORY USAGE and the snapshots' SET EX go
 through a short Lua script per ``_CHUNK`` keys: one command and one reply per chunk instead of
 one per key, whose client-side cost (packing, parsing) was most of a tick's Redis time.
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 
 from domain.errors import TransientError
 
-PATTERN = "tenant:*"
+PREFIX = "tenant:"  # a namespaced deployment's is "<ns>:tenant:" (runtime.names)
 _CHUNK = 1000  # keys per script call: ~1 ms of server time, bounded reply
 # Sizes as one comma-separated string (-1: the key expired between SCAN and MEMORY USAGE).
 _MEMORY_USAGE = """
@@ -40,8 +41,8 @@ return #KEYS
 """
 
 
-def metrics_key(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}:metrics"
+def metrics_key(tenant_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}{tenant_id}:metrics"
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,18 @@ class RedisUsage:
 
 class RedisTenantUsage:
     def __init__(
-        self, client: aioredis.Redis, *, scan_count: int, max_keys: int, sample_keys: int
+        self,
+        client: aioredis.Redis,
+        *,
+        scan_count: int,
+        max_keys: int,
+        sample_keys: int,
+        prefix: str = PREFIX,
     ) -> None:
         self._redis = client
+        # The prefix is the deployment's ([a-z0-9:] only: no glob characters to escape).
+        self._prefix, self._pattern = prefix, prefix + "*"
+        self._prefix_bytes = prefix.encode()
         self._memory_usage_script = client.register_script(_MEMORY_USAGE)
         self._set_ex_script = client.register_script(_SET_EX)
         self._scan_count, self._max_keys, self._sample = scan_count, max_keys, sample_keys
@@ -76,12 +86,12 @@ class RedisTenantUsage:
         try:
             while examined < self._max_keys:
                 cursor, batch = await self._redis.scan(
-                    cursor=cursor, match=PATTERN, count=self._scan_count
+                    cursor=cursor, match=self._pattern, count=self._scan_count
                 )
                 examined += len(batch)
                 for item in batch:
                     key = item if isinstance(item, bytes) else item.encode()
-                    tenant = key.split(b":", 2)[1]
+                    tenant = key[len(self._prefix_bytes) :].split(b":", 1)[0]
                     found = keys.get(tenant)
                     if found is None:
                         keys[tenant] = {key}
@@ -139,7 +149,7 @@ class RedisTenantUsage:
             for start in range(0, len(items), _CHUNK):
                 chunk = items[start : start + _CHUNK]
                 await self._set_ex_script(
-                    keys=[metrics_key(t) for t, _ in chunk],
+                    keys=[metrics_key(t, self._prefix) for t, _ in chunk],
                     args=[ttl_s, *(json.dumps(s, default=str) for _, s in chunk)],
                 )
         except RedisError as e:
@@ -147,7 +157,7 @@ class RedisTenantUsage:
 
     async def snapshot(self, tenant_id: str) -> dict[str, Any] | None:
         try:
-            raw = await self._redis.get(metrics_key(tenant_id))
+            raw = await self._redis.get(metrics_key(tenant_id, self._prefix))
         except RedisError as e:
             raise TransientError(f"redis get: {type(e).__name__}: {e}") from e
         return json.loads(raw) if raw else None

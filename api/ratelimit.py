@@ -64,7 +64,8 @@ class Decision:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Any, prefix: str = "tenant-api:rl:") -> None:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        """``prefix``: the deployment's key prefix (runtime.names: ``<ns>:tenant-api:rl:``)."""
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(GCRA_LUA)

@@ -11,7 +11,7 @@ import uvicorn
 
 from adapters.migration_files import load_migrations
 from adapters.postgres.api_operations import PostgresOperations
-from adapters.postgres.api_reads import READ_ROLE, PostgresApiReads
+from adapters.postgres.api_reads import PostgresApiReads
 from api.app import create_app
 from api.auth import TokenVerifier
 from api.context import ApiContext
@@ -67,7 +67,7 @@ async def create_read_pool(settings: Settings) -> asyncpg.Pool:
         command_timeout=settings.pg_statement_timeout_ms / 1000 + 5,
         server_settings={
             "application_name": "tenant-service-api",
-            "role": READ_ROLE,
+            "role": settings.names.api_reader_role,
             "default_transaction_read_only": "on",
             "statement_timeout": str(settings.pg_statement_timeout_ms),
         },
@@ -105,7 +105,7 @@ async def api_role(worker: "Worker") -> list["Background"]:
     verifier = build_verifier(s)
     read_pool = await create_read_pool(s)
     worker.closers.append(read_pool.close)
-    reads = PostgresApiReads(s.control_schema)
+    reads = PostgresApiReads(s.names.control_schema)
     ctx = ApiContext(
         settings=s,
         read_pool=read_pool,
@@ -114,7 +114,7 @@ async def api_role(worker: "Worker") -> list["Background"]:
             read_pool=read_pool,
             write_pool=worker.pool,
             reads=reads,
-            operations=PostgresOperations(s.control_schema),
+            operations=PostgresOperations(s.names.control_schema),
             publisher=worker.publisher,
             key_ttl_s=s.api_idempotency_ttl_s,
             publish_timeout_s=s.api_publish_timeout_s,
@@ -122,7 +122,7 @@ async def api_role(worker: "Worker") -> list["Background"]:
         publisher=worker.publisher,
         redis=worker.redis,
         verifier=verifier,
-        limiter=RedisRateLimiter(worker.redis),
+        limiter=RedisRateLimiter(worker.redis, s.names.api_ratelimit_prefix),
         read_limit=Limit.parse(s.api_rate_limit_read),
         write_limit=Limit.parse(s.api_rate_limit_write),
         migrations=load_migrations(TENANT_DIR),

@@ -22,7 +22,6 @@ from adapters.age_keys import generate_identity
 from adapters.dump_pipeline import libpq_env
 from bench import common, peak_rss, tenant_data, tenants
 from bench.common import Row
-from domain.tenant_ids import schema_name
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Fixture:
 
     @property
     def schema(self) -> str:
-        return schema_name(self.tenant_id)
+        return common.schema(self.tenant_id)
 
     @property
     def artifact(self) -> Path:

@@ -1,5 +1,6 @@
 """Shared pieces: settings in the run's namespace, statistics, tenant ids, cleanup, results."""
 
+import functools
 import json
 import os
 import statistics
@@ -11,8 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import isolation
-from domain.tenant_ids import quote_ident, role_name, schema_name
+from domain.tenant_ids import quote_ident, schema_name
 from runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,12 +20,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 
 
+@functools.cache  # read once per process, like a worker's
 def settings() -> Settings:
-    overrides = isolation.env()
-    return Settings(  # type: ignore[call-arg]  # the DSN comes from .env
-        control_schema=overrides["TENANT_CONTROL_SCHEMA"],
-        outbox_lock_id=int(overrides["TENANT_OUTBOX_LOCK_ID"]),
-    )
+    """The run's settings: its namespace is TENANT_NAMESPACE, set by bench/run."""
+    s = Settings()  # type: ignore[call-arg]  # the DSN comes from .env
+    assert s.namespace, "TENANT_NAMESPACE is not set (bench/run sets it)"
+    return s
+
+
+def schema(tenant_id: str) -> str:
+    """A tenant's schema (and role) name in the run's namespace."""
+    return schema_name(tenant_id, settings().names.tenant_prefix)
 
 
 def dsn() -> str:
@@ -62,26 +67,29 @@ class Clock:
 
 async def drop_tenants(conn: asyncpg.Connection, ids: Sequence[str], batch: int = 20) -> None:
     """Schemas, roles and registry rows of ``ids``; small transactions keep lock counts low."""
-    table = f"{quote_ident(isolation.control_schema(isolation.namespace() or ''))}.tenants"
+    table = f"{quote_ident(settings().names.control_schema)}.tenants"
     for i in range(0, len(ids), batch):
         chunk = ids[i:i + batch]
         async with conn.transaction():
             for tid in chunk:
-                await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema_name(tid))} CASCADE")
-                await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(role_name(tid))}")
+                await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema(tid))} CASCADE")
+                await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(schema(tid))}")
             await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY($1::text[])", list(chunk))
 
 
 async def drop_leftovers(conn: asyncpg.Connection) -> int:
-    """Every bench tenant of the namespace's registry, plus any tenant_bench_* orphan."""
-    table = f"{quote_ident(isolation.control_schema(isolation.namespace() or ''))}.tenants"
+    """Every tenant of the namespace's registry, plus any orphan schema or role of it."""
+    names = settings().names
+    table = f"{quote_ident(names.control_schema)}.tenants"
+    prefix = names.tenant_prefix
+    like = prefix.replace("_", "\\_") + "%"
     ids: set[str] = set()
     if await conn.fetchval("SELECT to_regclass($1)", table):
         ids |= {r[0] for r in await conn.fetch(f"SELECT tenant_id FROM {table}")}
-    ids |= {r[0][len("tenant_"):] for r in await conn.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_bench\\_%'")}
-    ids |= {r[0][len("tenant_"):] for r in await conn.fetch(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_bench\\_%'")}
+    ids |= {r[0][len(prefix):] for r in await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)}
+    ids |= {r[0][len(prefix):] for r in await conn.fetch(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)}
     await drop_tenants(conn, sorted(ids))
     return len(ids)
 

@@ -20,7 +20,7 @@ from bench.common import Row
 from bench.workers import Workers, publisher, record
 from contracts import codec, topics
 from contracts.events import MetricsDue
-from domain.tenant_ids import quote_ident, role_name, schema_name
+from domain.tenant_ids import quote_ident
 
 SIZES = (1000, 5000)
 # The cheapest honest per-tenant query: the pg_stat_get_* functions on the schema's own
@@ -40,18 +40,18 @@ async def _make(conn: asyncpg.Connection, table: str, ids: list[str]) -> None:
     for i in range(0, len(ids), 100):
         async with conn.transaction():
             for tid in ids[i:i + 100]:
-                s = quote_ident(schema_name(tid))
+                s = quote_ident(common.schema(tid))
                 await conn.execute(f"CREATE SCHEMA {s}; SET LOCAL search_path TO {s}, extensions;"
                                    f" {v1} RESET search_path;")
             await conn.executemany(
                 f"INSERT INTO {table} (tenant_id, schema_name, role_name, plan, status,"
                 " schema_version) VALUES ($1, $2, $3, 'free', 'active', 1)",
-                [(t, schema_name(t), role_name(t)) for t in ids[i:i + 100]])
+                [(t, common.schema(t), common.schema(t)) for t in ids[i:i + 100]])
 
 
 async def _tick(settings, conn: asyncpg.Connection, window: datetime) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
     """(seconds, statements, tenants) of one tick."""
-    ticks = f"{quote_ident(settings.control_schema)}.metrics_ticks"
+    ticks = f"{quote_ident(settings.names.control_schema)}.metrics_ticks"
     event = MetricsDue(window_start=window, interval_seconds=300)
     pub = await publisher(settings)
     try:
@@ -111,7 +111,7 @@ async def run(size: int) -> list[Row]:
 
         redis = aioredis.from_url(settings.redis_url.get_secret_value())
         for i in range(0, len(made), 500):  # the tick's latest snapshots, kept with a TTL
-            await redis.delete(*(f"tenant:{t}:metrics" for t in made[i:i + 500]))
+            await redis.delete(*(f"{settings.names.redis_prefix}{t}:metrics" for t in made[i:i + 500]))
         await redis.aclose()
         await common.drop_tenants(conn, made, batch=50)
         await conn.close()

@@ -18,7 +18,7 @@ import asyncpg
 
 from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.retention import PostgresRetention
-from bench import common, isolation
+from bench import common
 from bench.common import Row
 from producers.retention import Retention
 
@@ -67,16 +67,21 @@ async def _rows(conn: asyncpg.Connection, schema: str) -> int:
 
 
 async def _once(conn: asyncpg.Connection, pool: asyncpg.Pool, tenants: int, rep: int) -> dict:  # type: ignore[type-arg]
-    ns = isolation.namespace() or "bench"
-    pruned, kept = f"{ns}_ret{rep}_pruned", f"{ns}_ret{rep}_kept"
+    # Scratch control schemas in the bench's namespace (TENANT_NAMESPACE, bench/run).
     base = common.settings()
+    scratch = {
+        name: base.model_copy(update={"control_schema": f"bench_ret{rep}_{name}"})
+        for name in ("pruned", "kept")
+    }
+    pruned, kept = (scratch[n].names.control_schema for n in ("pruned", "kept"))
     for schema in (pruned, kept):
-        await ensure_control_schema(conn, schema, base.app_role)
+        await ensure_control_schema(
+            conn, schema, base.names.app_role, api_reader_role=base.names.api_reader_role
+        )
     keep_s = KEEP_TICKS * TICK_S
     retention = Retention(
-        base.model_copy(
+        scratch["pruned"].model_copy(
             update={
-                "control_schema": pruned,
                 "retention_batch_size": 1_000,
                 # the inbox floor follows the event age limit; shrink both to the bench's scale
                 "event_max_age_s": keep_s,

@@ -20,7 +20,6 @@ from bench import (
     backup,
     broker_overhead,
     common,
-    isolation,
     metrics_tick,
     provisioning,
     report,
@@ -28,7 +27,6 @@ from bench import (
     retention,
     rollout,
 )
-from contracts import topics
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
@@ -72,7 +70,7 @@ async def cleanup() -> None:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         dropped = await common.drop_leftovers(conn)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.control_schema)} CASCADE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.names.control_schema)} CASCADE")
         for (name,) in await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_restore\\_%'"):
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
@@ -82,12 +80,12 @@ async def cleanup() -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        mine = [t for t in topics.ALL_TOPICS if t in existing]
+        mine = [t for t in settings.names.topics.all if t in existing]
         if mine:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
-    print(f"cleaned up namespace {isolation.namespace()} ({dropped} leftover tenants)", flush=True)
+    print(f"cleaned up namespace {settings.namespace} ({dropped} leftover tenants)", flush=True)
 
 
 async def main(argv: list[str]) -> None:

@@ -3,7 +3,7 @@
 import asyncpg
 
 from bench import common, tenants
-from domain.tenant_ids import quote_ident, schema_name
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 
 ROW_BYTES = 1100  # a document row with its ~1 KB body and its share of the indexes, on disk
@@ -22,7 +22,7 @@ async def make(settings: Settings, megabytes: int) -> tuple[str, float]:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         await tenants.create_sequential(conn, settings, [tid], tenants.latest_steps())
-        s = quote_ident(schema_name(tid))
+        s = quote_ident(common.schema(tid))
         users = max(10, megabytes * 20)
         await conn.execute(
             f"INSERT INTO {s}.users (email, display_name) SELECT 'user' || g || '@example.com',"
@@ -42,6 +42,6 @@ async def make(settings: Settings, megabytes: int) -> tuple[str, float]:
                 f" CROSS JOIN LATERAL (SELECT string_agg(md5(random()::text || g || k), '') AS body"
                 f"  FROM generate_series(1, 28) k WHERE k > 0 * g) b")
         await conn.execute(f"VACUUM (ANALYZE) {s}.documents")
-        return tid, await schema_mb(conn, schema_name(tid))
+        return tid, await schema_mb(conn, common.schema(tid))
     finally:
         await conn.close()

@@ -14,7 +14,7 @@ from runtime.settings import Settings
 
 
 def store(settings: Settings) -> PostgresTenantStore:
-    return PostgresTenantStore(settings.control_schema, settings.app_role)
+    return settings.names.tenant_store()
 
 
 def latest_steps() -> list[Migration]:
@@ -24,7 +24,10 @@ def latest_steps() -> list[Migration]:
 async def ensure_control(settings: Settings) -> None:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        await ensure_control_schema(conn, settings.control_schema, settings.app_role)
+        n = settings.names
+        await ensure_control_schema(
+            conn, n.control_schema, n.app_role, api_reader_role=n.api_reader_role
+        )
     finally:
         await conn.close()
 

@@ -16,7 +16,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from adapters.kafka.event_reader import EventReader
 from adapters.kafka.producer import KafkaEventPublisher
-from bench import isolation
 from bench.common import REPO, RESULTS
 from contracts import codec, topics
 from contracts.envelope import Envelope
@@ -32,15 +31,15 @@ def _free_port() -> int:
 
 
 class Worker:
-    """``python -m bench.worker <roles>``: tenantctl's own ``run`` after bench.isolation."""
+    """``tenantctl run <roles>`` in the run's namespace (TENANT_NAMESPACE, inherited)."""
 
     def __init__(self, roles: Sequence[str], name: str) -> None:
         self.roles, self.port = list(roles), _free_port()
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{name}.log"
-        env = {**os.environ, **isolation.env(), "TENANT_HTTP_PORT": str(self.port)}
+        env = {**os.environ, "TENANT_HTTP_PORT": str(self.port)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", *self.roles], cwd=REPO, env=env,
+            [sys.executable, "-m", "tenantctl.cli", "run", *self.roles], cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"),
         )
 
@@ -117,7 +116,7 @@ async def group_settled(settings: Settings, group: str, members: int, timeout: f
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (response,) = await admin.describe_consumer_groups([group])
+            (response,) = await admin.describe_consumer_groups([settings.names.topics.group(group)])
             g = response.to_object()["groups"][0]
             if g["state"] == "Stable" and len(g["members"]) == members:
                 return

@@ -26,6 +26,7 @@ from consumers.offsets import DurableOffsets
 from consumers.parking import ParkedEvents, parked_record
 from contracts.codec import Decoded, DecodeLimits, InvalidMessage, decode
 from contracts.events import Event
+from contracts.topics import Topics
 from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
 from domain.redelivery import RETRIES_EXHAUSTED, RedeliveryBudget
@@ -96,10 +97,12 @@ class Delivery:
         limits: DecodeLimits,
         breaker: CircuitBreaker | None = None,
         commit_interval_s: float = 0.0,
+        topics: Topics | None = None,
         parking: ParkedEvents | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.group = group
+        self.topics = topics or Topics()  # records arrive on physical (namespaced) topics
         self._handlers = {cls.__name__: h for cls, h in handlers.items()}
         self.dead_letters = dead_letters
         self.retry = retry
@@ -135,7 +138,7 @@ class Delivery:
             decoded = decode(
                 record.value or b"",
                 key=record.key,
-                topic=record.topic,
+                topic=self.topics.logical(record.topic),
                 limits=self.limits,
                 headers=record.headers or (),
             )

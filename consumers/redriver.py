@@ -78,7 +78,7 @@ class Redriver:
             decoded = decode(
                 record.value,
                 key=record.key,
-                topic=record.topic,
+                topic=d.topics.logical(record.topic),  # parked as it arrived: namespaced
                 limits=d.limits,
                 headers=record.headers,
             )

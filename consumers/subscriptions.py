@@ -51,9 +51,15 @@ def subscribe(
 ) -> Delivery:
     """One consumer group on one topic: its Delivery (the same policy for every group) wired to a
     FastStream subscriber. Returns the Delivery (its breaker feeds readiness). With ``parking``,
-    records that keep failing wait there (run a consumers.redriver.Redriver beside it)."""
+    records that keep failing wait there (run a consumers.redriver.Redriver beside it).
+
+    ``group`` and ``topic`` are logical names; the subscriber joins this deployment's namespaced
+    ones (settings.names), and the Delivery checks events against the logical topic."""
+    names = settings.names.topics
+    topic, group = names.topic(topic), names.group(group)
     delivery = Delivery(
         group=group,
+        topics=names,
         handlers=handlers,
         dead_letters=dead_letters,
         retry=RetryPolicy.from_settings(settings),

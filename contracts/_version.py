@@ -2,4 +2,4 @@
 reads it from here). Its major number is ``events.CONTRACT_VERSION``; a release adds an entry to
 contracts/CHANGELOG.md and a copy of the schemas under contracts/released/<version>/."""
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"

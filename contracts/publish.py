@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from contracts.codec import ContentMode, encode_record, envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.topics import partition_key
+from contracts.topics import Topics, partition_key
 
 KafkaHeaders = list[tuple[str, bytes]]
 
@@ -44,16 +44,18 @@ def record_for(
     mode: ContentMode = "structured",
     correlation_id: str | None = None,
     event_id: str | None = None,
+    namespace: str = "",
 ) -> Record:
     """The record that carries ``event`` from producer ``source`` (a URI naming your service).
 
     Without ``correlation_id`` the event correlates with itself (its own ``id``); without
     ``event_id`` a fresh UUID is used. Reuse one ``event_id`` when you retry a publish, so the
-    service treats the retry as the same request."""
+    service treats the retry as the same request. ``namespace`` is the deployment's
+    ``TENANT_NAMESPACE`` (its topics are ``<namespace>.tenants.*``); empty for none."""
     envelope = envelope_for(event, correlation_id=correlation_id, event_id=event_id, source=source)
     value, headers = encode_record(envelope, mode)
     return Record(
-        topic=type(event).topic,
+        topic=Topics(namespace).topic(type(event).topic),
         key=partition_key(event.subject),
         value=value,
         headers=[(name, text.encode("utf-8")) for name, text in headers.items()],
@@ -83,13 +85,19 @@ async def publish_aiokafka(
     mode: ContentMode = "structured",
     correlation_id: str | None = None,
     event_id: str | None = None,
+    namespace: str = "",
 ) -> Envelope:
     """Publish ``event`` with a started ``AIOKafkaProducer`` and wait for the broker's ack.
 
     Returns the envelope sent (its ``id`` is what the service's results name as ``causationid``).
     The producer's own errors (``aiokafka.errors.KafkaError``) propagate unchanged."""
     record = record_for(
-        event, source=source, mode=mode, correlation_id=correlation_id, event_id=event_id
+        event,
+        source=source,
+        mode=mode,
+        correlation_id=correlation_id,
+        event_id=event_id,
+        namespace=namespace,
     )
     await producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
     return record.envelope
@@ -112,13 +120,19 @@ def publish_confluent(
     correlation_id: str | None = None,
     event_id: str | None = None,
     timeout_s: float = 30.0,
+    namespace: str = "",
 ) -> Envelope:
     """Publish ``event`` with a ``confluent_kafka.Producer`` and block until it is delivered.
 
     Raises ``PublishError`` when delivery fails or is not confirmed within ``timeout_s``.
     Blocking: call it from a thread, not from an event loop."""
     record = record_for(
-        event, source=source, mode=mode, correlation_id=correlation_id, event_id=event_id
+        event,
+        source=source,
+        mode=mode,
+        correlation_id=correlation_id,
+        event_id=event_id,
+        namespace=namespace,
     )
     outcome: list[Any] = []
     on_delivery: Callable[[Any, Any], None] = lambda err, _msg: outcome.append(err)  # noqa: E731

@@ -91,6 +91,7 @@ def doomed_backups(backup_ids: list[str], archive_id: str | None) -> list[str]:
 SESSION_TAG_PREFIX = "tenant:"
 
 
-def session_tag(tenant_id: str) -> str:
-    """The application_name of a connection used for ``tenant_id``."""
-    return SESSION_TAG_PREFIX + tenant_id
+def session_tag(tenant_id: str, prefix: str = SESSION_TAG_PREFIX) -> str:
+    """The application_name of a connection used for ``tenant_id``; ``prefix`` is the
+    deployment's (runtime.names: ``<ns>:tenant:`` in a namespace)."""
+    return prefix + tenant_id

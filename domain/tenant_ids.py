@@ -6,7 +6,8 @@ derived identifier is still quoted when it reaches SQL (defence in depth).
 
 import re
 
-TENANT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{2,39}$")
+TENANT_ID_MAX_LENGTH = 40
+TENANT_ID_PATTERN = re.compile(rf"^[a-z][a-z0-9_]{{2,{TENANT_ID_MAX_LENGTH - 1}}}$")
 NAME_PREFIX = "tenant_"
 # PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; two ids that truncate alike
 # would share a schema, so we refuse to derive such names at all.
@@ -26,23 +27,24 @@ def validate_tenant_id(tenant_id: str) -> str:
     return tenant_id
 
 
-def _derived(tenant_id: str) -> str:
-    name = NAME_PREFIX + validate_tenant_id(tenant_id)
+def _derived(tenant_id: str, prefix: str) -> str:
+    # prefix: NAME_PREFIX, or a deployment's (domain.namespaces.tenant_prefix), never input
+    name = prefix + validate_tenant_id(tenant_id)
     if (
         len(name.encode()) > PG_MAX_IDENTIFIER_BYTES
-    ):  # unreachable with the pattern; kept as a guard
+    ):  # unreachable with the patterns of ids and namespaces; kept as a guard
         raise InvalidTenantId("derived identifier longer than 63 bytes")
     return name
 
 
-def schema_name(tenant_id: str) -> str:
-    """The tenant's schema: ``tenant_<id>``."""
-    return _derived(tenant_id)
+def schema_name(tenant_id: str, prefix: str = NAME_PREFIX) -> str:
+    """The tenant's schema: ``tenant_<id>`` (``<ns>_tenant_<id>`` in a namespace)."""
+    return _derived(tenant_id, prefix)
 
 
-def role_name(tenant_id: str) -> str:
+def role_name(tenant_id: str, prefix: str = NAME_PREFIX) -> str:
     """The tenant's NOLOGIN role: ``tenant_<id>`` (roles and schemas live in separate namespaces)."""
-    return _derived(tenant_id)
+    return _derived(tenant_id, prefix)
 
 
 def quote_ident(name: str) -> str:

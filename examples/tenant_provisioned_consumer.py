@@ -3,7 +3,8 @@
     pip install './clients/python[aiokafka]'
     python examples/tenant_provisioned_consumer.py --bootstrap 127.0.0.1:9092 --group my-service
 
-Reads tenants.events in a consumer group of its own, decodes every record in either content mode
+Reads tenants.events (``<namespace>.tenants.events`` with ``--namespace``, the deployment's
+TENANT_NAMESPACE) in a consumer group of its own, decodes every record in either content mode
 of the CloudEvents Kafka binding, and prints one JSON line per TenantProvisioned (what a real
 service would act on: create the tenant's workspace, send the welcome mail...). Other result types
 are skipped; a record that is not a valid event is reported on stderr and skipped, since a
@@ -15,6 +16,7 @@ idempotent, keyed by the event's ``id``.
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 from aiokafka import AIOKafkaConsumer
@@ -41,9 +43,12 @@ def handle(
     print(json.dumps(line), flush=True)
 
 
-async def consume(bootstrap: str, group: str, tenant: str | None, count: int | None) -> None:
+async def consume(
+    bootstrap: str, group: str, tenant: str | None, count: int | None, namespace: str = ""
+) -> None:
+    names = topics.Topics(namespace)
     consumer = AIOKafkaConsumer(
-        topics.EVENTS,
+        names.events,
         bootstrap_servers=bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
@@ -57,7 +62,7 @@ async def consume(bootstrap: str, group: str, tenant: str | None, count: int | N
                 decoded = decode(
                     record.value or b"",
                     key=record.key,
-                    topic=record.topic,
+                    topic=names.logical(record.topic),
                     limits=LIMITS,
                     headers=record.headers,
                 )
@@ -86,8 +91,13 @@ def main() -> None:
     parser.add_argument("--group", default="tenant-provisioned-example", help="consumer group")
     parser.add_argument("--tenant", help="only this tenant's TenantProvisioned")
     parser.add_argument("--count", type=int, help="exit after this many")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("TENANT_NAMESPACE", ""),
+        help="the deployment's TENANT_NAMESPACE (default: that variable; empty for none)",
+    )
     args = parser.parse_args()
-    asyncio.run(consume(args.bootstrap, args.group, args.tenant, args.count))
+    asyncio.run(consume(args.bootstrap, args.group, args.tenant, args.count, args.namespace))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class OutboxRelay:
         self._publisher = publisher
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._lock = leader_lock(settings, settings.outbox_lock_id, "tenant-service-relay")
+        self._lock = leader_lock(settings, settings.names.outbox_lock_id, "tenant-service-relay")
         self.election = LeaderElection(
             "relay",
             self._lock,

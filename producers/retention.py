@@ -55,14 +55,14 @@ class Retention:
         self, settings: Settings, pool: asyncpg.Pool, store: RetentionStore | None = None
     ) -> None:
         self._s, self._pool = settings, pool
-        self._store = store or PostgresRetention(settings.control_schema)
+        self._store = store or PostgresRetention(settings.names.control_schema)
         self._ages = retention_ages(settings)
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = dict.fromkeys(self._ages, 0)  # since start, per table
         self.rounds = 0
         self.election = LeaderElection(
             "retention",
-            leader_lock(settings, settings.retention_lock_id, "tenant-service-retention"),
+            leader_lock(settings, settings.names.retention_lock_id, "tenant-service-retention"),
             self._prune_while_leader,
             # A standby polls well inside the session timeout, so its idle session is not ended
             # under it between polls.

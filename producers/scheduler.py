@@ -53,7 +53,7 @@ class Scheduler:
     def __init__(self, settings: Settings, publisher: KafkaEventPublisher) -> None:
         self._s = settings
         self._publisher = publisher
-        control = quote_ident(settings.control_schema)
+        control = quote_ident(settings.names.control_schema)
         self._state, self._tenants = f"{control}.scheduler_state", f"{control}.tenants"
         self._metrics_schedule = Every(settings.metrics_interval)
         self._plans: dict[str, Schedule] = {
@@ -63,7 +63,7 @@ class Scheduler:
         self._source = f"{settings.source}/scheduler"
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._lock = leader_lock(settings, settings.scheduler_lock_id, "tenant-service-scheduler")
+        self._lock = leader_lock(settings, settings.names.scheduler_lock_id, "tenant-service-scheduler")
         self.election = LeaderElection(
             "scheduler",
             self._lock,

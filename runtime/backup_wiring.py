@@ -31,9 +31,9 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         raise SettingsError(
             "invalid settings:\n  TENANT_BACKUP_MASTER_RECIPIENT: required for backups"
         )
-    store = PostgresTenantStore(s.control_schema, s.app_role)
-    jobs = PostgresBackupJobs(s.control_schema)
-    keys = PostgresTenantKeys(s.control_schema, s.backup_master_recipient)
+    store = s.names.tenant_store()
+    jobs = PostgresBackupJobs(s.names.control_schema)
+    keys = PostgresTenantKeys(s.names.control_schema, s.backup_master_recipient)
     async with pool.acquire() as conn:
         pinned = await keys.pin_master(conn)
     if pinned is not None:
@@ -70,7 +70,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
             master_identity_file=s.backup_master_identity_file,
             grace_s=s.restore_grace_s,
             chunk_bytes=s.backup_chunk_bytes,
-            control_schema=s.control_schema,
+            control_schema=s.names.control_schema,
             migration_lock_timeout_ms=s.migration_lock_timeout_ms,
             migration_statement_timeout_ms=s.migration_statement_timeout_ms,
             spool_dir=s.restore_spool_dir,

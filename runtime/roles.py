@@ -11,7 +11,6 @@ from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
-from adapters.postgres.tenant_store import PostgresTenantStore
 from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
@@ -43,14 +42,16 @@ RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
 
 def transaction(worker: "Worker", group: str) -> EventTransaction:
     s = worker.settings
-    return EventTransaction(worker.pool, PostgresInbox(s.control_schema), worker.outbox, group)
+    return EventTransaction(
+        worker.pool, PostgresInbox(s.names.control_schema), worker.outbox, group
+    )
 
 
 async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(s.control_schema, s.app_role),
+        s.names.tenant_store(),
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
@@ -58,15 +59,15 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     )
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
-        PostgresTenantStore(s.control_schema, s.app_role),
-        PostgresBackupJobs(s.control_schema),
+        s.names.tenant_store(),
+        PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),
-        control_schema=s.control_schema,
+        control_schema=s.names.control_schema,
         migration_lock_timeout_ms=s.migration_lock_timeout_ms,
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    parking = PostgresParkedEvents(worker.pool, s.control_schema)
+    parking = PostgresParkedEvents(worker.pool, s.names.control_schema)
     delivery = provisioner.register(
         worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
     )
@@ -92,7 +93,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
         s,
         requests,
         KafkaDeadLetters(worker.publisher),
-        PostgresParkedEvents(worker.pool, s.control_schema),
+        PostgresParkedEvents(worker.pool, s.names.control_schema),
     )
     worker.deliveries.append(delivery)
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
@@ -114,6 +115,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
                 taker=parts.taker,
                 redis=worker.redis,
                 drop_batch=s.erase_drop_batch,
+                redis_prefix=s.names.redis_prefix,
             ),
             lease_s=s.backup_lease_s,
             poll_s=s.backup_poll_interval_s,

@@ -4,7 +4,6 @@ from typing import TYPE_CHECKING
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.postgres.inbox import PostgresInbox
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage
 from consumers import metrics as metrics_consumer
 from producers.scheduler import Scheduler
@@ -23,10 +22,13 @@ async def scheduler_role(worker: "Worker") -> list["Background"]:
 
 async def metrics_role(worker: "Worker") -> list["Background"]:
     s = worker.settings
-    figures = PostgresTenantMetrics(s.control_schema)
+    figures = s.names.tenant_metrics()
     collection = MetricsCollection(
         EventTransaction(
-            worker.pool, PostgresInbox(s.control_schema), worker.outbox, metrics_consumer.GROUP
+            worker.pool,
+            PostgresInbox(s.names.control_schema),
+            worker.outbox,
+            metrics_consumer.GROUP,
         ),
         figures,
         RedisTenantUsage(
@@ -34,6 +36,7 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
             scan_count=s.metrics_redis_scan_count,
             max_keys=s.metrics_redis_max_keys,
             sample_keys=s.metrics_redis_sample_keys,
+            prefix=s.names.redis_prefix,
         ),
         worker.outbox,
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),

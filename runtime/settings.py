@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from domain.namespaces import validate_namespace
+from runtime.names import Names
 from runtime.settings_scheduling import SchedulingSettings
 
 ENV_PREFIX = "TENANT_"
@@ -19,6 +21,10 @@ class Settings(SchedulingSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
+
+    # Deployment namespace: prefixes every name two deployments sharing Kafka, PostgreSQL and
+    # Redis could collide on (see runtime/names.py). Empty: the historical names, unchanged.
+    namespace: str = ""
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -234,6 +240,21 @@ class Settings(SchedulingSettings):
         if self.backup_target == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
             raise ValueError("backup_target s3 needs s3_access_key_id and s3_secret_access_key")
         return self
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return validate_namespace(value)
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> "Settings":
+        self.names  # noqa: B018  # derives every name once: one too long for PostgreSQL stops start-up
+        return self
+
+    @property
+    def names(self) -> Names:
+        """This deployment's physical names (topics, groups, schemas, locks, Redis keys)."""
+        return Names.from_settings(self)
 
     @model_validator(mode="after")
     def _hs256_is_development_only(self) -> "Settings":

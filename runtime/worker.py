@@ -73,14 +73,17 @@ class Worker:
         self.pool = await _until_ready("postgres", lambda: create_pool(s), s.startup_timeout_s)
         self.closers.append(self.pool.close)
         async with self.pool.acquire() as conn:
-            await ensure_control_schema(conn, s.control_schema, s.app_role)
+            await ensure_control_schema(
+                conn, s.names.control_schema, s.names.app_role,
+                api_reader_role=s.names.api_reader_role,
+            )
         await _until_ready("kafka", lambda: ensure_topics(s), s.startup_timeout_s)
         self.publisher = KafkaEventPublisher(s)
         await _until_ready("kafka producer", self.publisher.start, s.startup_timeout_s)
         self.closers.append(self.publisher.stop)
         self.redis = aioredis.from_url(s.redis_url.get_secret_value())
         self.closers.append(self.redis.aclose)
-        self.outbox = PostgresOutbox(s.control_schema, s.result_content_mode)
+        self.outbox = PostgresOutbox(s.names.control_schema, s.result_content_mode)
         self.broker = KafkaBroker(
             s.kafka_bootstrap,
             graceful_timeout=s.shutdown_grace_s,

@@ -24,7 +24,7 @@ from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantErased
 from domain.errors import PermanentError, TransientError
 from domain.lifecycle import TenantStatus, archive_id_for, doomed_backups
-from domain.tenant_ids import quote_ident, schema_name
+from domain.tenant_ids import quote_ident
 from service.backups import BackupTaker
 
 log = structlog.get_logger(__name__)
@@ -114,7 +114,7 @@ class Eraser:
         return True
 
     async def _drop_database_objects(self, tenant_id: str) -> list[str]:
-        schema = schema_name(tenant_id)
+        schema = self._store.schema_of(tenant_id)
         while True:  # batches keep each transaction far below max_locks_per_transaction
             async with self._pool.acquire() as conn, conn.transaction():
                 with translated(f"erase {tenant_id} tables"):

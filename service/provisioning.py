@@ -4,13 +4,12 @@ import asyncpg
 import structlog
 
 from adapters.postgres.errors import translated
-from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.postgres.tenant_store import PostgresTenantStore, TenantRecord
 from contracts.codec import Decoded
 from contracts.events import Result, TenantProvisioned, TenantProvisioningFailed, TenantRequested
 from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
 from domain.provisioning import Decision, conflict_detail, decide_provisioning
-from domain.tenant_ids import role_name, schema_name
 from service.event_transaction import EventTransaction, Outcome
 
 log = structlog.get_logger(__name__)
@@ -77,11 +76,11 @@ class ProvisioningService:
                     tenant_id=tenant_id, reason="database_error", detail=e.detail[:1000]
                 )
             log.info("tenant_provisioned", schema=record.schema_name)
-            return _provisioned(tenant_id, plan, record.schema_version)
+            return _provisioned(record)
         if decision == Decision.ALREADY_PROVISIONED:
             existing_record = await self._store.get(conn, tenant_id)
             assert existing_record is not None
-            return _provisioned(tenant_id, plan, existing_record.schema_version)
+            return _provisioned(existing_record)
         log.info("provisioning_refused", reason=decision.value)
         return TenantProvisioningFailed(
             tenant_id=tenant_id,
@@ -94,13 +93,14 @@ class ProvisioningService:
         )
 
 
-def _provisioned(tenant_id: str, plan: str, version: int) -> TenantProvisioned:
+def _provisioned(record: TenantRecord) -> TenantProvisioned:
+    # The names the registry holds: the deployment's namespace chose them (runtime.names).
     return TenantProvisioned(
-        tenant_id=tenant_id,
-        plan=plan,
-        schema_name=schema_name(tenant_id),
-        role_name=role_name(tenant_id),
-        schema_version=version,
+        tenant_id=record.tenant_id,
+        plan=record.plan,
+        schema_name=record.schema_name,
+        role_name=record.role_name,
+        schema_version=record.schema_version,
     )
 
 

@@ -22,11 +22,10 @@ from adapters.backup_targets.base import BackupTarget
 from adapters.migration_files import load_migrations, required_extensions
 from adapters.postgres.backup_jobs import CatalogRow, PostgresBackupJobs
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
-from adapters.postgres.tenant_store import PostgresTenantStore
 from adapters.processes import StderrTail, kill_and_reap
 from domain.errors import PermanentError, TransientError
 from domain.lifecycle import TenantStatus
-from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
+from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
 from migrations import TENANT_DIR
 from runtime.backup_target import backup_target
 from runtime.settings import Settings
@@ -55,18 +54,24 @@ class Fetched:
 
 
 def restore_script(
-    tenant_id: str, backup_id: str, schema_version: int, extensions: list[str], dump_file: str
+    tenant_id: str,
+    backup_id: str,
+    schema_version: int,
+    extensions: list[str],
+    dump_file: str,
+    tenant_prefix: str = NAME_PREFIX,
 ) -> str:
-    """The ``restore.sh`` for one decrypted dump (identifiers quoted, never formatted raw)."""
+    """The ``restore.sh`` for one decrypted dump (identifiers quoted, never formatted raw).
+    ``tenant_prefix``: the deployment's (runtime.names), as the dump's schema is named."""
     ext_q = quote_ident(EXTENSIONS_SCHEMA)
     create = "\n".join(
         f"CREATE EXTENSION IF NOT EXISTS {quote_ident(e)} SCHEMA {ext_q};" for e in extensions
     )
-    role = role_name(tenant_id)
+    role = role_name(tenant_id, tenant_prefix)
     values = {
         "@TENANT_ID@": tenant_id,
         "@BACKUP_ID@": backup_id,
-        "@SCHEMA@": schema_name(tenant_id),
+        "@SCHEMA@": schema_name(tenant_id, tenant_prefix),
         "@SCHEMA_VERSION@": str(int(schema_version)),
         "@EXTENSIONS_SCHEMA_Q@": ext_q,
         "@EXTENSIONS_SCHEMA@": EXTENSIONS_SCHEMA,
@@ -98,14 +103,14 @@ async def _catalogued(settings: Settings, tenant_id: str, backup_id: str) -> tup
         )
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        store = PostgresTenantStore(settings.control_schema, settings.app_role)
+        store = settings.names.tenant_store()
         record = await store.get(conn, tenant_id)
         if record is None or record.status == TenantStatus.ERASED:
             raise FetchError(EXIT_NOT_FOUND, f"unknown tenant {tenant_id!r}")
-        row = await PostgresBackupJobs(settings.control_schema).backup(conn, tenant_id, backup_id)
+        row = await PostgresBackupJobs(settings.names.control_schema).backup(conn, tenant_id, backup_id)
         if row is None:
             raise FetchError(EXIT_NOT_FOUND, f"no backup {backup_id!r} of tenant {tenant_id!r}")
-        keys = PostgresTenantKeys(settings.control_schema, settings.backup_master_recipient or "")
+        keys = PostgresTenantKeys(settings.names.control_schema, settings.backup_master_recipient or "")
         identity = await keys.identity(conn, tenant_id, settings.backup_master_identity_file)
     finally:
         await conn.close()
@@ -200,7 +205,12 @@ async def fetch(settings: Settings, tenant_id: str, backup_id: str, out_dir: Pat
         await asyncio.to_thread(artifact.unlink)
     script = out_dir / "restore.sh"
     text = restore_script(
-        tenant_id, row.backup_id, row.schema_version, extensions_at(row.schema_version), dump.name
+        tenant_id,
+        row.backup_id,
+        row.schema_version,
+        extensions_at(row.schema_version),
+        dump.name,
+        settings.names.tenant_prefix,
     )
     await asyncio.to_thread(_write_executable, script, text)
     return Fetched(row.backup_id, sha, dump, manifest, script)

@@ -13,7 +13,6 @@ from adapters.age_keys import PostgresTenantKeys
 from adapters.kafka.event_reader import EventReader
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.pool import create_pool
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested
@@ -46,7 +45,7 @@ async def _show_progress(
 
     ``job_id`` is the job the request makes; a backup request that rode on a job already
     waiting (see PostgresBackupJobs.add_backup) follows that job instead."""
-    jobs = PostgresBackupJobs(settings.control_schema)
+    jobs = PostgresBackupJobs(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         with Progress(
@@ -105,10 +104,10 @@ async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any
     """The tenant's catalogue, newest first; NotFound for a tenant the registry does not know."""
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        store = PostgresTenantStore(settings.control_schema, settings.app_role)
+        store = settings.names.tenant_store()
         if await store.get(conn, tenant_id) is None:
             raise NotFound(f"unknown tenant {tenant_id!r}")
-        rows = await PostgresBackupJobs(settings.control_schema).backups(conn, tenant_id)
+        rows = await PostgresBackupJobs(settings.names.control_schema).backups(conn, tenant_id)
         return [dataclasses.asdict(r) for r in rows]
     finally:
         await conn.close()
@@ -132,7 +131,7 @@ async def rotate_master(
     settings: Settings, identity_file: Path, new_recipient: str, console: Console
 ) -> int:
     """Re-wrap every tenant key to ``new_recipient`` (one transaction), with a progress bar."""
-    keys = PostgresTenantKeys(settings.control_schema, new_recipient)
+    keys = PostgresTenantKeys(settings.names.control_schema, new_recipient)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         with Progress(*Progress.get_default_columns(), console=console) as bar:

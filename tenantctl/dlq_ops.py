@@ -72,6 +72,7 @@ class DeadLettered:
     """What ``--wait`` answers when the request itself became a dead letter."""
 
     letter: DeadLetter
+    topic: str = topics.DLQ  # the deployment's (namespaced) dead-letter topic
 
     @property
     def summary(self) -> dict[str, object]:
@@ -80,7 +81,7 @@ class DeadLettered:
     def describe(self) -> str:
         s = self.summary
         return (
-            f"{s['reason']} ({s['detail']}), {topics.DLQ} entry {s['id']};"
+            f"{s['reason']} ({s['detail']}), {self.topic} entry {s['id']};"
             f" after a fix: tenantctl dlq replay --id {s['id']}"
         )
 
@@ -103,12 +104,13 @@ async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsume
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+    dlq_topic = settings.names.topics.dlq
     await consumer.start()
     try:
         with contextlib.suppress(UnknownTopicOrPartitionError):  # no dead letter yet, ever
-            await consumer._client._wait_on_metadata(topics.DLQ)  # see EventReader for why
-        parts = consumer.partitions_for_topic(topics.DLQ) or ()
-        consumer.assign([TopicPartition(topics.DLQ, p) for p in sorted(parts)])
+            await consumer._client._wait_on_metadata(dlq_topic)  # see EventReader for why
+        parts = consumer.partitions_for_topic(dlq_topic) or ()
+        consumer.assign([TopicPartition(dlq_topic, p) for p in sorted(parts)])
     except BaseException:
         await consumer.stop()
         raise
@@ -159,7 +161,7 @@ async def replay_ids(settings: Settings, ids: list[str]) -> Replayed:
         ends = await consumer.end_offsets(list(consumer.assignment()))
         letters = []
         for partition, offset in wanted:
-            tp = TopicPartition(topics.DLQ, partition)
+            tp = TopicPartition(settings.names.topics.dlq, partition)
             if offset >= ends.get(tp, 0):
                 raise KeyError(f"{partition}:{offset}")
             consumer.seek(tp, offset)
@@ -178,7 +180,7 @@ async def replay_ids(settings: Settings, ids: list[str]) -> Replayed:
 
 async def replay_new(settings: Settings, on_batch: Callable[[int], None]) -> Replayed:
     """Republish every dead letter not replayed by an earlier ``replay --all``, streaming."""
-    consumer = await _consumer(settings, topics.DLQ_REPLAY_GROUP)
+    consumer = await _consumer(settings, settings.names.topics.group(topics.DLQ_REPLAY_GROUP))
     republisher = _Republisher(settings)
     done = Replayed([], [])
     try:
@@ -196,7 +198,7 @@ async def replay_new(settings: Settings, on_batch: Callable[[int], None]) -> Rep
             # replays that batch again (consumers are idempotent), never skips it.
             last: dict[TopicPartition, int] = {}
             for d in batch:
-                tp = TopicPartition(topics.DLQ, d.partition)
+                tp = TopicPartition(settings.names.topics.dlq, d.partition)
                 last[tp] = max(last.get(tp, -1), d.offset + 1)
             if last:
                 await consumer.commit(last)
@@ -215,7 +217,8 @@ class _Republisher:
         self._publisher: KafkaEventPublisher | None = None
 
     async def send(self, letters: list[DeadLetter], into: Replayed) -> None:
-        sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in topics.ALL_TOPICS]
+        ours = self._settings.names.topics.all
+        sendable = [d for d in letters if d.header(dlq.SOURCE_TOPIC) in ours]
         into.skipped.extend(d.id for d in letters if d not in sendable)
         if not sendable:
             return
@@ -261,5 +264,5 @@ class DeadLetterWatch:
         async for record in self._consumer:
             letter = DeadLetter.of(record)
             if letter.event_id() == event_id:
-                return DeadLettered(letter)
+                return DeadLettered(letter, self._settings.names.topics.dlq)
         raise AssertionError("dead letter stream ended")

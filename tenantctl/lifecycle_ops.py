@@ -54,7 +54,7 @@ async def rollout(
     """
     goal = target_version(target)
     rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
-    schema = quote_ident(settings.control_schema)
+    schema = quote_ident(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         rows = await conn.fetch(

@@ -9,7 +9,6 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from adapters.kafka.event_reader import EventReader
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage
 from contracts import codec
 from contracts.envelope import Envelope
@@ -25,7 +24,9 @@ TOP_COLUMNS = {"size": "size_bytes", "connections": "connections", "dead_tuples"
 async def latest_snapshot(settings: Settings, tenant_id: str) -> tuple[str, dict[str, Any] | None]:
     """(where it came from, snapshot): Redis first, else the newest row of the history."""
     client = aioredis.from_url(settings.redis_url.get_secret_value())
-    usage = RedisTenantUsage(client, scan_count=1, max_keys=1, sample_keys=1)
+    usage = RedisTenantUsage(
+        client, scan_count=1, max_keys=1, sample_keys=1, prefix=settings.names.redis_prefix
+    )
     try:
         snapshot = await usage.snapshot(tenant_id)
         if snapshot is not None:
@@ -36,7 +37,7 @@ async def latest_snapshot(settings: Settings, tenant_id: str) -> tuple[str, dict
         await client.aclose()
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return "postgres", await PostgresTenantMetrics(settings.control_schema).latest(
+        return "postgres", await settings.names.tenant_metrics().latest(
             conn, tenant_id
         )
     finally:
@@ -60,7 +61,7 @@ def _with_datetimes(snapshot: dict[str, Any]) -> dict[str, Any]:
 async def top_tenants(settings: Settings, by: str, limit: int) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return await PostgresTenantMetrics(settings.control_schema).top(
+        return await settings.names.tenant_metrics().top(
             conn, TOP_COLUMNS[by], limit
         )
     finally:

@@ -86,7 +86,10 @@ async def first_result(
 async def _with_store(settings: Settings, action: Any) -> Any:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        return await action(conn, PostgresTenantStore(settings.control_schema, settings.app_role))
+        return await action(
+            conn,
+            settings.names.tenant_store(),
+        )
     finally:
         await conn.close()
 

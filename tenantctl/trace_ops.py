@@ -8,7 +8,7 @@ published again (a relay's duplicate). A request without our extensions is found
 which is also its correlation id.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -91,17 +91,25 @@ class Node:
         }
 
 
+def _logical_group(names: topics.Topics) -> Callable[[str], str]:
+    physical = {names.group(g): g for g in topics.ALL_GROUPS}
+    return lambda group: physical.get(group, group)
+
+
 def sighting(
     topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes,
     headers: Sequence[tuple[str, bytes]],
+    logical_group: Callable[[str], str] = lambda group: group,
 ) -> Sighting | None:
-    """The envelope and hop of one record, or None when it holds no CloudEvent."""
+    """The envelope and hop of one record (on its logical topic), or None when it holds no
+    CloudEvent; ``logical_group`` maps a dead letter's physical group to its logical name."""
     at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
     if topic == topics.DLQ:
         why = {k: v.decode("utf-8", "replace") for k, v in headers if k.startswith("x-dlq-")}
         original = [(k, v) for k, v in headers if not k.startswith("x-dlq-")]
-        hop = Hop(topic, partition, offset, at, "dead_lettered", why.get(dlq.GROUP),
-                  why.get(dlq.REASON))
+        group = why.get(dlq.GROUP)
+        hop = Hop(topic, partition, offset, at, "dead_lettered",
+                  logical_group(group) if group else None, why.get(dlq.REASON))
         headers = original
     else:
         hop = Hop(topic, partition, offset, at)
@@ -194,6 +202,7 @@ def _trace_id(envelope: Envelope) -> str | None:
 
 async def read_sightings(settings: Settings, idle_s: float = 2.0) -> list[Sighting]:
     """Every CloudEvent now in the traced topics (up to the end offsets seen at the start)."""
+    names = settings.names.topics  # the deployment's physical names; hops show logical ones
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
     )
@@ -201,7 +210,7 @@ async def read_sightings(settings: Settings, idle_s: float = 2.0) -> list[Sighti
     try:
         existing = await consumer.topics()  # a topic not created yet holds nothing to trace
         parts: list[TopicPartition] = []
-        for topic in (t for t in TRACED_TOPICS if t in existing):
+        for topic in (names.topic(t) for t in TRACED_TOPICS if names.topic(t) in existing):
             await consumer._client._wait_on_metadata(topic)  # see EventReader for why
             parts += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not parts:
@@ -218,8 +227,9 @@ async def read_sightings(settings: Settings, idle_s: float = 2.0) -> list[Sighti
             for tp, records in batch.items():
                 for r in records:
                     if r.offset < ends[tp] and (
-                        s := sighting(r.topic, r.partition, r.offset, r.timestamp,
-                                      r.value or b"", list(r.headers or ()))
+                        s := sighting(names.logical(r.topic), r.partition, r.offset,
+                                      r.timestamp, r.value or b"", list(r.headers or ()),
+                                      logical_group=_logical_group(names))
                     ):
                         found.append(s)
                 if await consumer.position(tp) >= ends[tp]:

@@ -1,10 +1,18 @@
 """Shared by every suite. The stack fixtures (tests/support/stack.py) are registered here, once;
 they are lazy, so a unit run never touches a server."""
 
+import os
+import secrets
+
 import pytest
 
-from tests.support.api_fixtures import api, api_keys  # noqa: F401  (fixtures of the API suites)
-from tests.support.stack import (  # noqa: F401  (fixtures, registered once for every suite)
+# The suite runs in a deployment namespace of its own, fresh per session (set before anything
+# reads the settings; worker subprocesses inherit it): no worker outside the session (the demo's,
+# another suite's) can join its consumer groups, take its jobs or hold its locks.
+os.environ["TENANT_NAMESPACE"] = SESSION_NAMESPACE = "it" + secrets.token_hex(4)
+
+from tests.support.api_fixtures import api, api_keys  # noqa: E402, F401  (fixtures of the API suites)
+from tests.support.stack import (  # noqa: E402, F401  (fixtures, registered once for every suite)
     log_dir,
     pg,
     publisher,
@@ -24,3 +32,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ]
     if unmarked:
         raise pytest.UsageError("integration tests must be marked stack: " + ", ".join(unmarked))
+
+
+# Under CI a skipped test is a failure: a test that cannot run its check must say why by failing.
+# The one exception is declared, not guessed: @pytest.mark.needs_tool("sshd") on a test that
+# needs a tool this machine may lack.
+_UNDECLARED_SKIPS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and "needs_tool" not in report.keywords:
+        _UNDECLARED_SKIPS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") == "true" and _UNDECLARED_SKIPS:
+        print("\n[CI] skipped tests count as failures (mark needs_tool if a tool is missing):\n  "
+              + "\n  ".join(_UNDECLARED_SKIPS))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

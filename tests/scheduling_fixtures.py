@@ -22,10 +22,9 @@ from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import MetricsDue
 from domain.tenant_ids import quote_ident
+from tests.support import names as ns
 from tests.support.waiting import wait_until
 from tests.support.workers import free_port, http_get
-
-CONTROL = "tenant_service"
 
 
 def new_prefix() -> str:
@@ -41,16 +40,16 @@ async def create_tenants(
     """
     ddl = []
     for tenant_id in tenant_ids:
-        schema = quote_ident(f"tenant_{tenant_id}")
+        schema = quote_ident(ns.tenant(tenant_id))
         ddl.append(f"CREATE SCHEMA {schema};")
         ddl += [f"CREATE TABLE {schema}.t{i} (id int PRIMARY KEY, v text);" for i in range(tables)]
     async with pg.transaction():
         await pg.execute("\n".join(ddl))
         await pg.execute(
-            f"INSERT INTO {CONTROL}.tenants (tenant_id, schema_name, role_name, plan, status,"
-            " schema_version) SELECT t, 'tenant_' || t, 'tenant_' || t, $2, 'active', 1"
+            f"INSERT INTO {ns.CONTROL}.tenants (tenant_id, schema_name, role_name, plan, status,"
+            " schema_version) SELECT t, $3 || t, $3 || t, $2, 'active', 1"
             " FROM unnest($1::text[]) AS t",
-            list(tenant_ids), plan,
+            list(tenant_ids), plan, ns.names().tenant_prefix,
         )
 
 
@@ -62,22 +61,22 @@ async def drop_tenants(
     for start in range(0, len(ids), 200):
         chunk = ids[start : start + 200]
         await pg.execute(
-            "".join(f"DROP SCHEMA IF EXISTS {quote_ident(f'tenant_{t}')} CASCADE;" for t in chunk)
+            "".join(f"DROP SCHEMA IF EXISTS {quote_ident(f'{ns.tenant(t)}')} CASCADE;" for t in chunk)
         )
     for table, column in (
         ("tenants", "tenant_id"), ("scheduler_state", "subject"), ("tenant_metrics", "tenant_id"),
         ("inbox", "tenant_id"), ("backup_jobs", "tenant_id"), ("backups", "tenant_id"),
         ("tenant_keys", "tenant_id"),
     ):
-        await pg.execute(f"DELETE FROM {CONTROL}.{table} WHERE {column} = ANY($1::text[])", ids)
+        await pg.execute(f"DELETE FROM {ns.CONTROL}.{table} WHERE {column} = ANY($1::text[])", ids)
     await pg.execute(
-        f"DELETE FROM {CONTROL}.outbox WHERE key = ANY($1::bytea[])", [t.encode() for t in ids]
+        f"DELETE FROM {ns.CONTROL}.outbox WHERE key = ANY($1::bytea[])", [t.encode() for t in ids]
     )
     if redis_url:
         client = aioredis.from_url(redis_url)
         try:
             for start in range(0, len(ids), 500):
-                await client.delete(*[f"tenant:{t}:metrics" for t in ids[start : start + 500]])
+                await client.delete(*[f"{ns.REDIS}{t}:metrics" for t in ids[start : start + 500]])
         finally:
             await client.aclose()
 
@@ -96,7 +95,7 @@ async def publish_tick(publisher: KafkaEventPublisher, envelope: Envelope) -> No
 
 
 async def tick_row(pg: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
-    return await pg.fetchrow(f"SELECT * FROM {CONTROL}.metrics_ticks WHERE event_id = $1", event_id)
+    return await pg.fetchrow(f"SELECT * FROM {ns.CONTROL}.metrics_ticks WHERE event_id = $1", event_id)
 
 
 async def series(port: int, name: str, **labels: str) -> float:

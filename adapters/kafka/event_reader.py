@@ -1,11 +1,10 @@
-"""Reads result events from ``tenants.events`` without joining a group (CLI --wait, watch, tests)."""
+"""Reads this deployment's result events (``tenants.events``) without joining a group (CLI, tests)."""
 
 from collections.abc import AsyncIterator
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import topics
 from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
 from runtime.settings import Settings
@@ -21,17 +20,18 @@ class EventReader:
             enable_auto_commit=False,
         )
         self._from_beginning = from_beginning
+        self._topic = settings.names.topics.events
 
     async def __aenter__(self) -> "EventReader":
         await self._consumer.start()
         # aiokafka only keeps metadata of subscribed topics, and we assign instead of subscribing;
         # its public API has no "metadata for this topic" call, hence the private one.
-        await self._consumer._client._wait_on_metadata(topics.EVENTS)
-        partitions = self._consumer.partitions_for_topic(topics.EVENTS) or set()
+        await self._consumer._client._wait_on_metadata(self._topic)
+        partitions = self._consumer.partitions_for_topic(self._topic) or set()
         if not partitions:
             await self._consumer.stop()
-            raise RuntimeError(f"topic {topics.EVENTS} does not exist yet: start a worker first")
-        assigned = [TopicPartition(topics.EVENTS, p) for p in sorted(partitions)]
+            raise RuntimeError(f"topic {self._topic} does not exist yet: start a worker first")
+        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         if self._from_beginning:
             await self._consumer.seek_to_beginning(*assigned)

@@ -18,8 +18,13 @@ Headers = Sequence[tuple[str, bytes]]
 
 
 class KafkaEventPublisher:
+    """Publishes to this deployment's topics: callers name a topic logically (``tenants.events``,
+    an event class's ``topic``) and it is sent to its namespaced name (settings.names); a name
+    that is not one of ours (a dead letter's physical source topic) is sent as given."""
+
     def __init__(self, settings: Settings, *, client_id: str = "tenant-service") -> None:
         self._settings, self._client_id = settings, client_id
+        self._topics = settings.names.topics
         self._producer = self._new_producer()
         self._started = False  # only a producer whose start() succeeded is ever used
         self._stopped = False
@@ -91,7 +96,9 @@ class KafkaEventPublisher:
         producer = await self._ensure_started()
         try:
             futures = [
-                await producer.send(topic, value=value, key=key, headers=list(headers))
+                await producer.send(
+                    self._topics.topic(topic), value=value, key=key, headers=list(headers)
+                )
                 for topic, key, value, headers in messages
             ]
             for future in futures:
@@ -104,7 +111,7 @@ class KafkaEventPublisher:
         """The topic's partitions (from the producer's metadata, refreshed when missing)."""
         producer = await self._ensure_started()
         try:
-            return set(await producer.partitions_for(topic))
+            return set(await producer.partitions_for(self._topics.topic(topic)))
         except KafkaError as e:
             raise TransientError(f"kafka metadata: {e}") from e
 

@@ -3,12 +3,12 @@
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from contracts import topics
 from domain.errors import TransientError
 from runtime.settings import Settings
 
 
 async def ensure_topics(settings: Settings) -> None:
+    """Create this deployment's (namespaced) topics that do not exist yet."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=settings.kafka_request_timeout_ms,
@@ -24,7 +24,7 @@ async def ensure_topics(settings: Settings) -> None:
                 # The same limit everywhere: a record a source topic accepts must fit the DLQ.
                 topic_configs={"max.message.bytes": str(settings.max_message_bytes + 64 * 1024)},
             )
-            for name in topics.ALL_TOPICS
+            for name in settings.names.topics.all
             if name not in existing
         ]
         if missing:

@@ -1,8 +1,9 @@
 """PostgresApiReads: what the HTTP API shows, read through its read-only role.
 
-Every method takes a connection from the API's read pool (role ``tenant_api_reader``, read-only
-sessions), so a bug here can read but never write. Lists are keyset-paginated: the cursor is the
-last row's sort key, so a page costs an index range scan however deep the client pages.
+Every method takes a connection from the API's read pool (the deployment's read role,
+``<ns>_tenant_api_reader``, read-only sessions), so a bug here can read but never write. Lists
+are keyset-paginated: the cursor is the last row's sort key, so a page costs an index range scan
+however deep the client pages.
 """
 
 import json
@@ -14,8 +15,6 @@ import asyncpg
 from adapters.postgres.errors import translated
 from contracts import codec
 from domain.tenant_ids import quote_ident
-
-READ_ROLE = "tenant_api_reader"
 
 
 class PostgresApiReads:

@@ -16,8 +16,10 @@ _BOOTSTRAP_LOCK = 7_311_000
 
 
 async def ensure_control_schema(
-    conn: asyncpg.Connection, control_schema: str, app_role: str
+    conn: asyncpg.Connection, control_schema: str, app_role: str, *, api_reader_role: str
 ) -> None:
+    """Create or migrate the control schema; create the app role and the API's read role
+    (both named by the deployment's namespace, runtime.names) and the shared extensions."""
     await check_server_version(conn)
     schema = quote_ident(control_schema)
     with translated("control schema bootstrap"):
@@ -44,6 +46,7 @@ async def ensure_control_schema(
                     migration.name,
                 )
             await _ensure_app_role(conn, app_role)
+            await _ensure_api_reader_role(conn, control_schema, api_reader_role)
             await ensure_extensions(conn)
 
 
@@ -71,6 +74,33 @@ async def _ensure_app_role(conn: asyncpg.Connection, app_role: str) -> None:
     member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", app_role)
     if not member:
         await conn.execute(f"GRANT {quote_ident(app_role)} TO CURRENT_USER")
+
+
+# What the HTTP API shows, and nothing else (not the keys, the inbox, the parked events).
+API_READABLE_TABLES = (
+    "tenants",
+    "backups",
+    "tenant_metrics",
+    "outbox",
+    "api_operations",
+    "backup_jobs",
+    "migration_rollouts",
+)
+
+
+async def _ensure_api_reader_role(
+    conn: asyncpg.Connection, control_schema: str, api_reader_role: str
+) -> None:
+    # It cannot log in: the API's read pool switches to it (role startup parameter), read-only
+    # by default. Membership lets the service's own login do that switch.
+    role, schema = quote_ident(api_reader_role), quote_ident(control_schema)
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", api_reader_role):
+        await conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    tables = ", ".join(f"{schema}.{quote_ident(t)}" for t in API_READABLE_TABLES)
+    await conn.execute(f"GRANT SELECT ON {tables} TO {role}")
+    if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", api_reader_role):
+        await conn.execute(f"GRANT {role} TO CURRENT_USER")
 
 
 async def ensure_extensions(conn: asyncpg.Connection) -> None:

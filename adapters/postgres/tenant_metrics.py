@@ -144,12 +144,15 @@ _HISTORY_TYPES = (
 
 
 class PostgresTenantMetrics:
-    def __init__(self, control_schema: str) -> None:
+    def __init__(
+        self, control_schema: str, session_tag_prefix: str = APPLICATION_NAME_PREFIX
+    ) -> None:
+        """``session_tag_prefix``: the deployment's (runtime.names), never input."""
         s = quote_ident(control_schema)
         self._tenants, self._backups = f"{s}.tenants", f"{s}.backups"
         self._ticks, self._history = f"{s}.metrics_ticks", f"{s}.tenant_metrics"
-        # The tag is our constant (no regex metacharacters), never input.
-        self._collect = _COLLECT.format(tenants=self._tenants, tag=APPLICATION_NAME_PREFIX)
+        # The tag is ours ([a-z0-9:] only: no regex metacharacters), never input.
+        self._collect = _COLLECT.format(tenants=self._tenants, tag=session_tag_prefix)
         self.statements = 0
 
     async def collect(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -11,10 +11,10 @@ import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
 from adapters.postgres.large_objects import refuse_large_objects
-from domain.lifecycle import TenantStatus, session_tag
+from domain.lifecycle import SESSION_TAG_PREFIX, TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
-from domain.tenant_ids import quote_ident, quote_literal, role_name, schema_name
+from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
 
 POLICY_NAME = "tenant_isolation"
 _TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
@@ -35,9 +35,27 @@ class TenantRecord:
 
 
 class PostgresTenantStore:
-    def __init__(self, control_schema: str, app_role: str) -> None:
+    def __init__(
+        self,
+        control_schema: str,
+        app_role: str,
+        *,
+        tenant_prefix: str = NAME_PREFIX,
+        session_tag_prefix: str = SESSION_TAG_PREFIX,
+    ) -> None:
+        """Prefixes are the deployment's (runtime.names: ``Names.tenant_store()``), never input."""
         self._tenants = f"{quote_ident(control_schema)}.tenants"
         self._app_role = app_role
+        self._prefix = tenant_prefix
+        self._tag_prefix = session_tag_prefix
+
+    def schema_of(self, tenant_id: str) -> str:
+        """The tenant's schema name in this deployment (its namespace's prefix)."""
+        return schema_name(tenant_id, self._prefix)
+
+    def role_of(self, tenant_id: str) -> str:
+        """The tenant's role name in this deployment (roles are cluster-wide)."""
+        return role_name(tenant_id, self._prefix)
 
     @property
     def table(self) -> str:
@@ -67,7 +85,7 @@ class PostgresTenantStore:
         self, conn: asyncpg.Connection, tenant_id: str, plan: str, migrations: list[Migration]
     ) -> TenantRecord:
         """Schema, role, template tables at the latest version, RLS, grants, registry row."""
-        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
         await refuse_large_objects(conn, role)
@@ -92,7 +110,7 @@ class PostgresTenantStore:
         self, conn: asyncpg.Connection, tenant_id: str, steps: list[Migration]
     ) -> int:
         """Apply ``steps`` to the tenant's schema and record the new version (caller's txn)."""
-        await self._apply(conn, schema_name(tenant_id), role_name(tenant_id), steps)
+        await self._apply(conn, self.schema_of(tenant_id), self.role_of(tenant_id), steps)
         version = max(m.version for m in steps)
         await conn.execute(
             f"UPDATE {self._tenants} SET schema_version = $2, updated_at = now()"
@@ -130,7 +148,7 @@ class PostgresTenantStore:
         (Postgres does not show another backend's SET ROLE); those, and any backend logged in
         as the tenant role itself, are terminated. Returns how many were terminated.
         """
-        role = role_name(tenant_id)
+        role = self.role_of(tenant_id)
         if await self._is_member(conn, role):
             await conn.execute(f"REVOKE {quote_ident(role)} FROM {quote_ident(self._app_role)}")
         return int(
@@ -138,12 +156,12 @@ class PostgresTenantStore:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE pid <> pg_backend_pid() AND (usename = $1 OR application_name = $2)",
                 role,
-                session_tag(tenant_id),
+                session_tag(tenant_id, self._tag_prefix),
             )
         )
 
     async def grant_access(self, conn: asyncpg.Connection, tenant_id: str) -> None:
-        role = role_name(tenant_id)
+        role = self.role_of(tenant_id)
         if not await self._is_member(conn, role):
             await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(self._app_role)}")
 
@@ -173,7 +191,7 @@ class PostgresTenantStore:
             await conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
 
     async def drop_schema_and_role(self, conn: asyncpg.Connection, tenant_id: str) -> list[str]:
-        schema, role = schema_name(tenant_id), role_name(tenant_id)
+        schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
         dropped = []
         if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
             await conn.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")

@@ -31,20 +31,6 @@ CREATE INDEX api_idempotency_keys_expiry ON api_idempotency_keys (expires_at);
 -- A tenant's timeline is read from its result events in the outbox, by Kafka key.
 CREATE INDEX outbox_by_key ON outbox (key, id);
 
--- The API's reads run as this role: SELECT only, on the tables it shows. It cannot log in; the
--- API's read pool switches to it (SET ROLE) for every session, read-only by default.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenant_api_reader') THEN
-        CREATE ROLE tenant_api_reader NOLOGIN;
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO tenant_api_reader', current_schema());
-    EXECUTE format(
-        'GRANT SELECT ON %1$I.tenants, %1$I.backups, %1$I.tenant_metrics, %1$I.outbox,'
-        ' %1$I.api_operations, %1$I.backup_jobs, %1$I.migration_rollouts TO tenant_api_reader',
-        current_schema());
-    IF NOT pg_has_role(current_user, 'tenant_api_reader', 'MEMBER') THEN
-        GRANT tenant_api_reader TO CURRENT_USER;
-    END IF;
-END
-$$;
+-- The API's reads run as a read-only role (<ns>_tenant_api_reader: roles are cluster-wide, so
+-- each deployment has its own). It is named by the deployment, so it is created and granted at
+-- every start-up (adapters/postgres/control_schema.py), not here.

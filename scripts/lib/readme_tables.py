@@ -86,6 +86,7 @@ SETTINGS: dict[str, str] = {
     "pg_pool_max": "Maximum connections in each worker's pool.",
     "pg_statement_timeout_ms": "`statement_timeout` of every pooled session.",
     "pg_lock_timeout_ms": "`lock_timeout` of every pooled session.",
+    "namespace": "Deployment namespace (lowercase letters and digits, at most 15, no underscore; empty = none). Prefixes everything two deployments sharing Kafka, PostgreSQL and Redis could collide on: topics `<ns>.tenants.*`, consumer groups `<ns>-tenant-*`, the control schema `<ns>_<control_schema>`, the application role `<ns>_<app_role>`, the API's read role `<ns>_tenant_api_reader`, the restore role `<ns>_<control_schema>_restore`, tenant schemas and roles `<ns>_tenant_<id>`, the tenants' session tag `<ns>:tenant:<id>`, the leaders' advisory-lock ids, Redis keys `<ns>:tenant:<id>:*` and `<ns>:tenant-api:rl:*`.",
     "control_schema": "Schema of the service's own tables: registry, inbox, outbox.",
     "app_role": "Shared application login role; it is granted every tenant role (NOINHERIT: it must `SET ROLE`).",
     "redis_url": "Redis URL (checked by `/readyz`).",

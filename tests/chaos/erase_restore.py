@@ -28,14 +28,14 @@ import asyncpg
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, RestoreRequested, TenantEraseRequested
-from domain.tenant_ids import quote_ident, role_name, schema_name
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from tests.chaos.observe import EventsTail, InputPublisher, group_lag
+from tests.support import names as ns
 from tests.support.backups import local_path, manifest_of, stock_restore_list
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
-CONTROL = "tenant_service"
 #: the groups whose lag must reach 0 once every input is answered, with their input topics
 GROUPS = ((topics.PROVISIONER_GROUP, topics.LIFECYCLE), (topics.BACKUP_GROUP, topics.BACKUPS),
           (topics.METRICS_GROUP, topics.METRICS))
@@ -108,12 +108,12 @@ async def _retrying(dsn: str, what: str, fn: Callable[[asyncpg.Connection], Awai
 
 async def _as_tenant(conn: asyncpg.Connection, tenant: str, sql: str) -> None:
     async with conn.transaction():  # one transaction: a retry never writes half of it twice
-        await conn.execute(f"SET LOCAL ROLE {quote_ident(role_name(tenant))}")
+        await conn.execute(f"SET LOCAL ROLE {quote_ident(ns.tenant(tenant))}")
         await conn.execute(sql)
 
 
 def _writes_before(case: RestoreCase) -> str:
-    s = quote_ident(schema_name(case.tenant))
+    s = quote_ident(ns.tenant(case.tenant))
     return (
         f"INSERT INTO {s}.users (email, display_name) SELECT 'b' || i || '@chaos.test', 'b' || i"
         f" FROM generate_series(1, {int(case.before['users'])}) AS i;"
@@ -124,7 +124,7 @@ def _writes_before(case: RestoreCase) -> str:
 
 
 def _writes_after(case: RestoreCase) -> str:
-    s = quote_ident(schema_name(case.tenant))
+    s = quote_ident(ns.tenant(case.tenant))
     return (
         f"INSERT INTO {s}.users (email, display_name) SELECT 'a' || i || '@chaos.test', 'a' || i"
         f" FROM generate_series(1, {int(case.after)}) AS i;"
@@ -178,7 +178,7 @@ async def _strike_when_running(case: RestoreCase, dsn: str, tail: EventsTail,
     try:
         async def running() -> bool:
             return restore_id in tail.by_cause or bool(await conn.fetchval(
-                f"SELECT 1 FROM {CONTROL}.backup_jobs WHERE cause_id = $1 AND kind = 'restore'"
+                f"SELECT 1 FROM {ns.CONTROL}.backup_jobs WHERE cause_id = $1 AND kind = 'restore'"
                 " AND status = 'running' AND lease_owner IS NOT NULL", restore_id))
 
         await wait_until(running, 60, what=f"restore job of {case.tenant} to run", interval=0.1)
@@ -231,7 +231,7 @@ async def check_archives(conn: asyncpg.Connection, erases: list[tuple[str, Envel
             problems.append(f"repeated erase {env.id} ({tenant}) answered archive {got},"
                             f" the first erase {first.get(tenant)}")
     rows = {r["backup_id"]: r for r in await conn.fetch(
-        f"SELECT * FROM {CONTROL}.backups WHERE backup_id = ANY($1::text[])", sorted(archives))}
+        f"SELECT * FROM {ns.CONTROL}.backups WHERE backup_id = ANY($1::text[])", sorted(archives))}
     for archive_id, tenant in sorted(archives.items()):
         row = rows.get(archive_id)
         if row is None or row["tenant_id"] != tenant:
@@ -272,7 +272,7 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
                             f" {answer and answer.data}")
             continue
         jobs = await conn.fetch(
-            f"SELECT * FROM {CONTROL}.backup_jobs WHERE tenant_id = $1 AND kind = 'restore'",
+            f"SELECT * FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = $1 AND kind = 'restore'",
             case.tenant)
         if len(jobs) != 1:
             problems.append(f"restore of {case.tenant}: {len(jobs)} restore jobs, want 1")
@@ -284,19 +284,19 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
         # A second swap would have renamed the first restore's schema aside too: exactly one
         # replaced schema per restore, and it is the one the job recorded.
         replaced = [r[0] for r in await conn.fetch(
-            f"SELECT schema_name FROM {CONTROL}.replaced_schemas WHERE tenant_id = $1",
+            f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1",
             case.tenant)]
         if replaced != [job["replaced_schema"]]:
             problems.append(f"restore of {case.tenant}: replaced schemas {replaced},"
                             f" job recorded {job['replaced_schema']}")
-        row = await conn.fetchrow(f"SELECT uri FROM {CONTROL}.backups WHERE backup_id = $1",
+        row = await conn.fetchrow(f"SELECT uri FROM {ns.CONTROL}.backups WHERE backup_id = $1",
                                   case.backup_id)
         if row is None:
             problems.append(f"restore of {case.tenant}: backup {case.backup_id} not catalogued")
             continue
         manifest = manifest_of(local_path(row["uri"]))["row_counts"]
         counts = {t: int(await conn.fetchval(
-            f"SELECT count(*) FROM {quote_ident(schema_name(case.tenant))}.{quote_ident(t)}"))
+            f"SELECT count(*) FROM {quote_ident(ns.tenant(case.tenant))}.{quote_ident(t)}"))
             for t in TABLES}
         want = expected_rows(case)
         if {t: manifest.get(t) for t in TABLES} != want:
@@ -317,7 +317,7 @@ async def _check_raced(conn: asyncpg.Connection, case: RestoreCase, answer: Enve
             and answer.data.get("reason") not in ("erasing", "unknown_tenant")):
         problems.append(f"restore of {case.tenant} raced by its erasure: answered"
                         f" {answer and answer.type} {answer and answer.data}")
-    jobs = await conn.fetch(f"SELECT * FROM {CONTROL}.backup_jobs WHERE tenant_id = $1"
+    jobs = await conn.fetch(f"SELECT * FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = $1"
                             " AND kind = 'restore'", case.tenant)
     if len(jobs) > 1:
         problems.append(f"restore of {case.tenant} raced by its erasure: {len(jobs)} restore jobs")
@@ -325,7 +325,7 @@ async def _check_raced(conn: asyncpg.Connection, case: RestoreCase, answer: Enve
     if answer is not None and answer.type == "RestoreFailed" and swapped:
         problems.append(f"restore of {case.tenant} failed ({answer.data}) but swapped")
     replaced = [r[0] for r in await conn.fetch(
-        f"SELECT schema_name FROM {CONTROL}.replaced_schemas WHERE tenant_id = $1", case.tenant)]
+        f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", case.tenant)]
     left = [j["replaced_schema"] for j in swapped if j["replaced_schema"] and await conn.fetchval(
         "SELECT 1 FROM pg_namespace WHERE nspname = $1", j["replaced_schema"])]
     if replaced or left:
@@ -336,7 +336,7 @@ async def _check_raced(conn: asyncpg.Connection, case: RestoreCase, answer: Enve
 async def orphan_replaced_schemas(conn: asyncpg.Connection) -> list[str]:
     """A schema named like a restore's replaced one that no job or grace row knows of."""
     known = {r[0] for r in await conn.fetch(
-        f"SELECT schema_name FROM {CONTROL}.replaced_schemas")}
+        f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas")}
     found = {r[0] for r in await conn.fetch(
         r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replaced\_%'")}
     return [f"replaced schema {s} known to no restore" for s in sorted(found - known)]
@@ -349,7 +349,7 @@ async def check_nothing_stuck(conn: asyncpg.Connection, settings: Settings, tena
 
     async def unparked() -> bool:
         return not await conn.fetchval(
-            f"SELECT count(*) FROM {CONTROL}.parked_events WHERE status = 'parked'"
+            f"SELECT count(*) FROM {ns.CONTROL}.parked_events WHERE status = 'parked'"
             " AND tenant_id = ANY($1::text[])", tenants)
 
     try:
@@ -357,7 +357,7 @@ async def check_nothing_stuck(conn: asyncpg.Connection, settings: Settings, tena
     except AssertionError:
         for r in await conn.fetch(
                 f"SELECT consumer_group, tenant_id, event_id, attempts, last_error"
-                f" FROM {CONTROL}.parked_events WHERE status = 'parked'"
+                f" FROM {ns.CONTROL}.parked_events WHERE status = 'parked'"
                 " AND tenant_id = ANY($1::text[])", tenants):
             problems.append(f"parked event left undone: {dict(r)}")
     for group, topic in GROUPS:

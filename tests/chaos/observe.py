@@ -87,7 +87,7 @@ class EventsTail:
     restart: aiokafka reconnects)."""
 
     def __init__(self, settings: Settings, topic: str = topics.EVENTS) -> None:
-        self._settings, self._topic = settings, topic
+        self._settings, self._topic = settings, settings.names.topics.topic(topic)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.seen: list[Seen] = []
@@ -140,7 +140,8 @@ class EventsTail:
 
 
 async def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[Any]:
-    """Every record of ``topic`` up to the end offsets seen at the start."""
+    """Every record of ``topic`` (logical) up to the end offsets seen at the start."""
+    topic = settings.names.topics.topic(topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
@@ -167,6 +168,7 @@ async def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> lis
 
 async def group_lag(settings: Settings, group: str, topic: str) -> int:
     """Sum over partitions of (end offset - committed offset) of ``group`` on ``topic``."""
+    topic, group = settings.names.topics.topic(topic), settings.names.topics.group(group)
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)

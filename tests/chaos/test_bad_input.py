@@ -34,6 +34,7 @@ from contracts.events import TenantRequested
 from runtime.settings import Settings
 from tests.chaos.observe import group_lag, read_topic
 from tests.chaos.private_stack import PrivateStack
+from tests.support import names as ns
 from tests.support.kafka import ResultLog, TopicTail, publish, requested
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
@@ -177,7 +178,7 @@ async def test_bad_input_corpus(settings: Settings, publisher: KafkaEventPublish
             dict.fromkeys(accepted, "TenantProvisioned")
 
     # nothing leaked into SQL: the registry is intact and no schema was made of an injection
-    assert await pg.fetchval("SELECT count(*) FROM tenant_service.tenants") > 0
+    assert await pg.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.tenants") > 0
     assert await pg.fetchval("SELECT to_regnamespace('public') IS NOT NULL")
     assert not await pg.fetchval(
         "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%DROP%' OR nspname LIKE '%;%'")
@@ -195,7 +196,8 @@ async def test_bad_input_corpus(settings: Settings, publisher: KafkaEventPublish
         if key is not None and key.startswith(b"bad_"):
             shown = by_key.get(key.decode())
             assert shown is not None and shown["reason"] == reason, (name, shown)
-            assert shown["group"] == topics.PROVISIONER_GROUP and shown["detail"], shown
+            group = ns.names().topics.group(topics.PROVISIONER_GROUP)
+            assert shown["group"] == group and shown["detail"], shown
 
 
 async def _lag_zero(settings: Settings) -> bool:

@@ -28,8 +28,6 @@ import asyncpg
 import pytest
 
 from adapters.migration_files import load_migrations
-from adapters.postgres.restore_swap import restore_role_name
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -40,12 +38,12 @@ from contracts.events import (
     TenantReactivated,
     TenantRequested,
 )
-from domain.tenant_ids import role_name, schema_name
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.chaos import erase_restore as er
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import PrivateStack
+from tests.support import names as ns
 from tests.support.backups import local_path, stock_restore_list, unwrap, write_identity
 from tests.support.postgres import template_version
 from tests.support.workers import WorkerProcess
@@ -213,7 +211,7 @@ def legacy_tenants(rng: random.Random, plan: Plan, version: int, tag: str) -> li
 
 async def create_legacy(conn: asyncpg.Connection, tenants: list[str], version: int) -> None:
     steps = [m for m in load_migrations(TENANT_DIR) if m.version < version]
-    store = PostgresTenantStore("tenant_service", "tenant_app")
+    store = ns.tenant_store()
     for t in tenants:
         async with conn.transaction():
             await store.create(conn, t, "free", steps)
@@ -224,7 +222,7 @@ async def check_migrated(conn: asyncpg.Connection, plan: Plan, legacy: list[str]
     async def columns(t: str) -> set[tuple[str, str, str]]:
         return {(r["table_name"], r["column_name"], r["data_type"]) for r in await conn.fetch(
             "SELECT table_name, column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = $1", schema_name(t))}
+            " WHERE table_schema = $1", ns.tenant(t))}
 
     fresh = [t for t in plan.tenants if t not in legacy and t not in plan.erased]
     kept = [t for t in legacy if t not in plan.erased]
@@ -520,7 +518,7 @@ def _event_id(value: bytes | None) -> str:
 async def check_effects(conn: asyncpg.Connection, plan: Plan, by_cause: dict) -> list[str]:
     problems = []
     inbox = {(r["consumer_group"], r["event_id"]): r["n"] for r in await conn.fetch(
-        "SELECT consumer_group, event_id, count(*) AS n FROM tenant_service.inbox"
+        f"SELECT consumer_group, event_id, count(*) AS n FROM {ns.CONTROL}.inbox"
         " WHERE event_id = ANY($1::text[]) GROUP BY 1, 2",
         [p.env.id for p in plan.originals])}
     for p in plan.originals:
@@ -541,8 +539,9 @@ async def check_state(conn: asyncpg.Connection, plan: Plan, version: int) -> lis
     rows = {r["tenant_id"]: r for r in await conn.fetch(
         "SELECT t.*, EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
         "  JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = t.role_name"
-        "  AND a.rolname = 'tenant_app') AS app_member"
-        " FROM tenant_service.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants)}
+        "  AND a.rolname = $2) AS app_member"
+        f" FROM {ns.CONTROL}.tenants t WHERE tenant_id = ANY($1::text[])", plan.tenants,
+        ns.names().app_role)}
     problems = []
     for t in plan.tenants:
         row, want = rows.get(t), plan.final[t]
@@ -560,16 +559,17 @@ async def check_state(conn: asyncpg.Connection, plan: Plan, version: int) -> lis
 
 async def check_orphans(conn: asyncpg.Connection) -> list[str]:
     live = {r["tenant_id"] for r in await conn.fetch(
-        "SELECT tenant_id FROM tenant_service.tenants WHERE status <> 'erased'")}
-    want = {schema_name(t) for t in live}
+        f"SELECT tenant_id FROM {ns.CONTROL}.tenants WHERE status <> 'erased'")}
+    want = {ns.tenant(t) for t in live}
+    like = ns.names().tenant_prefix.replace("_", "\\_") + "%"  # the session's namespace
     schemas = {r[0] for r in await conn.fetch(
-        r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'")} - {"tenant_service"}
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)} - {ns.CONTROL}
     # the service's own roles share the prefix: the app role, the API's reader, the restore login
-    service_roles = {"tenant_app", "tenant_service", "tenant_api_reader",
-                     restore_role_name("tenant_service")}
+    n = ns.names()
+    service_roles = {n.app_role, ns.CONTROL, n.api_reader_role, n.restore_role}
     roles = {r[0] for r in await conn.fetch(
-        r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\_%'")} - service_roles
-    want_roles = {role_name(t) for t in live}
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)} - service_roles
+    want_roles = {ns.tenant(t) for t in live}
     problems = [f"orphan schema {s}" for s in sorted(schemas - want)]
     problems += [f"live tenant without schema {s}" for s in sorted(want - schemas)]
     problems += [f"orphan role {r}" for r in sorted(roles - want_roles)]
@@ -582,7 +582,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     import hashlib
 
     catalog = list(await conn.fetch(
-        "SELECT * FROM tenant_service.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
+        f"SELECT * FROM {ns.CONTROL}.backups WHERE tenant_id = ANY($1::text[])", plan.tenants))
     by_id = {r["backup_id"]: r for r in catalog}
     # an erase's archive is kept (encrypted to the operators: checked by er.check_archives)
     archives = {a for p in plan.originals if p.kind in ("erase", "reerase")
@@ -599,12 +599,12 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
         if digest != r["sha256"] or path.stat().st_size != r["bytes"]:
             problems.append(f"catalogued artifact {path} differs from its catalog row")
     keys = {r[0] for r in await conn.fetch(
-        "SELECT tenant_id FROM tenant_service.tenant_keys WHERE tenant_id = ANY($1::text[])",
+        f"SELECT tenant_id FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = ANY($1::text[])",
         sorted(plan.erased))}
     problems += [f"erased tenant {t} still has a backup key" for t in sorted(keys)]
     # every BackupCompleted of a live tenant is catalogued, unless retention expired it: then
     # the tenant's plan keeps `last` newer backups (the newest is never expired)
-    plans = dict(await conn.fetch("SELECT tenant_id, plan FROM tenant_service.tenants"
+    plans = dict(await conn.fetch(f"SELECT tenant_id, plan FROM {ns.CONTROL}.tenants"
                                   " WHERE tenant_id = ANY($1::text[])", plan.tenants))
     retention = Settings.model_fields["backup_retention"].default  # the chaos workers' (unset)
     for p in plan.originals:
@@ -627,7 +627,7 @@ async def check_catalog(conn: asyncpg.Connection, stack: PrivateStack, plan: Pla
     restored = 0
     for r in sample:
         wrapped = await conn.fetchval(
-            "SELECT wrapped_identity FROM tenant_service.tenant_keys WHERE tenant_id = $1",
+            f"SELECT wrapped_identity FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1",
             r["tenant_id"])
         if wrapped is None:
             problems.append(f"no key for catalogued backup {r['backup_id']}")

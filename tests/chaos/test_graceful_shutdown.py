@@ -16,6 +16,7 @@ from contracts.events import BackupDue, TenantRequested
 from domain import backups as rules
 from tests.chaos.observe import EventsTail, InputPublisher
 from tests.chaos.private_stack import PrivateStack
+from tests.support import names as ns
 from tests.support.backups import add_users
 from tests.support.waiting import wait_until
 
@@ -44,7 +45,7 @@ async def test_sigterm_hands_back_a_long_backup(stack_workers: PrivateStack,
 
         async def in_flight() -> bool:
             row = await pg.fetchrow(
-                "SELECT status, progress_bytes FROM tenant_service.backup_jobs WHERE job_id = $1",
+                f"SELECT status, progress_bytes FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1",
                 job_id)
             return row is not None and row["status"] == "running" and row["progress_bytes"] > 0
 
@@ -55,13 +56,13 @@ async def test_sigterm_hands_back_a_long_backup(stack_workers: PrivateStack,
         after = slow.log_text(size)
         assert '"event": "worker_stopping"' in after and '"event": "worker_stopped"' in after
         # nothing durable was claimed for the unfinished job
-        assert await pg.fetchval("SELECT count(*) FROM tenant_service.backups"
+        assert await pg.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.backups"
                                  " WHERE backup_id = $1", job_id) == 0
-        assert await pg.fetchval("SELECT count(*) FROM tenant_service.outbox"
+        assert await pg.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.outbox"
                                  " WHERE event_id IN ($1, $2)",
                                  codec.result_event_id(due.id, "BackupCompleted"),
                                  codec.result_event_id(due.id, "BackupFailed")) == 0
-        job = await pg.fetchrow("SELECT * FROM tenant_service.backup_jobs WHERE job_id = $1",
+        job = await pg.fetchrow(f"SELECT * FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1",
                                 job_id)
         assert job["status"] in ("running", "pending"), dict(job)
         tenant_dir = s.backup_dir / t
@@ -74,9 +75,9 @@ async def test_sigterm_hands_back_a_long_backup(stack_workers: PrivateStack,
         await tail.wait_for({due.id}, 90, "the handed-back backup")
         answers = {(e.envelope.type, e.envelope.id) for e in tail.by_cause[due.id]}
         assert len(answers) == 1 and next(iter(answers))[0] == "BackupCompleted", answers
-        assert await pg.fetchval("SELECT count(*) FROM tenant_service.backups"
+        assert await pg.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.backups"
                                  " WHERE tenant_id = $1", t) == 1
-        assert await pg.fetchval("SELECT count(*) FROM tenant_service.inbox WHERE event_id = $1",
+        assert await pg.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.inbox WHERE event_id = $1",
                                  due.id) == 1
-        assert await pg.fetchval("SELECT attempts FROM tenant_service.backup_jobs"
+        assert await pg.fetchval(f"SELECT attempts FROM {ns.CONTROL}.backup_jobs"
                                  " WHERE job_id = $1", job_id) >= 2

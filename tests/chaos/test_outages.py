@@ -26,6 +26,7 @@ from contracts import codec, topics
 from contracts.events import BackupDue, Event, TenantRequested
 from tests.chaos.observe import EventsTail, InputPublisher, metric, read_topic, readiness
 from tests.chaos.private_stack import PrivateStack
+from tests.support import names as ns
 from tests.support.backups import add_users
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
@@ -82,7 +83,7 @@ async def observe(fleet: Fleet, obs: Observed, stop: asyncio.Event) -> None:
         for w in fleet.all:
             obs.readyz.append(await readiness(w.port))
             for g in groups:
-                v = await metric(w.port, "tenant_circuit_open", {"group": g})
+                v = await metric(w.port, "tenant_circuit_open", {"group": ns.names().topics.group(g)})
                 if v is not None:
                     obs.circuit[g] = max(obs.circuit.get(g, 0.0), v)
         with contextlib.suppress(TimeoutError):
@@ -162,7 +163,7 @@ async def assert_nothing_lost(stack: PrivateStack, sent: list[str], by_cause: di
     conn = await stack.connect()
     try:
         rows = {r["event_id"]: r["n"] for r in await conn.fetch(
-            "SELECT event_id, count(*) AS n FROM tenant_service.inbox"
+            f"SELECT event_id, count(*) AS n FROM {ns.CONTROL}.inbox"
             " WHERE event_id = ANY($1::text[]) GROUP BY 1", sent)}
     finally:
         await conn.close()
@@ -185,7 +186,8 @@ def _circuit_opened(worker: WorkerProcess, group: str) -> bool:
 
 
 async def _circuit_closed(fleet: Fleet, group: str) -> bool:
-    values = [await metric(w.port, "tenant_circuit_open", {"group": group}) for w in fleet.all]
+    values = [await metric(w.port, "tenant_circuit_open", {"group": ns.names().topics.group(group)})
+              for w in fleet.all]
     return all(v in (None, 0.0) for v in values)
 
 
@@ -222,7 +224,7 @@ async def test_redis_outage(fleet: Fleet) -> None:
     async def collected() -> bool:
         conn = await s.connect()
         try:
-            n = await conn.fetchval("SELECT count(*) FROM tenant_service.inbox"
+            n = await conn.fetchval(f"SELECT count(*) FROM {ns.CONTROL}.inbox"
                                     " WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
                                     topics.METRICS_GROUP, ids)
         finally:
@@ -290,7 +292,7 @@ async def test_postgres_outage_during_backup_job(fleet: Fleet) -> None:
             c = await s.connect()
             try:
                 return bool(await c.fetchval(
-                    "SELECT progress_bytes > 0 FROM tenant_service.backup_jobs"
+                    f"SELECT progress_bytes > 0 FROM {ns.CONTROL}.backup_jobs"
                     " WHERE cause_id = $1 AND status = 'running'", first.id))
             finally:
                 await c.close()

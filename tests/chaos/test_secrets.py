@@ -21,6 +21,7 @@ from contracts import codec, topics
 from contracts.events import BackupDue, TenantRequested
 from tests.chaos.observe import EventsTail, InputPublisher, read_topic
 from tests.chaos.private_stack import FAST_ENV, PrivateStack
+from tests.support import names as ns
 from tests.support.backups import add_users, local_path, unwrap, write_identity
 from tests.support.workers import REPO_ROOT
 
@@ -65,14 +66,14 @@ async def test_no_secret_in_logs_events_or_manifests(private_stack: PrivateStack
         assert marker.encode() not in artifact
         # the check above can fail: the decrypted dump does hold the marker
         wrapped = await conn.fetchval(
-            "SELECT wrapped_identity FROM tenant_service.tenant_keys WHERE tenant_id = $1", t)
+            f"SELECT wrapped_identity FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1", t)
         key = write_identity(s.state, unwrap(bytes(wrapped), s.master_key))
         plain = subprocess.run(["bash", "-o", "pipefail", "-c", 'age -d -i "$1" | zstd -d -c',
                                 "x", str(key)], input=artifact, capture_output=True, check=True)
         assert marker.encode() in plain.stdout
         key.unlink()
 
-        outbox = [bytes(r[0]) for r in await conn.fetch("SELECT payload FROM tenant_service.outbox")]
+        outbox = [bytes(r[0]) for r in await conn.fetch(f"SELECT payload FROM {ns.CONTROL}.outbox")]
     finally:
         await conn.close()
         await worker.terminate(30)
@@ -93,6 +94,7 @@ async def test_no_secret_in_logs_events_or_manifests(private_stack: PrivateStack
     assert not leaks, leaks
 
 
+@pytest.mark.needs_tool("sshd")
 async def test_sftp_unknown_host_key_is_refused(stack_workers: PrivateStack,
                                                 tmp_path: Path) -> None:
     """Worker level: known_hosts lists another key for the (shared) sshd -> BackupFailed, and the
@@ -124,7 +126,7 @@ async def test_sftp_unknown_host_key_is_refused(stack_workers: PrivateStack,
     conn: asyncpg.Connection = await s.connect()
     try:
         assert await conn.fetchval(
-            "SELECT count(*) FROM tenant_service.backups WHERE tenant_id = $1", t) == 0
+            f"SELECT count(*) FROM {ns.CONTROL}.backups WHERE tenant_id = $1", t) == 0
     finally:
         await conn.close()
     assert "host key" in worker.log_text().lower() or "hostkey" in worker.log_text().lower(), \

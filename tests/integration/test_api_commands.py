@@ -10,6 +10,7 @@ import pytest
 
 from contracts import topics
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.api import ApiProcess, DevKeys
 from tests.support.kafka import TopicTail
 from tests.support.waiting import wait_until
@@ -120,11 +121,11 @@ async def test_idempotency_key_returns_the_same_operation_and_refuses_another_bo
     assert other.status_code == 422
     assert other.json()["type"].endswith("idempotency_key_reused")
     ops = await pg.fetchval(
-        "SELECT count(*) FROM tenant_service.api_operations WHERE tenant_id = $1", tenant_id
+        f"SELECT count(*) FROM {ns.CONTROL}.api_operations WHERE tenant_id = $1", tenant_id
     )
     assert ops == 1
     expires = await pg.fetchval(
-        "SELECT min(expires_at - now()) FROM tenant_service.api_idempotency_keys"
+        f"SELECT min(expires_at - now()) FROM {ns.CONTROL}.api_idempotency_keys"
         " WHERE operation_id = $1",
         first.json()["name"].split("/")[1],
     )

@@ -8,9 +8,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from adapters.postgres.api_reads import READ_ROLE
 from contracts import topics
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.api import ApiProcess, DevKeys
 from tests.support.kafka import TopicTail
 
@@ -22,13 +22,13 @@ async def _nothing_changed(pg: asyncpg.Connection, tail: TopicTail, tenant_id: s
     assert tail.with_key(tenant_id.encode()) == []
     assert (
         await pg.fetchval(
-            "SELECT count(*) FROM tenant_service.api_operations WHERE tenant_id = $1", tenant_id
+            f"SELECT count(*) FROM {ns.CONTROL}.api_operations WHERE tenant_id = $1", tenant_id
         )
         == 0
     )
     assert (
         await pg.fetchval(
-            "SELECT count(*) FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id
+            f"SELECT count(*) FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id
         )
         == 0
     )
@@ -95,21 +95,21 @@ async def client_status(api: ApiProcess, path: str, headers: dict[str, str]) -> 
 async def test_the_read_role_cannot_write(settings: Settings, api: ApiProcess) -> None:
     conn = await asyncpg.connect(
         settings.pg_dsn.get_secret_value(),
-        server_settings={"role": READ_ROLE, "default_transaction_read_only": "on"},
+        server_settings={"role": settings.names.api_reader_role, "default_transaction_read_only": "on"},
     )
     try:
-        assert await conn.fetchval("SELECT current_user") == READ_ROLE
-        assert await conn.fetchval("SELECT count(*) >= 0 FROM tenant_service.tenants")
+        assert await conn.fetchval("SELECT current_user") == settings.names.api_reader_role
+        assert await conn.fetchval(f"SELECT count(*) >= 0 FROM {ns.CONTROL}.tenants")
         await conn.execute("SET default_transaction_read_only = off")  # not what protects us
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute(
-                "INSERT INTO tenant_service.api_operations (operation_id, kind, actor, event_ids,"
+                f"INSERT INTO {ns.CONTROL}.api_operations (operation_id, kind, actor, event_ids,"
                 " correlation_id) VALUES ('x', 'k', 'a', '{}', 'c')"
             )
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("UPDATE tenant_service.tenants SET plan = plan")
+            await conn.execute(f"UPDATE {ns.CONTROL}.tenants SET plan = plan")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.fetch("SELECT * FROM tenant_service.tenant_keys")
+            await conn.fetch(f"SELECT * FROM {ns.CONTROL}.tenant_keys")
     finally:
         await conn.close()
 

@@ -9,9 +9,10 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import BackupDue
-from domain.tenant_ids import quote_ident, schema_name
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -38,16 +39,16 @@ async def test_a_table_slower_to_count_than_the_statement_timeout_is_backed_up(
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["ada", "bob"])
-    await pg.execute("ANALYZE " + quote_ident(schema_name(tenant_id)) + ".users")
+    await pg.execute("ANALYZE " + quote_ident(ns.tenant(tenant_id)) + ".users")
     blocker = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     locked, held = blocker.transaction(), False
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             await pool.start("counts", {**ENV, "TENANT_BACKUP_LOCAL_DIR": str(tmp_path)})
             await locked.start()
             held = True
             await blocker.execute(
-                f"LOCK TABLE {quote_ident(schema_name(tenant_id))}.users IN ACCESS EXCLUSIVE MODE")
+                f"LOCK TABLE {quote_ident(ns.tenant(tenant_id))}.users IN ACCESS EXCLUSIVE MODE")
             env = await bk.send(publisher, bk.envelope(BackupDue(tenant_id=tenant_id)))
 
             async def dump_blocked_or_answered() -> str | None:

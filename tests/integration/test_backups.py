@@ -19,6 +19,7 @@ from domain.backups import backup_id_for
 from runtime.backup_target import backup_target
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.tcp_gate import TcpGate
@@ -48,7 +49,7 @@ class Workers:
             })
             self._by_name[name] = current
         running = sum(w.running for w in self._by_name.values())
-        await bk.wait_for_empty_backup_group(self._pool._settings, ours=running)
+        await bk.wait_for_backup_group(self._pool._settings, ours=running)
         return current
 
 
@@ -56,7 +57,7 @@ class Workers:
 async def workers(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tenants: TenantIds,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Workers]:
     mine = len(tenants.ids)
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         yield Workers(pool, tmp_path_factory.mktemp("backups"))
     await bk.forget_backups(pg, tenants.ids[mine:])
 
@@ -75,7 +76,7 @@ async def test_backup_is_encrypted_catalogued_and_restorable_with_stock_tools(
 
     assert result.type == "BackupCompleted", result.data
     data = result.data
-    bk.skip_if_foreign(data["uri"], workers.folder.as_uri())
+    bk.assert_ours(data["uri"], workers.folder.as_uri())
     artifact = bk.local_path(data["uri"])
     assert artifact == workers.folder / tenant_id / f"{data['backup_id']}.dump.zst.age"
     blob = artifact.read_bytes()
@@ -84,7 +85,7 @@ async def test_backup_is_encrypted_catalogued_and_restorable_with_stock_tools(
     assert marker.encode() not in blob and b"alice@example.test" not in blob
     manifest = bk.manifest_of(artifact)
     recipient = await pg.fetchval(
-        "SELECT recipient FROM tenant_service.tenant_keys WHERE tenant_id = $1", tenant_id)
+        f"SELECT recipient FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1", tenant_id)
     assert manifest["tenant_id"] == tenant_id and manifest["backup_id"] == data["backup_id"]
     assert manifest["schema_version"] == 2
     assert (manifest["bytes"], manifest["sha256"]) == (data["bytes"], data["sha256"])
@@ -101,7 +102,7 @@ async def test_backup_is_encrypted_catalogued_and_restorable_with_stock_tools(
     listing = bk.stock_restore_list(artifact, identity)
     assert listing.returncode == 0, listing.stderr
     for table in ("users", "projects", "documents"):
-        assert f"TABLE tenant_{tenant_id} {table} " in listing.stdout
+        assert f"TABLE {ns.tenant(tenant_id)} {table} " in listing.stdout
 
 
 async def test_same_backup_due_twice_makes_one_backup(
@@ -165,7 +166,7 @@ async def test_retention_keeps_the_last_n_and_deletes_expired_artifacts(
     done = [await bk.backup(publisher, results, tenant_id) for _ in range(3)]
     assert [d.type for d in done] == ["BackupCompleted"] * 3
     for d in done:
-        bk.skip_if_foreign(d.data["uri"], workers.folder.as_uri())
+        bk.assert_ours(d.data["uri"], workers.folder.as_uri())
     oldest = bk.local_path(done[0].data["uri"])
 
     await wait_until(lambda: not oldest.exists(), 10, what="expired artifact deleted")
@@ -198,7 +199,7 @@ async def test_backup_to_remote_target(
     result = await bk.backup(publisher, results, tenant_id)
 
     assert result.type == "BackupCompleted", result.data
-    bk.skip_if_foreign(result.data["uri"], f"{kind}://")
+    bk.assert_ours(result.data["uri"], f"{kind}://")
     target = await backup_target(settings.model_copy(update=overrides))
     try:
         key = f"{tenant_id}/{result.data['backup_id']}.dump.zst.age"
@@ -265,7 +266,7 @@ async def test_transient_target_failure_is_retried_then_succeeds(
     finally:
         await gate.close()
     assert result.type == "BackupCompleted", result.data
-    bk.skip_if_foreign(result.data["uri"], "s3://")
+    bk.assert_ours(result.data["uri"], "s3://")
     (job,) = await bk.jobs_of(pg, tenant_id)
     assert job["status"] == "succeeded" and job["attempts"] >= 2
     assert len(await bk.catalog(pg, tenant_id)) == 1
@@ -284,7 +285,7 @@ async def _idle_runner(workers: Workers, pg: asyncpg.Connection) -> None:
 
     async def nothing_claimable() -> bool:  # the idle runner's first pass is over: it sleeps
         return not await pg.fetchval(
-            "SELECT count(*) FROM tenant_service.backup_jobs WHERE not_before <= now()"
+            f"SELECT count(*) FROM {ns.CONTROL}.backup_jobs WHERE not_before <= now()"
             " AND (status = 'pending' OR (status = 'running' AND lease_until < now()))")
 
     await wait_until(nothing_claimable, 60, what="no job left to claim", interval=0.2)
@@ -292,7 +293,7 @@ async def _idle_runner(workers: Workers, pg: asyncpg.Connection) -> None:
 
 async def _accepted(pg: asyncpg.Connection, event_ids: list[str]) -> bool:
     n = await pg.fetchval(
-        "SELECT count(*) FROM tenant_service.inbox WHERE consumer_group = 'tenant-backup'"
+        f"SELECT count(*) FROM {ns.CONTROL}.inbox WHERE consumer_group = 'tenant-backup'"
         " AND event_id = ANY($1::text[])", event_ids)
     return bool(n == len(event_ids))
 
@@ -313,7 +314,7 @@ async def test_requests_waiting_for_the_same_tenant_share_one_backup(
     host = backup_id_for(burst[0].id)
     jobs = {t: [j["job_id"] for j in await bk.jobs_of(pg, t)] for t in (busy, other)}
     assert jobs == {busy: [host], other: [backup_id_for(alone.id)]}
-    riders = await pg.fetch("SELECT cause_id, job_id FROM tenant_service.backup_job_riders"
+    riders = await pg.fetch(f"SELECT cause_id, job_id FROM {ns.CONTROL}.backup_job_riders"
                             " WHERE job_id = $1 ORDER BY created_at", host)
     assert [(r["cause_id"], r["job_id"]) for r in riders] == [(e.id, host) for e in burst[1:]]
 
@@ -349,7 +350,7 @@ async def test_tenantctl_backup_wait_follows_the_job_it_rode_on(
     try:
         async def rode() -> bool:
             return bool(await pg.fetchval(
-                "SELECT count(*) FROM tenant_service.backup_job_riders WHERE job_id = $1", host))
+                f"SELECT count(*) FROM {ns.CONTROL}.backup_job_riders WHERE job_id = $1", host))
 
         await wait_until(rode, 60, what="the CLI's request riding on the waiting job",
                          interval=0.2)

@@ -14,12 +14,14 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
+from adapters.postgres.tenant_store import tenant_lock_sql
 from contracts import codec, topics
 from contracts.events import Event, TenantDeactivated, TenantMigrationDue, TenantReactivated
 from migrations import TENANT_DIR
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.kafka import ResultLog, group_members, publish
+from tests.support.postgres import drop_tenants
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
@@ -69,7 +71,7 @@ async def _send(publisher: KafkaEventPublisher, event: Event, tenant_id: str) ->
 async def _create(pg: asyncpg.Connection, tenant_id: str, up_to: int | None = None) -> None:
     steps = [m for m in load_migrations(TENANT_DIR) if up_to is None or m.version <= up_to]
     async with pg.transaction():
-        await PostgresTenantStore("tenant_service", "tenant_app").create(
+        await ns.tenant_store().create(
             pg, tenant_id, "free", steps
         )
 
@@ -86,7 +88,7 @@ async def test_a_migration_that_always_times_out_answers_failed_timeout(
         # timeout every time (its lock timeout is longer), as a too-slow migration would.
         tx = holder.transaction()
         await tx.start()
-        await holder.execute(f'LOCK TABLE "tenant_{tenant_id}".documents IN ACCESS SHARE MODE')
+        await holder.execute(f'LOCK TABLE "{ns.tenant(tenant_id)}".documents IN ACCESS SHARE MODE')
         async with ResultLog(settings) as results:
             cause = await _send(publisher, TenantMigrationDue(
                 tenant_id=tenant_id, target_version=2, rollout_id=f"test-{secrets.token_hex(3)}"
@@ -96,11 +98,15 @@ async def test_a_migration_that_always_times_out_answers_failed_timeout(
     finally:
         await holder.close()
 
-    assert result.type == "TenantMigrationFailed", result
-    assert result.data["reason"] == "timeout" and result.data["version"] == 2
-    assert await pg.fetchval(
-        "SELECT schema_version FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id
-    ) == 1
+    try:
+        assert result.type == "TenantMigrationFailed", result
+        assert result.data["reason"] == "timeout" and result.data["version"] == 2
+        assert await pg.fetchval(
+            f"SELECT schema_version FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id
+        ) == 1
+    finally:
+        # Left at version 1, it would join the session's later rollouts (one registry per run).
+        await drop_tenants(pg, [tenant_id])
 
 
 def _same_partition(tenants: TenantIds, partitions: int) -> tuple[str, str]:
@@ -136,7 +142,7 @@ async def test_a_tenant_waiting_on_its_lock_does_not_stop_its_partition_and_keep
             assert (await results.first(served, TIMEOUT_S)).type == "TenantSuspended"
             assert results.caused_by(first) == [] and results.caused_by(second) == []
             parked = await pg.fetch(
-                "SELECT event_id, status FROM tenant_service.parked_events"
+                f"SELECT event_id, status FROM {ns.CONTROL}.parked_events"
                 " WHERE tenant_id = $1 ORDER BY seq", blocked)
             assert [(r["event_id"], r["status"]) for r in parked] == [
                 (first, "parked"), (second, "parked")]
@@ -150,7 +156,7 @@ async def test_a_tenant_waiting_on_its_lock_does_not_stop_its_partition_and_keep
     assert answers[first].type == "TenantSuspended" and answers[second].type == "TenantResumed"
     assert order == [first, second]
     assert await pg.fetchval(
-        "SELECT status FROM tenant_service.tenants WHERE tenant_id = $1", blocked) == "active"
+        f"SELECT status FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", blocked) == "active"
     assert await pg.fetchval(
-        "SELECT array_agg(status ORDER BY seq) FROM tenant_service.parked_events"
+        f"SELECT array_agg(status ORDER BY seq) FROM {ns.CONTROL}.parked_events"
         " WHERE tenant_id = $1", blocked) == ["done", "done"]

@@ -82,15 +82,13 @@ async def test_children_get_no_service_secret_and_no_password_in_argv(
 
         await dump(query_dsn, schema, [recipient], sink)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for chunk in artifact:
-                yield chunk
-
         async def run_sql(script: AsyncIterator[bytes]) -> None:
             async for _ in script:
                 pass
 
-        await restore_sql(chunks(), identity, run_sql)
+        spool = tmp_path / "artifact.spool"  # restores read a verified spool file
+        spool.write_bytes(b"".join(artifact))
+        await restore_sql(spool, identity, run_sql)
         psql = PsqlTransaction(dsn)
         await psql.start("SELECT 1;")
         await psql.finish(commit=False)

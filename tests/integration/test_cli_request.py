@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import names as ns
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.workers import REPO_ROOT
 
@@ -42,7 +43,7 @@ async def test_request_wait_prints_tenant_provisioned(
     assert result["type"] == "TenantProvisioned"
     assert result["causationid"] == request_id
     assert result["data"]["tenant_id"] == tenant_id
-    assert result["data"]["schema_name"] == f"tenant_{tenant_id}"
+    assert result["data"]["schema_name"] == f"{ns.tenant(tenant_id)}"
 
 
 async def test_request_wait_exits_1_on_a_refusal(

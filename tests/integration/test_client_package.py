@@ -21,6 +21,7 @@ from contracts import __version__
 from contracts.events import TenantRequested
 from contracts.publish import publish_aiokafka, publish_confluent
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import SessionWorker, TenantIds
 from tests.support.workers import REPO_ROOT
@@ -128,7 +129,10 @@ async def test_example_consumer_receives_tenant_provisioned(
     await producer.start()
     try:
         request = await publish_aiokafka(
-            producer, TenantRequested(tenant_id=tenant_id, plan="free"), source="urn:example-test"
+            producer,
+            TenantRequested(tenant_id=tenant_id, plan="free"),
+            source="urn:example-test",
+            namespace=settings.names.namespace,  # the session's deployment
         )
     finally:
         await producer.stop()
@@ -144,6 +148,8 @@ async def test_example_consumer_receives_tenant_provisioned(
         tenant_id,
         "--count",
         "1",
+        "--namespace",
+        settings.names.namespace,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -160,7 +166,7 @@ async def test_example_consumer_receives_tenant_provisioned(
     received = json.loads(line)
     assert received["type"] == "TenantProvisioned"
     assert received["tenant_id"] == tenant_id
-    assert received["schema_name"] == f"tenant_{tenant_id}"
+    assert received["schema_name"] == ns.tenant(tenant_id)
     assert received["causationid"] == request.id
     assert received["correlationid"] == request.id  # no correlationid given: its own id
 
@@ -181,8 +187,9 @@ async def test_confluent_helper_request_is_provisioned(
         TenantRequested(tenant_id=tenant_id, plan="free"),
         source="urn:confluent-test",
         mode=mode,  # type: ignore[arg-type]
+        namespace=settings.names.namespace,
     )
     result = await results.first(request.id, RESULT_S)
     assert result.type == "TenantProvisioned", result
     assert result.subject == tenant_id
-    assert result.data["schema_name"] == f"tenant_{tenant_id}"
+    assert result.data["schema_name"] == ns.tenant(tenant_id)

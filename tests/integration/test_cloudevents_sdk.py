@@ -24,6 +24,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from contracts.codec import NOT_CLOUDEVENT
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, TopicTail
 from tests.support.stack import SessionWorker, TenantIds
@@ -63,7 +64,7 @@ async def test_sdk_structured_mode_without_our_extensions(
     assert b"correlationid" not in message.value and not message.headers  # what the SDK sends
     await _send(publisher, message, tenant_id)
     await _provisioned(results, event["id"])
-    assert await db.schema_exists(pg, f"tenant_{tenant_id}")
+    assert await db.schema_exists(pg, ns.tenant(tenant_id))
 
 
 async def test_sdk_binary_mode_with_content_type_parameters(
@@ -91,7 +92,7 @@ async def test_kcat_binary_mode_without_time(
         "ce_specversion": "1.0", "ce_id": event_id, "ce_source": "urn:kcat",
         "ce_type": "TenantRequested", "ce_subject": tenant_id, "content-type": "application/json",
     }
-    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topics.LIFECYCLE,
+    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", settings.names.topics.lifecycle,
             "-k", tenant_id, *[a for k, v in headers.items() for a in ("-H", f"{k}={v}")],
             str(value)]
     proc = await asyncio.create_subprocess_exec(
@@ -145,7 +146,7 @@ async def test_results_parse_with_the_sdk(
         assert parsed["type"] == "TenantProvisioned"
         assert parsed["causationid"] == event["id"]
         assert parsed["subject"] == tenant_id
-        assert parsed.data["schema_name"] == f"tenant_{tenant_id}"
+        assert parsed.data["schema_name"] == ns.tenant(tenant_id)
         headers = dict(record.headers)
         if mode == "binary":
             assert headers["ce_type"] == b"TenantProvisioned"

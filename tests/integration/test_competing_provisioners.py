@@ -10,6 +10,7 @@ import pytest
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, group_members, publish, requested
 from tests.support.stack import SessionWorker, TenantIds
@@ -77,7 +78,7 @@ async def test_each_tenant_is_provisioned_once_by_competing_workers(
         assert [e.type for e in results.caused_by(request.id)] == ["TenantProvisioned"]
         assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1
     active = await pg.fetchval(
-        "SELECT count(*) FROM tenant_service.tenants WHERE tenant_id = ANY($1::text[])"
+        f"SELECT count(*) FROM {ns.CONTROL}.tenants WHERE tenant_id = ANY($1::text[])"
         " AND status = 'active' AND schema_version = $2",
         [r.subject for r in requests],
         db.template_version(),
@@ -85,7 +86,7 @@ async def test_each_tenant_is_provisioned_once_by_competing_workers(
     assert active == TENANTS
     schemas = await pg.fetchval(
         "SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1::text[])",
-        [f"tenant_{r.subject}" for r in requests],
+        [f"{ns.tenant(r.subject)}" for r in requests],
     )
     assert schemas == TENANTS
     assert await _processed(second_provisioner) > 0, "the second worker took no part"
@@ -97,8 +98,8 @@ async def test_each_tenant_is_provisioned_once_by_competing_workers(
 async def _processed(worker: WorkerProcess) -> float:
     _, body = await http_get(worker.port, "/metrics")
     pattern = re.compile(
-        r'^tenant_events_total\{group="tenant-provisioner",outcome="processed",'
-        r'type="TenantRequested"\} (\S+)$', re.MULTILINE,
+        r'^tenant_events_total\{group="' + re.escape(ns.names().topics.group(topics.PROVISIONER_GROUP))
+        + r'",outcome="processed",type="TenantRequested"\} (\S+)$', re.MULTILINE,
     )
     match = pattern.search(body.decode())
     return float(match.group(1)) if match else 0.0

@@ -9,12 +9,13 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import _TENANT_LOCK_CLASS, PostgresTenantStore
+from adapters.postgres.tenant_store import _TENANT_LOCK_CLASS
 from contracts.events import BackupDue, RestoreRequested, TenantEraseRequested, TenantMigrationDue
 from domain.backups import backup_id_for
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.lifecycle import fill_incompressible, running_job, watch_concurrency
 from tests.support.stack import TenantIds
@@ -29,7 +30,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """Two slow backup workers (rate-limited), so there is time to interleave."""
     mine = len(tenants.ids)
     where = tmp_path_factory.mktemp("cross")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         env = {"TENANT_BACKUP_LOCAL_DIR": str(where),
                "TENANT_BACKUP_RATE_LIMIT_BYTES": str(256 * 1024),
                "TENANT_BACKUP_CHUNK_BYTES": str(64 * 1024)}
@@ -66,7 +67,7 @@ async def test_erase_during_a_backup_waits_for_it_then_erases_it(
     assert not bk.local_path(backup.data["uri"]).exists()
     assert await bk.catalog(pg, tenant_id) == []
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                                 f"tenant_{tenant_id}")
+                                 f"{ns.tenant(tenant_id)}")
 
 
 async def test_migration_during_a_restore_is_serialised(
@@ -76,11 +77,11 @@ async def test_migration_during_a_restore_is_serialised(
     tenant_id = tenants.new()
     first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
     async with pg.transaction():
-        await PostgresTenantStore("tenant_service", "tenant_app").create(pg, tenant_id, "free", first)
+        await ns.tenant_store().create(pg, tenant_id, "free", first)
     await bk.add_users(pg, tenant_id, ["backed_up"])
     done = await bk.backup(publisher, results, tenant_id)
     assert done.type == "BackupCompleted", done.data
-    bk.skip_if_foreign(done.data["uri"], folder.as_uri())
+    bk.assert_ours(done.data["uri"], folder.as_uri())
     await bk.add_users(pg, tenant_id, ["later"])
 
     # The test holds the tenant's registry row, which the restore's transaction updates last:
@@ -90,7 +91,7 @@ async def test_migration_during_a_restore_is_serialised(
     try:
         hold = holder.transaction()
         await hold.start()
-        await holder.execute("SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1"
+        await holder.execute(f"SELECT 1 FROM {ns.CONTROL}.tenants WHERE tenant_id = $1"
                              " FOR UPDATE", tenant_id)
         restore = await bk.send(publisher, bk.envelope(RestoreRequested(tenant_id=tenant_id)))
         await wait_until(lambda: _tenant_lock(pg, tenant_id, granted=True), 60,
@@ -101,7 +102,7 @@ async def test_migration_during_a_restore_is_serialised(
                          what="the migration waiting for the restore's lock")
         # Overlap proven: the migration is waiting while the restore job runs under its lease.
         assert await pg.fetchval(
-            "SELECT status FROM tenant_service.backup_jobs WHERE cause_id = $1",
+            f"SELECT status FROM {ns.CONTROL}.backup_jobs WHERE cause_id = $1",
             restore.id) == "running"
         assert results.caused_by(restore.id) == [] and results.caused_by(migrate.id) == []
         await hold.rollback()
@@ -111,11 +112,11 @@ async def test_migration_during_a_restore_is_serialised(
 
     assert got[restore.id].type == "RestoreCompleted", got[restore.id].data
     assert got[migrate.id].type == "TenantMigrated", got[migrate.id].data
-    assert await pg.fetchval("SELECT schema_version FROM tenant_service.tenants"
+    assert await pg.fetchval(f"SELECT schema_version FROM {ns.CONTROL}.tenants"
                              " WHERE tenant_id = $1", tenant_id) == 2
     assert await pg.fetchval(
         "SELECT 1 FROM information_schema.columns WHERE table_schema = $1"
-        " AND table_name = 'documents' AND column_name = 'tags'", f"tenant_{tenant_id}")
+        " AND table_name = 'documents' AND column_name = 'tags'", f"{ns.tenant(tenant_id)}")
     assert await bk.user_names(pg, tenant_id) == ["backed_up"]
 
 

@@ -13,6 +13,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.kafka import ResultLog, TopicTail, publish, requested
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -75,8 +76,10 @@ async def test_bad_records_are_dead_lettered_verbatim_and_the_partition_moves_on
         assert record.value == value
         assert record.key == key
         assert list(record.headers)[: len(headers)] == headers
-        assert _header(record, dlq.SOURCE_TOPIC) == topics.LIFECYCLE.encode()
-        assert _header(record, dlq.GROUP) == topics.PROVISIONER_GROUP.encode()
+        # the physical names: the session's namespace
+        names = ns.names().topics
+        assert _header(record, dlq.SOURCE_TOPIC) == names.lifecycle.encode()
+        assert _header(record, dlq.GROUP) == names.group(topics.PROVISIONER_GROUP).encode()
         partitions.add(int(_header(record, dlq.SOURCE_PARTITION)))
         offsets.append(int(_header(record, dlq.SOURCE_OFFSET)))
     assert len(partitions) == 1  # one key, one partition

@@ -18,6 +18,7 @@ from contracts.envelope import Envelope
 from contracts.events import TenantDeactivated, TenantReactivated
 from domain.errors import TransientError
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import probe as pr
 from tests.support.kafka import TopicTail, publish
 from tests.support.stack import SessionWorker, TenantIds
@@ -245,7 +246,7 @@ async def test_a_record_failing_past_its_retry_attempts_is_parked_and_others_go_
 
         async def both_parked() -> list[Any] | None:
             rows = await pg.fetch(
-                "SELECT event_id, attempts, status FROM tenant_service.parked_events"
+                f"SELECT event_id, attempts, status FROM {ns.CONTROL}.parked_events"
                 " WHERE consumer_group = $1 AND tenant_id = $2 ORDER BY seq",
                 delivery.group,
                 stuck,
@@ -293,7 +294,7 @@ async def test_a_record_that_cannot_be_parked_is_handed_back_to_kafka(
         return {TenantDeactivated: handle}
 
     async with pr.probe(
-        fast, topics.LIFECYCLE, handlers, parking=lambda pool: _DownParking(pool, "tenant_service")
+        fast, topics.LIFECYCLE, handlers, parking=lambda pool: _DownParking(pool, ns.CONTROL)
     ):
         await publish(publisher, failing)
         # Redelivered by Kafka after each delivery's attempts: more calls than one delivery has.

@@ -18,9 +18,10 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
-from domain.tenant_ids import quote_ident, schema_name
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.workers import REPO_ROOT
@@ -43,9 +44,11 @@ def recipe(name: str, readme: str | None = None) -> str:
 
 
 def recipe_env(**values: str) -> dict[str, str]:
-    """A shell without the service's settings: the recipe must load them itself (from .env)."""
+    """A shell without the service's settings: the recipe must load them itself (from .env).
+    Only the deployment's namespace is kept: the suite's, which the stack's .env does not name
+    (a namespaced deployment's .env would)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_")}
-    return {**env, **values}
+    return {**env, "TENANT_NAMESPACE": ns.names().namespace, **values}
 
 
 async def run_recipe(code: str, env: dict[str, str]) -> tuple[int, str]:
@@ -100,13 +103,13 @@ async def backed_up(settings: Settings, log_dir: Path, pg: asyncpg.Connection,
     stack's .env configures (where the recipe must find it); yields (tenant, row counts)."""
     mine = len(tenants.ids)
     tenant_id = tenants.new()
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         # No TENANT_BACKUP_LOCAL_DIR override: the worker writes where .env says.
         await pool.start("dr")
-        await bk.wait_for_empty_backup_group(settings, ours=1)
+        await bk.wait_for_backup_group(settings, ours=1)
         async with ResultLog(settings) as results:
             await bk.provision(publisher, results, tenant_id)
-            schema = quote_ident(schema_name(tenant_id))
+            schema = quote_ident(ns.tenant(tenant_id))
             await bk.add_users(pg, tenant_id, ["alice", "bob", "carol"])
             owner = (await bk.as_tenant(pg, tenant_id, f"SELECT id FROM {schema}.users LIMIT 1"))[0][0]
             await bk.as_tenant(pg, tenant_id, f"INSERT INTO {schema}.projects (owner_id, name)"
@@ -116,8 +119,8 @@ async def backed_up(settings: Settings, log_dir: Path, pg: asyncpg.Connection,
                                " generate_series(1, 5)")
             done = await bk.backup(publisher, results, tenant_id)
         assert done.type == "BackupCompleted", done.data
-        bk.skip_if_foreign(done.data["uri"], settings.backup_local_dir.expanduser().as_uri())
-        counts = await row_counts(settings.pg_dsn.get_secret_value(), schema_name(tenant_id))
+        bk.assert_ours(done.data["uri"], settings.backup_local_dir.expanduser().as_uri())
+        counts = await row_counts(settings.pg_dsn.get_secret_value(), ns.tenant(tenant_id))
         assert counts == {"documents": 10, "projects": 2, "users": 3}
         yield tenant_id, counts
     await bk.forget_backups(pg, tenants.ids[mine:])
@@ -140,7 +143,7 @@ async def test_stock_tools_recipe_restores_the_tenant_into_a_new_database(
     code, out = await run_recipe(recipe(STOCK), recipe_env(TENANT=tenant_id, SCRATCH_DB=db))
 
     assert code == 0, out
-    assert await row_counts(scratch.dsn(db), schema_name(tenant_id)) == expected, out
+    assert await row_counts(scratch.dsn(db), ns.tenant(tenant_id)) == expected, out
 
 
 async def test_tenantctl_fetch_recipe_restores_the_tenant_into_a_new_database(
@@ -154,7 +157,7 @@ async def test_tenantctl_fetch_recipe_restores_the_tenant_into_a_new_database(
         recipe(FETCH), recipe_env(TENANT=tenant_id, SCRATCH_DB=db, OUT=str(out_dir)))
 
     assert code == 0, out
-    assert await row_counts(scratch.dsn(db), schema_name(tenant_id)) == expected, out
+    assert await row_counts(scratch.dsn(db), ns.tenant(tenant_id)) == expected, out
     assert sorted(p.suffix for p in out_dir.iterdir()) == [".dump", ".json", ".sh"]
 
 
@@ -173,7 +176,7 @@ async def test_the_check_fails_when_the_recipe_skips_the_extensions_step(
 
     assert code != 0
     assert 'schema "extensions" does not exist' in out, out
-    assert await row_counts(scratch.dsn(db), schema_name(tenant_id)) == {}
+    assert await row_counts(scratch.dsn(db), ns.tenant(tenant_id)) == {}
 
 
 async def test_fetch_of_unknown_tenant_or_backup_exits_4_with_one_line(
@@ -218,12 +221,12 @@ async def test_restore_sh_works_for_a_user_who_is_not_the_service(
 
         assert code == 0, out
         assert "default privileges of role" in out
-        assert await row_counts(f"{as_user}/{db}", schema_name(tenant_id)) == expected
+        assert await row_counts(f"{as_user}/{db}", ns.tenant(tenant_id)) == expected
         conn = await asyncpg.connect(f"{as_user}/{db}")
         try:
             assert await conn.fetchval(
                 "SELECT tableowner FROM pg_tables WHERE schemaname = $1 AND tablename = 'users'",
-                schema_name(tenant_id)) == user
+                ns.tenant(tenant_id)) == user
         finally:
             await conn.close()
     finally:

@@ -14,6 +14,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantEraseRequested, TenantRequested
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 
@@ -26,7 +27,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """Our backup worker (it runs erase jobs), dropping tables 50 per transaction."""
     mine = len(tenants.ids)
     where = tmp_path_factory.mktemp("erase")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         await pool.start("eraser", {"TENANT_BACKUP_LOCAL_DIR": str(where),
                                     "TENANT_ERASE_DROP_BATCH": "50"})
         yield where
@@ -49,7 +50,7 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
     await bk.add_users(pg, tenant_id, ["gone"])
     earlier = await bk.backup(publisher, results, tenant_id)
     assert earlier.type == "BackupCompleted", earlier.data
-    bk.skip_if_foreign(earlier.data["uri"], folder.as_uri())
+    bk.assert_ours(earlier.data["uri"], folder.as_uri())
     artifact = bk.local_path(earlier.data["uri"])
     copy = Path(shutil.copy(artifact, tmp_path / "offsite.dump.zst.age"))
     # Before the erase the copy is readable: the master unwraps the tenant's key row, and that
@@ -59,14 +60,14 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
     tenant_key = bk.write_identity(tmp_path, bk.unwrap(wrapped))
     before = bk.stock_restore_list(copy, tenant_key)
     assert before.returncode == 0, before.stderr
-    assert f"TABLE tenant_{tenant_id} users " in before.stdout
-    await redis.set(f"tenant:{tenant_id}:session", "x")
-    await redis.set(f"tenant:{tenant_id}:metrics", "y")
-    other = f"tenant:{tenant_id}x:keep"  # a different tenant's key with the same prefix
+    assert f"TABLE {ns.tenant(tenant_id)} users " in before.stdout
+    await redis.set(f"{ns.REDIS}{tenant_id}:session", "x")
+    await redis.set(f"{ns.REDIS}{tenant_id}:metrics", "y")
+    other = f"{ns.REDIS}{tenant_id}x:keep"  # a different tenant's key with the same prefix
     await redis.set(other, "z")
     pending = f"b-pending-{secrets.token_hex(6)}"
     await pg.execute(
-        "INSERT INTO tenant_service.backup_jobs (job_id, kind, tenant_id, cause_id,"
+        f"INSERT INTO {ns.CONTROL}.backup_jobs (job_id, kind, tenant_id, cause_id,"
         " correlation_id, not_before) VALUES ($1, 'backup', $2, $1, $1, now() + interval '1 hour')",
         pending, tenant_id)
 
@@ -78,19 +79,19 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
         assert {"schema", "role", "backup_key", "redis_keys:2", "backups:1"} <= set(
             erased.data["erased"])
         assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                                     f"tenant_{tenant_id}")
+                                     f"{ns.tenant(tenant_id)}")
         assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                     f"tenant_{tenant_id}")
+                                     f"{ns.tenant(tenant_id)}")
         assert await bk.wrapped_identity(pg, tenant_id) is None
         assert await bk.catalog(pg, tenant_id) == []
         assert not artifact.exists()
-        assert await redis.keys(f"tenant:{tenant_id}:*") == []
+        assert await redis.keys(f"{ns.REDIS}{tenant_id}:*") == []
         assert await redis.get(other) == b"z"
-        row = await pg.fetchrow("SELECT * FROM tenant_service.tenants WHERE tenant_id = $1",
+        row = await pg.fetchrow(f"SELECT * FROM {ns.CONTROL}.tenants WHERE tenant_id = $1",
                                 tenant_id)
         assert (row["status"], row["plan"]) == ("erased", "")
         # The job that was waiting is not dropped silently: when its time comes it answers.
-        await pg.execute("UPDATE tenant_service.backup_jobs SET not_before = now()"
+        await pg.execute(f"UPDATE {ns.CONTROL}.backup_jobs SET not_before = now()"
                          " WHERE job_id = $1", pending)
         answer = await results.first(pending, 60)
         assert (answer.type, answer.data["reason"]) == ("BackupFailed", "unknown_tenant")
@@ -98,7 +99,7 @@ async def test_erase_removes_everything_and_shreds_earlier_backups(
         # longer be obtained: its wrapped row is gone, under this tenant or any other, and
         # neither the master nor the operator key opens the copy in its place.
         assert not await pg.fetchval(
-            "SELECT 1 FROM tenant_service.tenant_keys WHERE tenant_id = $1"
+            f"SELECT 1 FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1"
             " OR wrapped_identity = $2", tenant_id, wrapped)
         master_try = bk.stock_restore_list(copy, bk.MASTER_KEY)
         operator_try = bk.stock_restore_list(copy, bk.OPERATOR_KEY)
@@ -134,17 +135,17 @@ async def test_erase_with_archive_keeps_one_backup_under_the_operator_key(
     assert archive_id and "archived" in erased.data["erased"]
     (row,) = await bk.catalog(pg, tenant_id)
     assert row["backup_id"] == archive_id
-    bk.skip_if_foreign(row["uri"], folder.as_uri())
+    bk.assert_ours(row["uri"], folder.as_uri())
     listing = bk.stock_restore_list(bk.local_path(row["uri"]), bk.OPERATOR_KEY)
     assert listing.returncode == 0, listing.stderr
-    assert f"TABLE tenant_{tenant_id} users " in listing.stdout
+    assert f"TABLE {ns.tenant(tenant_id)} users " in listing.stdout
     # The operators' keys only: neither the tenant's own key (kept from before the erase) nor
     # the backup master opens it.
     for other in (tenant_key, bk.MASTER_KEY):
         refused = bk.stock_restore_list(bk.local_path(row["uri"]), other)
         assert refused.returncode != 0 and "TABLE" not in refused.stdout, other
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                                 f"tenant_{tenant_id}")
+                                 f"{ns.tenant(tenant_id)}")
 
 
 async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
@@ -152,7 +153,7 @@ async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
     tenants: TenantIds,
 ) -> None:
     tenant_id = tenants.new()
-    schema = f'"tenant_{tenant_id}"'
+    schema = f'"{ns.tenant(tenant_id)}"'
     await bk.provision(publisher, results, tenant_id)
     await pg.execute("".join(
         f"CREATE TABLE {schema}.extra_{i} (id int PRIMARY KEY, ref uuid REFERENCES {schema}.users);"
@@ -162,5 +163,5 @@ async def test_erase_of_a_schema_with_hundreds_of_tables_succeeds(
 
     assert erased.type == "TenantErased", erased.data
     assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                                 f"tenant_{tenant_id}")
+                                 f"{ns.tenant(tenant_id)}")
 

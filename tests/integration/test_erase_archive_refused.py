@@ -10,6 +10,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantEraseRequested
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 
@@ -37,5 +38,5 @@ async def test_an_archive_is_refused_without_operator_recipients(
     assert (failed.type, failed.data["reason"]) == ("TenantEraseFailed", "archive_unavailable")
     assert await bk.user_names(pg, tenant_id) == ["kept"]
     assert await bk.catalog(pg, tenant_id) == []
-    assert await pg.fetchval("SELECT status FROM tenant_service.tenants WHERE tenant_id = $1",
+    assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.tenants WHERE tenant_id = $1",
                              tenant_id) == "erasing"

@@ -19,13 +19,14 @@ from contracts.events import (
 )
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
-CONTROL = "tenant_service"
+CONTROL = ns.CONTROL
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """Our backup worker: it runs the erase jobs and writes archives into this folder."""
     mine = len(tenants.ids)
     where = tmp_path_factory.mktemp("erase-guarantees")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         await pool.start("eraser", {"TENANT_BACKUP_LOCAL_DIR": str(where)})
         yield where
     await bk.forget_backups(pg, tenants.ids[mine:])
@@ -66,7 +67,7 @@ async def _kept_archive(pg: asyncpg.Connection, folder: Path, tenant_id: str,
     """The archive is still catalogued, alone, and its artifact is still on the target."""
     rows = await bk.catalog(pg, tenant_id)
     assert [r["backup_id"] for r in rows] == [archive_id]
-    bk.skip_if_foreign(rows[0]["uri"], folder.as_uri())
+    bk.assert_ours(rows[0]["uri"], folder.as_uri())
     assert bk.local_path(rows[0]["uri"]).exists()
 
 
@@ -189,7 +190,7 @@ async def test_a_role_owning_things_outside_its_schema_is_erased_cleanly(
     tenants: TenantIds,
 ) -> None:
     tenant_id = tenants.new()
-    role, elsewhere = f'"tenant_{tenant_id}"', f'"leak_{tenant_id}"'
+    role, elsewhere = f'"{ns.tenant(tenant_id)}"', f'"leak_{tenant_id}"'
     await bk.provision(publisher, results, tenant_id)
     # Arranged as the service role: a table in another schema and privileges on that schema
     # (large objects made before their creation was revoked would be dropped the same way).
@@ -204,7 +205,7 @@ async def test_a_role_owning_things_outside_its_schema_is_erased_cleanly(
         assert erased.type == "TenantErased", erased.data
         assert "outside_objects" in erased.data["erased"]
         assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                     f"tenant_{tenant_id}")
+                                     ns.tenant(tenant_id))
         assert not await pg.fetchval(f"SELECT to_regclass('{elsewhere}.kept')")
     finally:
         await pg.execute(f"DROP SCHEMA {elsewhere} CASCADE")

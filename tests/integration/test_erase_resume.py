@@ -13,6 +13,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantEraseRequested
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -43,7 +44,7 @@ async def test_an_erase_killed_half_way_is_finished_by_the_next_runner(
     pg: asyncpg.Connection, tenants: TenantIds, tmp_path: Path,
 ) -> None:
     tenant_id = tenants.new()
-    schema = f"tenant_{tenant_id}"
+    schema = ns.tenant(tenant_id)
     await bk.provision(publisher, results, tenant_id)
     await pg.execute("".join(
         f'CREATE TABLE "{schema}".extra_{i:02d} (id int PRIMARY KEY);' for i in range(EXTRA)))
@@ -77,7 +78,7 @@ async def test_an_erase_killed_half_way_is_finished_by_the_next_runner(
             assert not await pg.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
             assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", schema)
             assert await bk.wrapped_identity(pg, tenant_id) is None
-            assert await pg.fetchval("SELECT status FROM tenant_service.tenants"
+            assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.tenants"
                                      " WHERE tenant_id = $1", tenant_id) == "erased"
             (job,) = [j for j in await bk.jobs_of(pg, tenant_id) if j["kind"] == "erase"]
             assert (job["status"], job["attempts"]) == ("succeeded", 2), dict(job)

@@ -1,6 +1,7 @@
 """/healthz, /readyz and /metrics of a running worker."""
 
 import json
+import os
 import re
 import secrets
 
@@ -14,9 +15,10 @@ from tests.support.waiting import wait_until
 from tests.support.workers import http_get
 
 pytestmark = pytest.mark.stack
+# The label is the session's (namespaced) consumer group, as Kafka names it.
 PROCESSED = re.compile(
-    r'^tenant_events_total\{group="tenant-provisioner",outcome="processed",'
-    r'type="TenantRequested"\} (\S+)$',
+    r'^tenant_events_total\{group="' + re.escape(f"{os.environ['TENANT_NAMESPACE']}-tenant-provisioner")
+    + r'",outcome="processed",type="TenantRequested"\} (\S+)$',
     re.MULTILINE,
 )
 

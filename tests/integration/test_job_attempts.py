@@ -16,6 +16,7 @@ from adapters.postgres.backup_jobs import PostgresBackupJobs
 from domain.backups import backup_id_for
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.lifecycle import fill_incompressible
 from tests.support.stack import TenantIds
@@ -34,7 +35,7 @@ SLOW = {  # ~2 MB at 64 KiB/s: every attempt is still running when its worker is
 
 async def _held_by_new_owner(pg: asyncpg.Connection, job_id: str, seen: set[str]) -> str | None:
     row = await pg.fetchrow(
-        f"SELECT lease_owner, progress_bytes FROM {bk.CONTROL}.backup_jobs WHERE job_id = $1"
+        f"SELECT lease_owner, progress_bytes FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1"
         " AND status = 'running'", job_id)
     if row is None or row["lease_owner"] in seen or row["progress_bytes"] == 0:
         return None
@@ -48,7 +49,7 @@ async def test_a_backup_whose_holder_keeps_dying_fails_once_its_attempts_are_spe
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await fill_incompressible(pg, tenant_id, 3_000)
-    jobs = PostgresBackupJobs(bk.CONTROL)
+    jobs = PostgresBackupJobs(ns.CONTROL)
     # Two requests accepted before any runner looks: the second rides on the first's job.
     causes = [str(uuid.uuid4()), str(uuid.uuid4())]
     job_id = backup_id_for(causes[0])
@@ -58,7 +59,7 @@ async def test_a_backup_whose_holder_keeps_dying_fails_once_its_attempts_are_spe
     assert hosts == [job_id, job_id]
     env = {**SLOW, "TENANT_BACKUP_LOCAL_DIR": str(tmp_path)}
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             owners: set[str] = set()
             for i in range(MAX_ATTEMPTS):
                 worker = await pool.start(f"doomed-{i}", env)
@@ -85,5 +86,5 @@ async def test_a_backup_whose_holder_keeps_dying_fails_once_its_attempts_are_spe
 
 async def _results_written(pg: asyncpg.Connection, correlation_id: str) -> int:
     return int(await pg.fetchval(
-        f"SELECT count(*) FROM {bk.CONTROL}.outbox WHERE headers->>'ce_correlationid' = $1",
+        f"SELECT count(*) FROM {ns.CONTROL}.outbox WHERE headers->>'ce_correlationid' = $1",
         correlation_id))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from contracts import topics
 from runtime.settings import Settings
 from tests.support.stack import SessionWorker
 from tests.support.waiting import wait_until
@@ -102,7 +101,7 @@ async def test_kaskade_shows_our_topics(
 
     async def lists_our_topics() -> str | None:
         text = await screen()
-        return text if all(topic in text for topic in topics.ALL_TOPICS) else None
+        return text if all(topic in text for topic in settings.names.topics.all) else None
 
     try:
         captured = await wait_until(lists_our_topics, SCREEN_S, what="kaskade listing our topics")

@@ -57,7 +57,7 @@ async def scratch(
     schema = f"leader_test_{secrets.token_hex(4)}"
     await pg.execute(f"CREATE SCHEMA {schema}")
     await pg.execute(
-        f"CREATE TABLE {schema}.outbox (LIKE {settings.control_schema}.outbox INCLUDING ALL)"
+        f"CREATE TABLE {schema}.outbox (LIKE {settings.names.control_schema}.outbox INCLUDING ALL)"
     )
     yield Scratch(schema, PostgresOutbox(schema))
     await pg.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -5,10 +5,10 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from contracts.events import TenantDeactivated, TenantEraseRequested, TenantReactivated
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.stack
 
 async def _status(pg: asyncpg.Connection, tenant_id: str) -> str:
     return str(await pg.fetchval(
-        "SELECT status FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id))
+        f"SELECT status FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id))
 
 
 async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
@@ -30,11 +30,11 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     # An application session of this tenant, tagged by the convention (README): metrics count it
     # and suspension ends it.
     session = await asyncpg.connect(settings.pg_dsn.get_secret_value(),
-                                    server_settings={"application_name": f"tenant:{tenant_id}"})
+                                     server_settings={"application_name": ns.session_tag(tenant_id)})
     pid = session.get_server_pid()
     try:
         counted = {r["tenant_id"]: r["connections"]
-                   for r in await PostgresTenantMetrics(settings.control_schema).collect(pg)}
+                   for r in await ns.names().tenant_metrics().collect(pg)}
         assert counted[tenant_id] == 1
 
         suspended = await bk.ask(publisher, results,
@@ -55,7 +55,7 @@ async def test_suspend_revokes_access_and_ends_sessions_then_resume_restores_it(
     assert resumed.type == "TenantResumed"
     assert await bk.app_is_member(pg, tenant_id)
     assert await _status(pg, tenant_id) == "active"
-    rows = await bk.as_tenant(pg, tenant_id, f'SELECT count(*) AS n FROM "tenant_{tenant_id}".users')
+    rows = await bk.as_tenant(pg, tenant_id, f'SELECT count(*) AS n FROM "{ns.tenant(tenant_id)}".users')
     assert [r["n"] for r in rows] == [1]
 
 
@@ -115,4 +115,4 @@ async def test_a_request_for_an_unknown_tenant_gets_a_failed_result(
     assert (got.type, got.data["reason"]) == (answer, "unknown_tenant")
     assert got.data["tenant_id"] == never_provisioned
     assert not await pg.fetchval(
-        "SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1", never_provisioned)
+        f"SELECT 1 FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", never_provisioned)

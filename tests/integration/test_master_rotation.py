@@ -34,7 +34,8 @@ TENANTS = ["rot_a", "rot_b", "rot_c"]
 @pytest.fixture
 async def control(pg: asyncpg.Connection, settings: Settings) -> AsyncIterator[str]:
     name = f"keys_{secrets.token_hex(4)}"
-    await ensure_control_schema(pg, name, settings.app_role)
+    names = settings.names
+    await ensure_control_schema(pg, name, names.app_role, api_reader_role=names.api_reader_role)
     yield name
     await pg.execute(f"DROP SCHEMA {quote_ident(name)} CASCADE")
 
@@ -99,7 +100,8 @@ async def test_tenantctl_keys_rotate_master(
     keys = PostgresTenantKeys(control, old)
     await keys.pin_master(pg)
     identity = await keys.recipient(pg, "rot_a") and await keys.identity(pg, "rot_a", old_file)
-    env = {**os.environ, "TENANT_CONTROL_SCHEMA": control}
+    # The fixture's schema is private already: tenantctl uses it as named, with no namespace.
+    env = {**os.environ, "TENANT_CONTROL_SCHEMA": control, "TENANT_NAMESPACE": ""}
 
     def tenantctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

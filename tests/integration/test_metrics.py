@@ -18,7 +18,6 @@ from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
-from adapters.postgres.tenant_metrics import PostgresTenantMetrics
 from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts import codec, topics
 from contracts.codec import Decoded
@@ -28,7 +27,6 @@ from runtime.settings import Settings
 from service.event_transaction import EventTransaction
 from service.metrics_collection import MetricsCollection, Quotas
 from tests.scheduling_fixtures import (
-    CONTROL,
     PrivateRedis,
     create_tenants,
     drop_tenants,
@@ -38,6 +36,7 @@ from tests.scheduling_fixtures import (
     series,
     tick_row,
 )
+from tests.support import names as ns
 from tests.support.kafka import group_members
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess, http_get
@@ -78,15 +77,15 @@ async def collection(
     """The service wired as metrics_role does, in this process, to count its statements."""
     pool = await create_pool(settings, max_size=2)
     client = aioredis.from_url(redis_server.url)
-    s = settings
+    s, control = settings, settings.names.control_schema
     yield MetricsCollection(
-        EventTransaction(pool, PostgresInbox(s.control_schema), PostgresOutbox(s.control_schema),
+        EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
                          "tenant-metrics-statements-test"),
-        PostgresTenantMetrics(s.control_schema),
+        settings.names.tenant_metrics(),
         RedisTenantUsage(client, scan_count=s.metrics_redis_scan_count,
                          max_keys=s.metrics_redis_max_keys,
-                         sample_keys=s.metrics_redis_sample_keys),
-        PostgresOutbox(s.control_schema),
+                         sample_keys=s.metrics_redis_sample_keys, prefix=s.names.redis_prefix),
+        PostgresOutbox(control),
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),
         snapshot_ttl_s=60, history_length=s.metrics_history_length, source="urn:tests",
     )
@@ -182,7 +181,7 @@ async def test_statements_per_tick_are_the_same_at_10_and_1000_tenants(
     assert large.tenants >= MANY > small.tenants
     assert small.statements == large.statements, (small, large)
     recorded = await pg.fetchval(
-        f"SELECT statements FROM {CONTROL}.metrics_ticks WHERE window_start = $1",
+        f"SELECT statements FROM {ns.CONTROL}.metrics_ticks WHERE window_start = $1",
         large.window_start,
     )
     assert recorded == large.statements
@@ -194,16 +193,16 @@ async def test_a_tick_over_1000_tenants_collects_all_of_them(
     settings: Settings,
 ) -> None:
     assert await pg.fetchval(
-        f"SELECT count(*) FROM {CONTROL}.tenants WHERE tenant_id = ANY($1)", many
+        f"SELECT count(*) FROM {ns.CONTROL}.tenants WHERE tenant_id = ANY($1)", many
     ) == MANY, "the statement test creates the tenants"
     over = many[0].rsplit("_", 1)[0] + "_quota"
     await create_tenants(pg, [over], QUOTA_PLAN)
     client = aioredis.from_url(redis_server.url)
-    await client.set(f"tenant:{many[0]}:cache:a", b"x" * 5000)
+    await client.set(f"{ns.REDIS}{many[0]}:cache:a", b"x" * 5000)
     # A session announcing itself as the tenant (the tenant_app convention) is counted.
     session = await asyncpg.connect(
         settings.pg_dsn.get_secret_value(),
-        server_settings={"application_name": f"tenant:{over}"},
+        server_settings={"application_name": ns.session_tag(over)},
     )
     try:
         envelope = metrics_due(window())
@@ -213,7 +212,7 @@ async def test_a_tick_over_1000_tenants_collects_all_of_them(
         await session.close()
     collected = await pg.fetch(
         f"SELECT tenant_id, table_count, connections, redis_keys, redis_bytes"
-        f" FROM {CONTROL}.tenant_metrics WHERE window_start = $1 AND tenant_id = ANY($2)",
+        f" FROM {ns.CONTROL}.tenant_metrics WHERE window_start = $1 AND tenant_id = ANY($2)",
         row["window_start"], [*many, over],
     )
     by_id = {r["tenant_id"]: r for r in collected}
@@ -228,21 +227,21 @@ async def test_a_tick_over_1000_tenants_collects_all_of_them(
     # one TenantMetricsCollected per tenant, and the quota, in the outbox
     ids = [result_event_id(envelope.id, f"TenantMetricsCollected:{t}") for t in [*many, over]]
     assert await pg.fetchval(
-        f"SELECT count(*) FROM {CONTROL}.outbox WHERE event_id = ANY($1)", ids
+        f"SELECT count(*) FROM {ns.CONTROL}.outbox WHERE event_id = ANY($1)", ids
     ) == MANY + 1
     quota = await pg.fetchrow(
-        f"SELECT payload FROM {CONTROL}.outbox WHERE event_id = $1",
+        f"SELECT payload FROM {ns.CONTROL}.outbox WHERE event_id = $1",
         result_event_id(envelope.id, f"TenantQuotaExceeded:connections:{over}"),
     )
     assert quota is not None
     assert json.loads(quota["payload"])["data"] == {
         "tenant_id": over, "quota": "connections", "limit": 0, "observed": 1
     }
-    raw = await client.get(f"tenant:{many[0]}:metrics")
+    raw = await client.get(f"{ns.REDIS}{many[0]}:metrics")
     assert raw is not None
     snapshot = json.loads(raw)
     assert snapshot["window_start"] == row["window_start"].isoformat()
-    assert 0 < await client.ttl(f"tenant:{many[0]}:metrics")
+    assert 0 < await client.ttl(f"{ns.REDIS}{many[0]}:metrics")
     await client.aclose()
 
 
@@ -251,7 +250,7 @@ async def test_redis_down_fails_the_tick_cleanly_until_it_is_back(
     redis_server: PrivateRedis,
 ) -> None:
     port = metrics_worker.port
-    labels = {"group": topics.METRICS_GROUP, "type": "MetricsDue"}
+    labels = {"group": ns.names().topics.group(topics.METRICS_GROUP), "type": "MetricsDue"}
     retried = await series(port, "tenant_events_total", outcome="retried", **labels)
     await redis_server.stop()
     try:
@@ -286,7 +285,7 @@ async def _above(port: int, before: float, **labels: str) -> bool:
 
 async def _inbox(pg: asyncpg.Connection, event_id: str) -> int:
     return int(await pg.fetchval(
-        f"SELECT count(*) FROM {CONTROL}.inbox WHERE consumer_group = $1 AND event_id = $2",
+        f"SELECT count(*) FROM {ns.CONTROL}.inbox WHERE consumer_group = $1 AND event_id = $2",
         topics.METRICS_GROUP, event_id,
     ))
 

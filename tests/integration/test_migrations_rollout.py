@@ -11,12 +11,12 @@ from rich.console import Console
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantMigrationDue
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tenantctl.lifecycle_ops import rollout
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.postgres import drop_tenants
 from tests.support.stack import TenantIds
@@ -35,12 +35,12 @@ async def at_version_1(pg: asyncpg.Connection, tenants: TenantIds,
     yield made
     await drop_tenants(pg, made)
     await pg.execute(
-        "DELETE FROM tenant_service.migration_rollouts WHERE rollout_id LIKE 'test-%'")
+        f"DELETE FROM {ns.CONTROL}.migration_rollouts WHERE rollout_id LIKE 'test-%'")
 
 
 async def _make(pg: asyncpg.Connection, tenants: TenantIds, made: list[str], n: int) -> list[str]:
     first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
-    store = PostgresTenantStore("tenant_service", "tenant_app")
+    store = ns.tenant_store()
     new = [tenants.new() for _ in range(n)]
     for tenant_id in new:  # one by one: the rollout orders tenants by created_at
         async with pg.transaction():
@@ -50,33 +50,31 @@ async def _make(pg: asyncpg.Connection, tenants: TenantIds, made: list[str], n: 
 
 
 async def _alone(pg: asyncpg.Connection, mine: Sequence[str]) -> None:
-    """A rollout takes every tenant below the target: other suites' tenants would join ours."""
+    """A rollout takes every tenant below the target: other tests' tenants would join ours."""
     async def none_foreign() -> bool:
         return not await pg.fetchval(
-            "SELECT count(*) FROM tenant_service.tenants WHERE status <> 'erased'"
+            f"SELECT count(*) FROM {ns.CONTROL}.tenants WHERE status <> 'erased'"
             " AND schema_version < 2 AND NOT tenant_id = ANY($1::text[])", list(mine))
 
-    try:
-        await wait_until(none_foreign, 30, what="no foreign tenant below version 2", interval=1)
-    except AssertionError:
-        pytest.skip("tenants of other suites are below version 2 and would join the rollout")
+    # The session's namespace has its own registry: only this session's tests make tenants there.
+    await wait_until(none_foreign, 30, what="no other tenant below version 2", interval=1)
 
 
 async def _version(pg: asyncpg.Connection, tenant_id: str) -> int:
     return int(await pg.fetchval(
-        "SELECT schema_version FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id))
+        f"SELECT schema_version FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id))
 
 
 async def _has_tags(pg: asyncpg.Connection, tenant_id: str) -> bool:
     return bool(await pg.fetchval(
         "SELECT 1 FROM information_schema.columns WHERE table_schema = $1"
         " AND table_name = 'documents' AND column_name = 'tags' AND data_type = 'ARRAY'",
-        f"tenant_{tenant_id}"))
+        f"{ns.tenant(tenant_id)}"))
 
 
 async def _break(pg: asyncpg.Connection, tenant_id: str) -> None:
     """A conflicting column of another type: migration 0002's ADD COLUMN tags fails."""
-    await pg.execute(f'ALTER TABLE "tenant_{tenant_id}".documents ADD COLUMN tags integer')
+    await pg.execute(f'ALTER TABLE "{ns.tenant(tenant_id)}".documents ADD COLUMN tags integer')
 
 
 def _quiet() -> Console:
@@ -100,13 +98,13 @@ async def test_canary_rollout_migrates_every_tenant_and_a_rerun_is_a_noop(
                 and e.data["rollout_id"] == summary["rollout_id"]]
     assert sorted(e.subject for e in migrated) == sorted(mine)
     assert all((e.data["from_version"], e.data["to_version"]) == (1, 2) for e in migrated)
-    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+    assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.migration_rollouts"
                              " WHERE rollout_id = $1", summary["rollout_id"]) == "done"
 
     again = await rollout(settings, _quiet(), None, 1, 0, TIMEOUT_S)
 
     assert again["tenants"] == 0 and again["migrated"] == 0
-    assert not await pg.fetchval("SELECT 1 FROM tenant_service.migration_rollouts"
+    assert not await pg.fetchval(f"SELECT 1 FROM {ns.CONTROL}.migration_rollouts"
                                  " WHERE rollout_id = $1", again["rollout_id"])
 
 
@@ -140,7 +138,7 @@ async def test_failed_canaries_halt_the_rollout_and_the_rest_stay_put(
     summary = await rollout(settings, _quiet(), None, 2, 0, TIMEOUT_S)
 
     assert summary["halted"] == "canary failed" and summary["failed"] >= 1, summary
-    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+    assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.migration_rollouts"
                              " WHERE rollout_id = $1", summary["rollout_id"]) == "halted"
     for tenant_id in [*bad, *queued]:
         assert await _version(pg, tenant_id) == 1
@@ -163,7 +161,7 @@ async def test_lock_timeout_is_retried_until_the_lock_is_released(
     publisher: KafkaEventPublisher, results: ResultLog,
 ) -> None:
     (tenant_id,) = await _make(pg, tenants, at_version_1, 1)
-    table = f'"tenant_{tenant_id}".documents'
+    table = f'"{ns.tenant(tenant_id)}".documents'
     holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         await holder.execute(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")

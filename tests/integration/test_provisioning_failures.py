@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
 from tests.support.stack import TenantIds
@@ -43,8 +44,9 @@ async def test_invalid_tenant_id_is_refused_without_ddl(
     assert refused.subject == bad
     assert await db.registry_row(pg, bad) is None
     leaked = await pg.fetch(
-        "SELECT nspname FROM pg_namespace WHERE lower(nspname) = 'tenant_bad-id'"
-        " UNION ALL SELECT rolname FROM pg_roles WHERE lower(rolname) = 'tenant_bad-id'"
+        "SELECT nspname FROM pg_namespace WHERE lower(nspname) = $1"
+        " UNION ALL SELECT rolname FROM pg_roles WHERE lower(rolname) = $1",
+        ns.names().tenant_prefix + "bad-id",
     )
     assert leaked == []
 
@@ -59,4 +61,4 @@ async def test_unknown_plan_is_refused_without_ddl(
     refused = await results.first(request.id)
 
     assert (refused.type, refused.data["reason"]) == ("TenantProvisioningFailed", "unknown_plan")
-    assert not await db.schema_exists(pg, f"tenant_{tenant_id}")
+    assert not await db.schema_exists(pg, f"{ns.tenant(tenant_id)}")

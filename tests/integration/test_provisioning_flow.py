@@ -10,6 +10,7 @@ from contracts import topics
 from contracts.envelope import Envelope, result_event_id
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, publish, requested
 from tests.support.stack import SessionWorker, TenantIds
@@ -27,7 +28,7 @@ class Provisioned:
 
     @property
     def name(self) -> str:
-        return f"tenant_{self.tenant_id}"
+        return f"{ns.tenant(self.tenant_id)}"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ async def test_role_is_nologin_and_held_by_the_app_role(
         " JOIN pg_roles m ON m.oid = am.member WHERE r.rolname = $1",
         provisioned.name,
     )
-    assert [r["rolname"] for r in members] == ["tenant_app"]
+    assert [r["rolname"] for r in members] == [ns.names().app_role]
 
 
 async def test_every_table_has_rls_and_the_isolation_policy(
@@ -105,11 +106,12 @@ async def test_privileges_reach_the_data_only_through_the_tenant_role(
     users, role = f"{provisioned.name}.users", provisioned.name
     checks = await pg.fetchrow(
         "SELECT has_table_privilege($1, $2, 'SELECT,INSERT,UPDATE,DELETE') AS tenant_rw,"
-        " has_table_privilege('tenant_app', $2, 'SELECT') AS app_reads,"
-        " pg_has_role('tenant_app', $1, 'MEMBER') AS app_can_set_role,"
-        " pg_has_role('tenant_app', $1, 'USAGE') AS app_inherits",
+        " has_table_privilege($3, $2, 'SELECT') AS app_reads,"
+        " pg_has_role($3, $1, 'MEMBER') AS app_can_set_role,"
+        " pg_has_role($3, $1, 'USAGE') AS app_inherits",
         role,
         users,
+        ns.names().app_role,
     )
     assert dict(checks) == {
         "tenant_rw": True, "app_reads": False, "app_can_set_role": True, "app_inherits": False,
@@ -145,11 +147,11 @@ async def test_tenant_role_reads_and_writes_and_app_role_alone_sees_nothing(
     schema = role = quote_ident(provisioned.name)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        await conn.execute("SET ROLE tenant_app")
+        await conn.execute(f"SET ROLE {ns.names().app_role}")
         await conn.execute(f"SET ROLE {role}")
         await conn.execute(f"INSERT INTO {schema}.users (email) VALUES ('a@b.c')")  # noqa: S608
         assert await conn.fetchval(f"SELECT email FROM {schema}.users") == "a@b.c"  # noqa: S608
-        await conn.execute("SET ROLE tenant_app")
+        await conn.execute(f"SET ROLE {ns.names().app_role}")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetch(f"SELECT * FROM {schema}.users")  # noqa: S608
     finally:

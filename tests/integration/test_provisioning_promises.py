@@ -10,11 +10,11 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts import topics
-from domain.tenant_ids import quote_ident, role_name, schema_name
+from domain.tenant_ids import quote_ident
 from migrations import TENANT_DIR
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support import postgres as db
 from tests.support.kafka import ResultLog, group_members, publish, requested
 from tests.support.stack import SessionWorker, TenantIds
@@ -30,19 +30,19 @@ async def test_a_permanent_ddl_error_is_a_failed_result_with_inbox_and_outbox_co
     tenant_id = tenants.new()
     # The tenant's role exists already (left by hand, say): CREATE ROLE fails, and no retry
     # would change that.
-    await pg.execute(f"CREATE ROLE {quote_ident(role_name(tenant_id))} NOLOGIN")
+    await pg.execute(f"CREATE ROLE {quote_ident(ns.tenant(tenant_id))} NOLOGIN")
     try:
         request = requested(tenant_id)
         await publish(publisher, request)
         answer = await results.first(request.id)
     finally:
-        await pg.execute(f"DROP ROLE IF EXISTS {quote_ident(role_name(tenant_id))}")
+        await pg.execute(f"DROP ROLE IF EXISTS {quote_ident(ns.tenant(tenant_id))}")
 
     assert answer.type == "TenantProvisioningFailed", answer
     assert answer.data["reason"] == "database_error"
     assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1
     assert await db.outbox_row(pg, answer.id) is not None
-    assert not await db.schema_exists(pg, schema_name(tenant_id))  # the DDL was rolled back
+    assert not await db.schema_exists(pg, ns.tenant(tenant_id))  # the DDL was rolled back
     assert await db.registry_row(pg, tenant_id) is None
 
 
@@ -53,7 +53,7 @@ async def capped_worker(
 ) -> AsyncIterator[WorkerProcess]:
     """The only provisioner, capped at the number of live tenants there are now."""
     await session_worker.stop()
-    store = PostgresTenantStore(settings.control_schema, "tenant_app")
+    store = ns.tenant_store()
     async with pg.transaction():  # at least one live tenant, so the cap is a valid setting
         await store.create(pg, tenants.new(), "free", load_migrations(TENANT_DIR))
     live = await store.count_live(pg)
@@ -86,6 +86,6 @@ async def test_a_request_past_max_tenants_is_refused_with_quota_exceeded(
 
     assert answer.type == "TenantProvisioningFailed", answer
     assert answer.data["reason"] == "quota_exceeded"
-    assert not await db.schema_exists(pg, schema_name(tenant_id))
+    assert not await db.schema_exists(pg, ns.tenant(tenant_id))
     assert await db.registry_row(pg, tenant_id) is None
     assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1

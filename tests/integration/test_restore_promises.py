@@ -18,6 +18,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import TenantEraseRequested
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -45,7 +46,7 @@ async def _replaced(pg: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Reco
     return list(await pg.fetch(
         "SELECT r.schema_name, r.drop_after, now() AS now,"
         " EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = r.schema_name) AS present"
-        " FROM tenant_service.replaced_schemas r WHERE r.tenant_id = $1", tenant_id))
+        f" FROM {ns.CONTROL}.replaced_schemas r WHERE r.tenant_id = $1", tenant_id))
 
 
 async def _restored_once(publisher: KafkaEventPublisher, results: ResultLog,
@@ -97,7 +98,7 @@ async def test_the_replaced_schema_is_kept_for_the_grace_period_then_dropped(
     assert (row["drop_after"] - row["now"]).total_seconds() > GRACE_S - 300, row
 
     # The grace period passes (moved, not waited for): the idle runner's housekeeping drops it.
-    await pg.execute("UPDATE tenant_service.replaced_schemas SET drop_after = now()"
+    await pg.execute(f"UPDATE {ns.CONTROL}.replaced_schemas SET drop_after = now()"
                      " WHERE schema_name = $1", replaced)
 
     async def dropped() -> bool:
@@ -153,7 +154,7 @@ async def test_a_drill_whose_row_counts_differ_fails_and_is_recorded(
     assert report["ok"] is False and report["sha256_ok"] is True, report
     assert (report["expected"]["users"], report["restored"]["users"]) == (3, 2), report
     recorded = await pg.fetchval(
-        "SELECT ok FROM tenant_service.restore_drills WHERE backup_id = $1", backup_id)
+        f"SELECT ok FROM {ns.CONTROL}.restore_drills WHERE backup_id = $1", backup_id)
     assert recorded is False
     (row,) = await bk.catalog(pg, tenant_id)
     assert row["last_drill_ok"] is False and row["last_drill_at"] is not None

@@ -18,7 +18,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import Job
 from adapters.postgres.pool import create_pool
-from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
+from adapters.postgres.tenant_store import tenant_lock_sql
 from domain.errors import PermanentError, TransientError
 from migrations import TENANT_DIR
 from runtime.backup_wiring import BackupParts, build_backup_parts
@@ -26,6 +26,7 @@ from runtime.settings import Settings
 from service.job_runner import JobRunner
 from service.restores import Restorer
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -40,7 +41,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
     """Our backup worker (it takes the backups, and restores through Kafka); its folder."""
     mine = len(tenants.ids)
     path = tmp_path_factory.mktemp("restore-safety")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         worker: WorkerProcess = await pool.start("safety", {"TENANT_BACKUP_LOCAL_DIR": str(path)})
         assert worker.running
         yield path
@@ -64,7 +65,7 @@ async def _backed_up(publisher: KafkaEventPublisher, results: ResultLog, folder:
                      tenant_id: str) -> str:
     done = await bk.backup(publisher, results, tenant_id)
     assert done.type == "BackupCompleted", done.data
-    bk.skip_if_foreign(done.data["uri"], folder.as_uri())
+    bk.assert_ours(done.data["uri"], folder.as_uri())
     return str(done.data["backup_id"])
 
 
@@ -83,7 +84,7 @@ async def _probe(pg: asyncpg.Connection, *roles: str) -> str:
 async def _plant(pg: asyncpg.Connection, tenant_id: str, probe: str) -> None:
     """State whose restore executes code: an index expression calling a (falsely) immutable
     function that bumps the probe and records who ran it, and a marker table."""
-    schema = f"tenant_{tenant_id}"
+    schema = ns.tenant(tenant_id)
     await pg.execute(
         f'CREATE FUNCTION "{schema}".marker(i uuid) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$'
         f" DECLARE who text := format('%I.%I', '{probe}', 'by_' || current_user);"
@@ -96,7 +97,7 @@ async def _plant(pg: asyncpg.Connection, tenant_id: str, probe: str) -> None:
 
 
 async def _unplant(pg: asyncpg.Connection, tenant_id: str) -> None:
-    schema = f"tenant_{tenant_id}"
+    schema = ns.tenant(tenant_id)
     await pg.execute(f'DROP TABLE "{schema}".marker_table')
     await pg.execute(f'DROP INDEX "{schema}".marker_idx')
     await pg.execute(f'DROP FUNCTION "{schema}".marker(uuid)')
@@ -132,7 +133,7 @@ async def test_a_valid_artifact_of_another_state_is_refused_before_any_statement
     assert result.data["reason"] == "checksum_mismatch"
     assert not await _probe_calls(pg, probe), "the server ran SQL from an unverified artifact"
     assert await pg.fetchval(
-        "SELECT to_regclass($1)", f'"tenant_{tenant_id}".marker_table') is None
+        "SELECT to_regclass($1)", f'"{ns.tenant(tenant_id)}".marker_table') is None
     assert await bk.user_names(pg, tenant_id) == ["kept", "planted"]
 
     assert parts.restorer is not None
@@ -148,7 +149,7 @@ async def test_restored_sql_runs_as_the_restricted_restore_role(
 ) -> None:
     from service.restores import restore_role_name  # noqa: PLC0415
 
-    role = restore_role_name(settings.control_schema)
+    role = restore_role_name(settings.names.control_schema)
     service = await pg.fetchval("SELECT current_user")
     tenant_id = tenants.new()
     probe = await _probe(pg, role, service)
@@ -173,17 +174,17 @@ async def test_restored_sql_runs_as_the_restricted_restore_role(
     owners = await pg.fetch(
         "SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-        f"tenant_{tenant_id}")
+        ns.tenant(tenant_id))
     assert [r["owner"] for r in owners] == [await pg.fetchval("SELECT current_user")]
     assert await bk.user_names(pg, tenant_id) == ["one"]
-    assert len(await bk.as_tenant(pg, tenant_id, f'SELECT * FROM "tenant_{tenant_id}".users')) == 1
+    assert len(await bk.as_tenant(pg, tenant_id, f'SELECT * FROM "{ns.tenant(tenant_id)}".users')) == 1
 
 
 async def _held_job(pg: asyncpg.Connection, tenant_id: str, owner: str, backup_id: str) -> Job:
     """A restore job under a live lease of ``owner`` (as if claimed; the worker skips it)."""
     job_id = f"r-{uuid.uuid4().hex}"
     await pg.execute(
-        "INSERT INTO tenant_service.backup_jobs (job_id, kind, tenant_id, cause_id,"
+        f"INSERT INTO {ns.CONTROL}.backup_jobs (job_id, kind, tenant_id, cause_id,"
         " correlation_id, backup_id, status, attempts, lease_owner, lease_until)"
         " VALUES ($1, 'restore', $2, $1, $1, $3, 'running', 1, $4, now() + interval '10 minutes')",
         job_id, tenant_id, backup_id, owner)
@@ -225,7 +226,7 @@ async def test_a_retry_after_the_committed_swap_resumes_and_never_swaps_again(
     assert result.backup_id == backup_id and result.schema_version == 2
     assert await bk.user_names(pg, tenant_id) == ["before", "between"]
     replaced = await pg.fetch(
-        "SELECT schema_name FROM tenant_service.replaced_schemas WHERE tenant_id = $1", tenant_id)
+        f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", tenant_id)
     assert len(replaced) == 1
 
 
@@ -238,7 +239,7 @@ async def test_a_runner_whose_lease_was_taken_does_not_swap(
     await bk.add_users(pg, tenant_id, ["old"])
     backup_id = await _backed_up(publisher, results, folder, tenant_id)
     await bk.add_users(pg, tenant_id, ["live"])
-    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}")
+    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", ns.tenant(tenant_id))
     job = await _held_job(pg, tenant_id, "the-new-holder", backup_id)
     assert parts.restorer is not None
 
@@ -248,9 +249,9 @@ async def test_a_runner_whose_lease_was_taken_does_not_swap(
     assert failure.value.reason == "lease_lost"
     assert await bk.user_names(pg, tenant_id) == ["live", "old"]
     assert await pg.fetchval(
-        "SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}") == oid
+        "SELECT oid FROM pg_namespace WHERE nspname = $1", ns.tenant(tenant_id)) == oid
     assert await pg.fetch(
-        "SELECT 1 FROM tenant_service.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
+        f"SELECT 1 FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
 
 
 async def test_the_forward_migration_waits_under_the_migration_lock_timeout_not_the_pools(
@@ -260,7 +261,7 @@ async def test_the_forward_migration_waits_under_the_migration_lock_timeout_not_
     tenant_id = tenants.new()
     first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
     async with pg.transaction():
-        await PostgresTenantStore("tenant_service", "tenant_app").create(pg, tenant_id, "free", first)
+        await ns.tenant_store().create(pg, tenant_id, "free", first)
     await bk.add_users(pg, tenant_id, ["old"])
     backup_id = await _backed_up(publisher, results, folder, tenant_id)
     # The pool's lock timeout is far shorter than the migration's: only the latter lets the
@@ -322,7 +323,7 @@ async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_laps
         taker=parts.taker, restorer=parts.restorer, eraser=None,  # type: ignore[arg-type]
         lease_s=6, poll_s=1, max_attempts=3, retry_base_s=1, retry_max_s=1, source="test")
     job = await _held_job(pg, tenant_id, runner.owner, backup_id)
-    await pg.execute("UPDATE tenant_service.backup_jobs SET lease_until = now() + interval '6 s'"
+    await pg.execute(f"UPDATE {ns.CONTROL}.backup_jobs SET lease_until = now() + interval '6 s'"
                      " WHERE job_id = $1", job.job_id)
     role = parts.restorer.arguments["control_schema"] + "_restore"  # type: ignore[union-attr]
     tenant_tx = await asyncpg.connect(settings.pg_dsn.get_secret_value())
@@ -335,7 +336,7 @@ async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_laps
         blocked = row_tx.transaction()
         await blocked.start()
         await row_tx.execute(
-            "SELECT 1 FROM tenant_service.backup_jobs WHERE job_id = $1 FOR UPDATE", job.job_id)
+            f"SELECT 1 FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1 FOR UPDATE", job.job_id)
         running = asyncio.create_task(runner.run_job(job))
         await wait_until(lambda: _sessions_of(pg, role), 30, what="the restore's psql session")
 
@@ -343,7 +344,7 @@ async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_laps
 
         await wait_until(lambda: _no_sessions_of(pg, role), 30, what="the psql session gone")
         assert await row_tx.fetchval(
-            "SELECT lease_until > clock_timestamp() FROM tenant_service.backup_jobs"
+            f"SELECT lease_until > clock_timestamp() FROM {ns.CONTROL}.backup_jobs"
             " WHERE job_id = $1", job.job_id), "the job was stopped only after its lease lapsed"
         await blocked.rollback()
         await busy.rollback()
@@ -353,7 +354,7 @@ async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_laps
         await tenant_tx.close()  # releases their locks, whatever failed
         await row_tx.close()
         await pg.execute(  # no one is to pick this job up after the test
-            "UPDATE tenant_service.backup_jobs SET status = 'failed' WHERE job_id = $1", job.job_id)
+            f"UPDATE {ns.CONTROL}.backup_jobs SET status = 'failed' WHERE job_id = $1", job.job_id)
 
 
 async def _sessions_of(pg: asyncpg.Connection, role: str) -> int:

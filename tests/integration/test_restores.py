@@ -14,11 +14,11 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantDeactivated
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.stack import TenantIds
 from tests.support.workers import REPO_ROOT, WorkerProcess
@@ -32,7 +32,7 @@ async def restorer(settings: Settings, log_dir: Path, pg: asyncpg.Connection, te
     """Our backup worker (it has the master identity, so it restores too); yields its folder."""
     mine = len(tenants.ids)
     folder = tmp_path_factory.mktemp("restores")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         worker: WorkerProcess = await pool.start("restorer", {"TENANT_BACKUP_LOCAL_DIR": str(folder)})
         assert worker.running
         yield folder
@@ -43,7 +43,7 @@ async def _backed_up(publisher: KafkaEventPublisher, results: ResultLog, folder:
                      tenant_id: str) -> str:
     done = await bk.backup(publisher, results, tenant_id)
     assert done.type == "BackupCompleted", done.data
-    bk.skip_if_foreign(done.data["uri"], folder.as_uri())
+    bk.assert_ours(done.data["uri"], folder.as_uri())
     return str(done.data["backup_id"])
 
 
@@ -61,7 +61,7 @@ async def test_restore_brings_back_the_backup_and_keeps_the_old_schema_unreachab
     tenants: TenantIds,
 ) -> None:
     tenant_id = tenants.new()
-    schema = f"tenant_{tenant_id}"
+    schema = f"{ns.tenant(tenant_id)}"
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["alice", "bob"])
     backup_id = await _backed_up(publisher, results, restorer, tenant_id)
@@ -75,7 +75,7 @@ async def test_restore_brings_back_the_backup_and_keeps_the_old_schema_unreachab
     assert result.data == {"tenant_id": tenant_id, "backup_id": backup_id, "schema_version": 2}
     assert await bk.user_names(pg, tenant_id) == ["alice", "bob"]
     (replaced,) = await pg.fetch(
-        "SELECT schema_name FROM tenant_service.replaced_schemas WHERE tenant_id = $1", tenant_id)
+        f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", tenant_id)
     old = replaced["schema_name"]
     assert old.startswith("replaced_")
     assert await pg.fetchval(f'SELECT count(*) FROM "{old}".users') == 2  # bob, carol
@@ -95,7 +95,7 @@ async def test_backup_at_version_1_is_migrated_forward_on_restore(
     tenant_id = tenants.new()
     first = [m for m in load_migrations(TENANT_DIR) if m.version == 1]
     async with pg.transaction():
-        await PostgresTenantStore("tenant_service", "tenant_app").create(pg, tenant_id, "free", first)
+        await ns.tenant_store().create(pg, tenant_id, "free", first)
     await bk.add_users(pg, tenant_id, ["old"])
     backup_id = await _backed_up(publisher, results, restorer, tenant_id)
     (row,) = await bk.catalog(pg, tenant_id)
@@ -106,10 +106,10 @@ async def test_backup_at_version_1_is_migrated_forward_on_restore(
     assert result.type == "RestoreCompleted", result.data
     assert result.data["schema_version"] == 2
     assert await pg.fetchval(
-        "SELECT schema_version FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id) == 2
+        f"SELECT schema_version FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id) == 2
     assert await pg.fetchval(
         "SELECT data_type FROM information_schema.columns WHERE table_schema = $1"
-        " AND table_name = 'documents' AND column_name = 'tags'", f"tenant_{tenant_id}") == "ARRAY"
+        " AND table_name = 'documents' AND column_name = 'tags'", f"{ns.tenant(tenant_id)}") == "ARRAY"
     assert await bk.user_names(pg, tenant_id) == ["old"]
 
 
@@ -127,16 +127,16 @@ async def test_tampered_artifact_fails_and_leaves_the_live_schema_alone(
     blob[len(blob) // 2] ^= 0x01
     artifact.write_bytes(bytes(blob))
     await bk.add_users(pg, tenant_id, ["after"])
-    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}")
+    oid = await pg.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", f"{ns.tenant(tenant_id)}")
 
     result = await bk.restore(publisher, results, tenant_id, backup_id)
 
     assert result.type == "RestoreFailed", result.data
     assert await bk.user_names(pg, tenant_id) == ["after", "kept"]
     assert await pg.fetchval(
-        "SELECT oid FROM pg_namespace WHERE nspname = $1", f"tenant_{tenant_id}") == oid
+        "SELECT oid FROM pg_namespace WHERE nspname = $1", f"{ns.tenant(tenant_id)}") == oid
     assert await pg.fetch(
-        "SELECT 1 FROM tenant_service.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
+        f"SELECT 1 FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = $1", tenant_id) == []
 
 
 async def test_restore_while_suspended_keeps_the_tenant_suspended(
@@ -154,7 +154,7 @@ async def test_restore_while_suspended_keeps_the_tenant_suspended(
 
     assert result.type == "RestoreCompleted", result.data
     assert await pg.fetchval(
-        "SELECT status FROM tenant_service.tenants WHERE tenant_id = $1", tenant_id) == "suspended"
+        f"SELECT status FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", tenant_id) == "suspended"
     assert not await bk.app_is_member(pg, tenant_id)
     assert await bk.user_names(pg, tenant_id) == ["one"]
 
@@ -181,7 +181,7 @@ async def test_backup_verify_drill_reports_and_is_recorded(
     assert report["backup_id"] == backup_id
     assert report["restored"] == report["expected"] == {"documents": 0, "projects": 0, "users": 3}
     drill = await pg.fetchrow(
-        "SELECT ok, report FROM tenant_service.restore_drills WHERE backup_id = $1", backup_id)
+        f"SELECT ok, report FROM {ns.CONTROL}.restore_drills WHERE backup_id = $1", backup_id)
     assert drill is not None and drill["ok"] is True
     (row,) = await bk.catalog(pg, tenant_id)
     assert row["last_drill_ok"] is True and row["last_drill_at"] is not None

@@ -29,7 +29,10 @@ async def scratch(
     pg: asyncpg.Connection, settings: Settings, session_worker: SessionWorker
 ) -> AsyncIterator[str]:
     schema = f"retention_test_{secrets.token_hex(4)}"
-    await ensure_control_schema(pg, schema, settings.app_role)
+    names = settings.names
+    await ensure_control_schema(
+        pg, schema, names.app_role, api_reader_role=names.api_reader_role
+    )
     yield schema
     await pg.execute(f"DROP SCHEMA {schema} CASCADE")
 
@@ -104,10 +107,9 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
         }
         # The inbox keeps its default: the redelivery window, here 2 days + 5 minutes.
         ages |= {"inbox_retention_s": None, "event_max_age_s": 2.0 * DAY, "event_max_future_s": 300}
-        pruning = settings.model_copy(
-            update={"control_schema": s, "retention_batch_size": 2, **ages}
-        )
-        deleted = await Retention(pruning, pool).prune_once()
+        pruning = settings.model_copy(update={"retention_batch_size": 2, **ages})
+        # The scratch schema is named as is (the settings would prefix it with the namespace).
+        deleted = await Retention(pruning, pool, PostgresRetention(s)).prune_once()
     finally:
         await pool.close()
 

@@ -19,7 +19,8 @@ import pytest
 from contracts import topics
 from domain.schedules import Every, next_window, tick_id, windows_between
 from runtime.settings import Settings
-from tests.scheduling_fixtures import CONTROL, create_tenants, drop_tenants, new_prefix, series
+from tests.scheduling_fixtures import create_tenants, drop_tenants, new_prefix, series
+from tests.support import names as ns
 from tests.support.kafka import TopicTail
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
@@ -94,9 +95,9 @@ async def test_one_backup_per_tenant_per_window_and_standby_takeover(
         """(tenant, tick id) of every accepted BackupDue: a job of its own, or a ride on the
         tenant's job still waiting (one backup answers both; see add_backup)."""
         rows = await pg.fetch(
-            f"SELECT tenant_id, cause_id FROM {CONTROL}.backup_jobs WHERE tenant_id = ANY($1)"
-            f" UNION ALL SELECT j.tenant_id, r.cause_id FROM {CONTROL}.backup_job_riders r"
-            f" JOIN {CONTROL}.backup_jobs j USING (job_id) WHERE j.tenant_id = ANY($1)",
+            f"SELECT tenant_id, cause_id FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = ANY($1)"
+            f" UNION ALL SELECT j.tenant_id, r.cause_id FROM {ns.CONTROL}.backup_job_riders r"
+            f" JOIN {ns.CONTROL}.backup_jobs j USING (job_id) WHERE j.tenant_id = ANY($1)",
             tenant_ids,
         )
         return [(r["tenant_id"], r["cause_id"]) for r in rows]
@@ -149,7 +150,7 @@ async def test_one_backup_per_tenant_per_window_and_standby_takeover(
         assert gaps == {timedelta(seconds=WINDOW_S)}, f"{tenant}: {windows}"
         for cause in (c for t, c in found if t == tenant):
             inbox = await pg.fetchval(
-                f"SELECT count(*) FROM {CONTROL}.inbox WHERE consumer_group = $1"
+                f"SELECT count(*) FROM {ns.CONTROL}.inbox WHERE consumer_group = $1"
                 " AND event_id = $2", topics.BACKUP_GROUP, cause,
             )
             assert inbox == 1

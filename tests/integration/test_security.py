@@ -22,6 +22,7 @@ from contracts.events import (
 )
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog, TopicTail
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -64,9 +65,9 @@ async def test_a_tenant_role_cannot_touch_another_tenants_schema(
     await bk.add_users(pg, b, ["secret"])
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await bk.as_tenant(pg, a, f'SELECT * FROM "tenant_{b}".users')
+        await bk.as_tenant(pg, a, f'SELECT * FROM "{ns.tenant(b)}".users')
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await bk.as_tenant(pg, a, f"INSERT INTO \"tenant_{b}\".users (email) VALUES ('x@y.z')")
+        await bk.as_tenant(pg, a, f"INSERT INTO \"{ns.tenant(b)}\".users (email) VALUES ('x@y.z')")
     assert await bk.user_names(pg, b) == ["secret"]
 
 
@@ -78,8 +79,8 @@ async def test_the_app_role_without_set_role_sees_no_tenant_data(
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         async with pg.transaction():
-            await pg.execute("SET LOCAL ROLE tenant_app")
-            await pg.fetch(f'SELECT * FROM "tenant_{a}".users')
+            await pg.execute(f"SET LOCAL ROLE {ns.names().app_role}")
+            await pg.fetch(f'SELECT * FROM "{ns.tenant(a)}".users')
 
 
 async def test_rls_hides_rows_even_from_a_role_granted_the_table(
@@ -87,16 +88,16 @@ async def test_rls_hides_rows_even_from_a_role_granted_the_table(
 ) -> None:
     a, b = await _two(publisher, results, tenants)
     await bk.add_users(pg, a, ["mine"])
-    await pg.execute(f'GRANT USAGE ON SCHEMA "tenant_{a}" TO "tenant_{b}";'
-                     f' GRANT SELECT ON "tenant_{a}".users TO "tenant_{b}"')
+    await pg.execute(f'GRANT USAGE ON SCHEMA "{ns.tenant(a)}" TO "{ns.tenant(b)}";'
+                     f' GRANT SELECT ON "{ns.tenant(a)}".users TO "{ns.tenant(b)}"')
     try:
-        leaked = await bk.as_tenant(pg, b, f'SELECT * FROM "tenant_{a}".users')
+        leaked = await bk.as_tenant(pg, b, f'SELECT * FROM "{ns.tenant(a)}".users')
     finally:
-        await pg.execute(f'REVOKE ALL ON "tenant_{a}".users FROM "tenant_{b}";'
-                         f' REVOKE ALL ON SCHEMA "tenant_{a}" FROM "tenant_{b}"')
+        await pg.execute(f'REVOKE ALL ON "{ns.tenant(a)}".users FROM "{ns.tenant(b)}";'
+                         f' REVOKE ALL ON SCHEMA "{ns.tenant(a)}" FROM "{ns.tenant(b)}"')
 
     assert leaked == []
-    assert len(await bk.as_tenant(pg, a, f'SELECT * FROM "tenant_{a}".users')) == 1
+    assert len(await bk.as_tenant(pg, a, f'SELECT * FROM "{ns.tenant(a)}".users')) == 1
 
 
 async def test_a_suspended_tenant_is_unreachable_through_the_app_role(
@@ -108,8 +109,8 @@ async def test_a_suspended_tenant_is_unreachable_through_the_app_role(
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         async with pg.transaction():
-            await pg.execute("SET LOCAL ROLE tenant_app")
-            await pg.execute(f'SET LOCAL ROLE "tenant_{a}"')
+            await pg.execute(f"SET LOCAL ROLE {ns.names().app_role}")
+            await pg.execute(f'SET LOCAL ROLE "{ns.tenant(a)}"')
 
 
 def _injected(victim: str) -> list[Event]:
@@ -135,8 +136,8 @@ def _injected(victim: str) -> list[Event]:
 async def _control_snapshot(pg: asyncpg.Connection) -> list[tuple[str, str]]:
     rows = await pg.fetch(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname IN ('public', 'tenant_service', 'extensions') AND c.relkind = 'r'"
-        " ORDER BY 1, 2")
+        " WHERE n.nspname IN ('public', $1, 'extensions') AND c.relkind = 'r'"
+        " ORDER BY 1, 2", ns.CONTROL)
     return [(r[0], r[1]) for r in rows]
 
 
@@ -172,4 +173,4 @@ async def test_injection_strings_in_every_field_change_nothing(
     assert await _control_snapshot(pg) == before
     assert await bk.user_names(pg, victim) == ["survivor"]
     for s in INJECTIONS:
-        assert not await pg.fetchval("SELECT 1 FROM tenant_service.tenants WHERE tenant_id = $1", s)
+        assert not await pg.fetchval(f"SELECT 1 FROM {ns.CONTROL}.tenants WHERE tenant_id = $1", s)

@@ -24,21 +24,21 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested, TenantRequested
-from domain.tenant_ids import quote_ident, role_name, schema_name
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
+from tests.support import names as ns
 from tests.support.kafka import ResultLog, group_members
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
-CONTROL = "tenant_service"
-# The stack's keys, wherever its state lives (scripts/stack's TENANT_STACK_STATE / _CACHE defaults).
-_STACK_STATE = Path(
+# The stack's state folder, as scripts/lib/setup.sh finds it (a private stack sets the variable).
+_STATE = Path(
     os.environ.get("TENANT_STACK_STATE")
     or Path(os.environ.get("TENANT_STACK_CACHE") or Path.home() / ".cache" / "tenant-service")
     / "state"
 )
-MASTER_KEY = _STACK_STATE / "age" / "master.key"
-OPERATOR_KEY = _STACK_STATE / "age" / "operator.key"
+MASTER_KEY = _STATE / "age" / "master.key"
+OPERATOR_KEY = _STATE / "age" / "operator.key"
 #: fast polling and short backoffs, so the suites wait on state for seconds, not minutes
 FAST_BACKUP_ENV = {
     "TENANT_BACKUP_TARGET": "local",
@@ -120,15 +120,11 @@ class BackupWorkers:
 
 
 @contextlib.asynccontextmanager
-async def backup_workers(settings: Settings, log_dir: Path, *, exclusive: bool = False
-                         ) -> AsyncIterator[BackupWorkers]:
-    """Our workers; with ``exclusive``, first wait for any backup worker we did not start to go.
-
-    Any backup worker claims any job from the shared job table; one started by another suite
-    with another master key or folder would make our artifacts unreadable to us.
-    """
-    if exclusive:
-        await wait_for_empty_backup_group(settings)
+async def backup_workers(settings: Settings, log_dir: Path) -> AsyncIterator[BackupWorkers]:
+    """Our backup workers, in the session's own namespace: no backup worker we did not start can
+    be in its group or claim from its job table. One that is (a leak from an earlier test) fails
+    the test, since it would take our jobs with another master key or folder."""
+    await wait_for_backup_group(settings)
     workers = BackupWorkers(settings, log_dir)
     try:
         yield workers
@@ -141,26 +137,25 @@ async def backup_group_members(settings: Settings) -> int:
     return len(members)
 
 
-async def wait_for_empty_backup_group(settings: Settings, ours: int = 0) -> None:
-    """Wait until group tenant-backup holds only our ``ours`` members, else skip the test."""
-    import pytest
+async def wait_for_backup_group(settings: Settings, ours: int = 0) -> None:
+    """Wait until group tenant-backup holds at most our ``ours`` members; fail if it does not."""
 
     async def alone() -> bool:
         return await backup_group_members(settings) <= ours
 
-    try:
-        await wait_until(alone, FOREIGN_WAIT_S, what="no foreign tenant-backup member", interval=1.0)
-    except AssertionError:
-        pytest.skip("a backup worker this suite did not start is in group tenant-backup")
+    await wait_until(
+        alone, FOREIGN_WAIT_S, interval=1.0,
+        what=f"group tenant-backup of this session to hold at most our {ours} members",
+    )
 
 
-def skip_if_foreign(uri: str, expected_prefix: str) -> None:
-    """Jobs live in one shared table: a foreign backup worker that joined meanwhile may take
-    ours. Then this run proves nothing about our worker; say so instead of failing."""
-    import pytest
-
-    if not uri.startswith(expected_prefix):
-        pytest.skip(f"a backup worker this suite did not start took the job ({uri})")
+def assert_ours(uri: str, expected_prefix: str) -> None:
+    """The job's artifact is where our worker writes: in the session's namespace no other backup
+    worker can take it, so anything else is a failure, not a reason to skip."""
+    assert uri.startswith(expected_prefix), (
+        f"the job was done by a backup worker this test did not start ({uri}, expected under"
+        f" {expected_prefix})"
+    )
 
 
 # ---- acting as a tenant ------------------------------------------------------------------------
@@ -169,27 +164,27 @@ def skip_if_foreign(uri: str, expected_prefix: str) -> None:
 async def as_tenant(pg: asyncpg.Connection, tenant_id: str, sql: str, *args: Any) -> list[Any]:
     """Run ``sql`` as the tenant's role (what tenant_app does after SET ROLE)."""
     async with pg.transaction():
-        await pg.execute(f"SET LOCAL ROLE {quote_ident(role_name(tenant_id))}")
+        await pg.execute(f"SET LOCAL ROLE {quote_ident(ns.tenant(tenant_id))}")
         return list(await pg.fetch(sql, *args))
 
 
 async def add_users(pg: asyncpg.Connection, tenant_id: str, names: Sequence[str]) -> None:
     await as_tenant(pg, tenant_id,
-                    f"INSERT INTO {quote_ident(schema_name(tenant_id))}.users (email, display_name)"
+                    f"INSERT INTO {quote_ident(ns.tenant(tenant_id))}.users (email, display_name)"
                     " SELECT n || '@example.test', n FROM unnest($1::text[]) AS n", list(names))
 
 
 async def user_names(pg: asyncpg.Connection, tenant_id: str) -> list[str]:
     rows = await pg.fetch(
-        f"SELECT display_name FROM {quote_ident(schema_name(tenant_id))}.users ORDER BY 1")
+        f"SELECT display_name FROM {quote_ident(ns.tenant(tenant_id))}.users ORDER BY 1")
     return [r["display_name"] for r in rows]
 
 
 async def app_is_member(pg: asyncpg.Connection, tenant_id: str) -> bool:
     return bool(await pg.fetchval(
         "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-        " JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = $1 AND a.rolname = 'tenant_app')",
-        role_name(tenant_id)))
+        " JOIN pg_roles a ON a.oid = m.member WHERE r.rolname = $1 AND a.rolname = $2)",
+        ns.tenant(tenant_id), ns.names().app_role))
 
 
 # ---- catalog, keys, artifacts ------------------------------------------------------------------
@@ -197,12 +192,12 @@ async def app_is_member(pg: asyncpg.Connection, tenant_id: str) -> bool:
 
 async def catalog(pg: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Record]:
     return list(await pg.fetch(
-        f"SELECT * FROM {CONTROL}.backups WHERE tenant_id = $1 ORDER BY finished_at", tenant_id))
+        f"SELECT * FROM {ns.CONTROL}.backups WHERE tenant_id = $1 ORDER BY finished_at", tenant_id))
 
 
 async def jobs_of(pg: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Record]:
     return list(await pg.fetch(
-        f"SELECT * FROM {CONTROL}.backup_jobs WHERE tenant_id = $1 ORDER BY created_at", tenant_id))
+        f"SELECT * FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = $1 ORDER BY created_at", tenant_id))
 
 
 def local_path(uri: str) -> Path:
@@ -219,7 +214,7 @@ def manifest_of(artifact: Path) -> dict[str, Any]:
 
 async def wrapped_identity(pg: asyncpg.Connection, tenant_id: str) -> bytes | None:
     value = await pg.fetchval(
-        f"SELECT wrapped_identity FROM {CONTROL}.tenant_keys WHERE tenant_id = $1", tenant_id)
+        f"SELECT wrapped_identity FROM {ns.CONTROL}.tenant_keys WHERE tenant_id = $1", tenant_id)
     return bytes(value) if value is not None else None
 
 
@@ -257,16 +252,16 @@ async def forget_backups(pg: asyncpg.Connection, tenant_ids: Sequence[str]) -> N
     if not ids:
         return
     for row in await pg.fetch(
-            f"SELECT schema_name FROM {CONTROL}.replaced_schemas WHERE tenant_id = ANY($1::text[])",
+            f"SELECT schema_name FROM {ns.CONTROL}.replaced_schemas WHERE tenant_id = ANY($1::text[])",
             ids):
         await pg.execute(f"DROP SCHEMA IF EXISTS {quote_ident(row['schema_name'])} CASCADE")
     for table in ("replaced_schemas", "restore_drills", "backup_jobs", "backups", "tenant_keys"):
-        await pg.execute(f"DELETE FROM {CONTROL}.{table} WHERE tenant_id = ANY($1::text[])", ids)
+        await pg.execute(f"DELETE FROM {ns.CONTROL}.{table} WHERE tenant_id = ANY($1::text[])", ids)
 
 
 async def wait_job_settled(pg: asyncpg.Connection, job_id: str, limit_s: float = 60.0) -> str:
     async def settled() -> str | None:
-        status = await pg.fetchval(f"SELECT status FROM {CONTROL}.backup_jobs WHERE job_id = $1",
+        status = await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1",
                                    job_id)
         return status if status in ("succeeded", "failed") else None
 

@@ -88,7 +88,7 @@ class TopicTail:
     """Raw records of ``topic`` from the moment of entry, on every partition, without a group."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self._topic = topic
+        self._topic = settings.names.topics.topic(topic)  # a logical name: the session's topic
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
         )
@@ -142,11 +142,12 @@ def keys_covering(partitions: int, prefix: str) -> list[str]:
 
 
 async def group_members(settings: Settings, group: str) -> tuple[str, list[int]]:
-    """(state, partitions assigned to each member) of a consumer group."""
+    """(state, partitions assigned to each member) of a consumer group (a logical name: the
+    session's namespaced group is described)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        (response,) = await admin.describe_consumer_groups([group])
+        (response,) = await admin.describe_consumer_groups([settings.names.topics.group(group)])
         description = response.to_object()["groups"][0]
     finally:
         await admin.close()

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from domain.tenant_ids import quote_ident, schema_name
+from domain.tenant_ids import quote_ident
+from tests.support import names as ns
 from tests.support.waiting import wait_until
 
 __all__ = ["fill_incompressible", "running_job", "watch_concurrency"]
@@ -16,7 +17,7 @@ __all__ = ["fill_incompressible", "running_job", "watch_concurrency"]
 async def fill_incompressible(pg: asyncpg.Connection, tenant_id: str, rows: int) -> None:
     """About ``rows`` x 720 bytes of base64 of random bytes: zstd can't shrink it much."""
     await pg.execute(
-        f"INSERT INTO {quote_ident(schema_name(tenant_id))}.users (email, display_name)"
+        f"INSERT INTO {quote_ident(ns.tenant(tenant_id))}.users (email, display_name)"
         " SELECT 'u' || g || '@x.io', (SELECT string_agg(encode(decode(md5(random()::text"
         " || g || i), 'hex'), 'base64'), '') FROM generate_series(1, 30) AS i)"
         " FROM generate_series(1, $1) AS g", rows)
@@ -26,7 +27,7 @@ async def running_job(pg: asyncpg.Connection, job_id: str, limit_s: float = 30.0
     """Until the job runs and has written something."""
     async def started() -> bool:
         return bool(await pg.fetchval(
-            "SELECT 1 FROM tenant_service.backup_jobs WHERE job_id = $1 AND status = 'running'"
+            f"SELECT 1 FROM {ns.CONTROL}.backup_jobs WHERE job_id = $1 AND status = 'running'"
             " AND progress_bytes > 0", job_id))
 
     await wait_until(started, limit_s, what=f"job {job_id} running", interval=0.1)
@@ -41,7 +42,7 @@ async def watch_concurrency(dsn: str, tenant_id: str) -> AsyncIterator[list[int]
     async def sample() -> None:
         while True:
             samples.append(int(await conn.fetchval(
-                "SELECT count(*) FROM tenant_service.backup_jobs WHERE tenant_id = $1"
+                f"SELECT count(*) FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = $1"
                 " AND status = 'running' AND lease_until >= now()", tenant_id)))
             await asyncio.sleep(0.1)
 

@@ -1,4 +1,5 @@
-"""Fixtures against the real local stack: settings from .env, one worker for the session,
+"""Fixtures against the real local stack: settings from .env (in the session's own namespace, see
+tests/conftest.py), one worker for the session,
 unique tenant ids that are dropped at the end, and observers of tenants.events.
 
 Registered once, in tests/conftest.py, so every suite shares ONE session worker: a second
@@ -14,7 +15,7 @@ import pytest
 from adapters.kafka.producer import KafkaEventPublisher
 from runtime.settings import Settings, load_settings
 from tests.support.kafka import ResultLog
-from tests.support.postgres import drop_tenants
+from tests.support.postgres import drop_namespace, drop_tenants
 from tests.support.workers import WorkerProcess
 
 SESSION_ROLES = ("provisioner", "relay")
@@ -80,10 +81,11 @@ async def pg(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="session")
-async def tenants(pg: asyncpg.Connection) -> AsyncIterator[TenantIds]:
+async def tenants(pg: asyncpg.Connection, settings: Settings) -> AsyncIterator[TenantIds]:
     registry = TenantIds()
     yield registry
     await drop_tenants(pg, registry.ids)
+    await drop_namespace(pg, settings)
 
 
 @pytest.fixture(scope="session")

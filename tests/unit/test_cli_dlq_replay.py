@@ -1,19 +1,25 @@
 """``dlq replay --all`` replays each dead letter once, committing only what it published.
 
 A fake tenants.dlq (partitions of records, and the replay group's committed offsets, which
-outlive a run like Kafka's do) and a fake producer stand in for Kafka.
+outlive a run like Kafka's do) and a fake producer stand in for Kafka. The deployment has a
+namespace: its DLQ topic and replay group are its own, and it replays only to its own topics.
 """
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
 from contracts import topics
+from runtime.names import Names
 from tenantctl import dlq_ops
 
-DLQ0, DLQ1 = TopicPartition(topics.DLQ, 0), TopicPartition(topics.DLQ, 1)
+NAMES = Names.of("staging", control_schema="tenant_service", outbox_lock_id=1, scheduler_lock_id=2)
+SETTINGS: Any = SimpleNamespace(names=NAMES)  # all dlq_ops reads of the settings here
+DLQ = NAMES.topics.dlq
+DLQ0, DLQ1 = TopicPartition(DLQ, 0), TopicPartition(DLQ, 1)
 
 
 @dataclass
@@ -23,7 +29,7 @@ class Record:
     value: bytes
     key: bytes = b"k"
     headers: list[tuple[str, bytes]] = field(
-        default_factory=lambda: [("x-dlq-source-topic", topics.LIFECYCLE.encode())]
+        default_factory=lambda: [("x-dlq-source-topic", NAMES.topics.lifecycle.encode())]
     )
 
 
@@ -34,9 +40,10 @@ class FakeDlq:
         self.logs: dict[TopicPartition, list[Record]] = {DLQ0: [], DLQ1: []}
         self.committed: dict[TopicPartition, int] = {}
 
-    def add(self, partition: int, value: bytes) -> str:
-        tp = TopicPartition(topics.DLQ, partition)
-        self.logs[tp].append(Record(partition, len(self.logs[tp]), value))
+    def add(self, partition: int, value: bytes, source: str = NAMES.topics.lifecycle) -> str:
+        tp = TopicPartition(DLQ, partition)
+        headers = [("x-dlq-source-topic", source.encode())]
+        self.logs[tp].append(Record(partition, len(self.logs[tp]), value, headers=headers))
         return f"{partition}:{len(self.logs[tp]) - 1}"
 
 
@@ -103,7 +110,7 @@ def dlq(monkeypatch: pytest.MonkeyPatch) -> FakeDlq:
     fake = FakeDlq()
 
     async def consumer(settings: Any, group_id: str | None) -> FakeConsumer:
-        assert group_id == topics.DLQ_REPLAY_GROUP
+        assert group_id == "staging-" + topics.DLQ_REPLAY_GROUP  # never another deployment's
         return FakeConsumer(fake)
 
     monkeypatch.setattr(dlq_ops, "_consumer", consumer)
@@ -113,7 +120,7 @@ def dlq(monkeypatch: pytest.MonkeyPatch) -> FakeDlq:
 
 
 async def _replay() -> list[str]:
-    return (await dlq_ops.replay_new(None, lambda n: None)).replayed  # type: ignore[arg-type]
+    return (await dlq_ops.replay_new(SETTINGS, lambda n: None)).replayed
 
 
 async def test_each_dead_letter_is_replayed_once(dlq: FakeDlq) -> None:
@@ -133,3 +140,11 @@ async def test_a_batch_that_was_not_published_is_not_marked_replayed(dlq: FakeDl
     assert dlq.committed == {}
     FakePublisher.fail = False
     assert await _replay() == ids
+
+
+async def test_a_letter_from_another_namespace_is_skipped_not_replayed(dlq: FakeDlq) -> None:
+    ours = dlq.add(0, b"ours")
+    theirs = dlq.add(0, b"theirs", source=topics.Topics("prod").lifecycle)
+    done = await dlq_ops.replay_new(SETTINGS, lambda n: None)
+    assert (done.replayed, done.skipped) == ([ours], [theirs])
+    assert FakePublisher.sent == [b"ours"]
