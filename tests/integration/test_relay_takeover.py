@@ -1,0 +1,192 @@
+"""The relay's leader promises on real processes: a standby publishes what a SIGKILLed leader
+left unsent, and a crash between publish and mark republishes the same event id (at-least-once,
+never a different id). Needs the only relays and provisioners to be this test's own."""
+
+import re
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from adapters.kafka.producer import KafkaEventPublisher
+from contracts import topics
+from contracts.envelope import result_event_id
+from runtime.settings import Settings
+from tests.support import postgres as db
+from tests.support.kafka import ResultLog, group_members, publish, requested
+from tests.support.stack import SessionWorker, TenantIds
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess, http_get
+
+pytestmark = pytest.mark.stack
+
+_LEADER_GAUGE = re.compile(rb"^tenant_outbox_relay_leader (\S+)$", re.MULTILINE)
+
+
+@pytest.fixture
+async def only_our_workers(
+    session_worker: SessionWorker, settings: Settings, pg: asyncpg.Connection
+) -> AsyncIterator[None]:
+    """Stop the session worker; fail (naming why) while a process we did not start relays or
+    provisions, since it would publish or consume what this test must control."""
+    await session_worker.stop()
+    try:
+        await wait_until(
+            lambda: _group_is_empty(settings), 30, what="no member left in tenant-provisioner"
+        )
+        holder = await _lease_holder(pg, settings)
+        assert holder is None, f"a relay this test did not start holds the outbox lease ({holder})"
+        yield
+    finally:
+        if session_worker.current is None:
+            await session_worker.start()
+
+
+async def _group_is_empty(settings: Settings) -> bool:
+    _, members = await group_members(settings, topics.PROVISIONER_GROUP)
+    return not members
+
+
+async def _lease_holder(pg: asyncpg.Connection, settings: Settings) -> int | None:
+    return await pg.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid",
+        settings.outbox_lock_id,
+    )
+
+
+async def _leads(worker: WorkerProcess) -> bool:
+    _, body = await http_get(worker.port, "/metrics")
+    found = _LEADER_GAUGE.search(body)
+    assert found is not None, "no tenant_outbox_relay_leader gauge on /metrics"
+    return float(found.group(1)) == 1.0
+
+
+async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
+    only_our_workers: None,
+    settings: Settings,
+    pg: asyncpg.Connection,
+    publisher: KafkaEventPublisher,
+    tenants: TenantIds,
+    log_dir: Path,
+) -> None:
+    first = WorkerProcess(["relay"], log_dir / "takeover-relay-1.log")
+    second = WorkerProcess(["relay"], log_dir / "takeover-relay-2.log")
+    provisioner = WorkerProcess(["provisioner"], log_dir / "takeover-provisioner.log")
+    workers = (first, second, provisioner)
+    try:
+        await first.start()
+        await wait_until(lambda: _leads(first), 30, what="the first relay leading")
+        await second.start()
+        assert not await _leads(second), "two relays lead at once"
+        assert await first.kill() == -signal.SIGKILL
+
+        # Results committed while no leader runs: only the standby can publish them.
+        await provisioner.start()
+        requests = [requested(tenants.new()) for _ in range(3)]
+        async with ResultLog(settings) as results:
+            for request in requests:
+                await publish(publisher, request)
+            for request in requests:
+                await wait_until(
+                    lambda r=request: db.outbox_row(pg, result_event_id(r.id, "TenantProvisioned")),
+                    60,
+                    what="committed outbox row",
+                )
+            got = await results.all_of([r.id for r in requests])
+
+        assert await _leads(second), "the standby did not take the lease"
+        for request in requests:
+            result_id = result_event_id(request.id, "TenantProvisioned")
+            assert got[request.id].id == result_id
+            assert [e.id for e in results.caused_by(request.id)] == [result_id]
+            row = await db.outbox_row(pg, result_id)
+            assert row is not None and row["sent_at"] is not None
+    finally:
+        for worker in workers:
+            if worker.running:
+                await worker.kill()
+
+
+async def test_a_relay_killed_between_publish_and_mark_republishes_the_same_event_id(
+    only_our_workers: None,
+    session_worker: SessionWorker,
+    settings: Settings,
+    pg: asyncpg.Connection,
+    publisher: KafkaEventPublisher,
+    tenants: TenantIds,
+    log_dir: Path,
+) -> None:
+    provisioner = WorkerProcess(["provisioner"], log_dir / "mark-provisioner.log")
+    relay = WorkerProcess(["relay"], log_dir / "mark-relay.log")
+    request = requested(tenants.new())
+    result_id = result_event_id(request.id, "TenantProvisioned")
+    blocker = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        await provisioner.start()
+        async with ResultLog(settings) as results:
+            await publish(publisher, request)
+            await wait_until(lambda: db.outbox_row(pg, result_id), 60, what="committed outbox row")
+            assert await provisioner.kill() == -signal.SIGKILL
+
+            # A row lock lets the relay read and publish the row; its mark_sent then waits.
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute(
+                "SELECT 1 FROM tenant_service.outbox WHERE event_id = $1 FOR UPDATE", result_id
+            )
+            await relay.start()
+            await results.first(request.id)
+            marking = await wait_until(
+                lambda: _blocked_by(pg, blocker), 30, what="the relay's mark waiting on our lock"
+            )
+            assert await relay.kill() == -signal.SIGKILL
+            # The crash: the mark's transaction dies with its session, never committed. (A
+            # backend waiting on a lock notices its client's death only once granted, and would
+            # then commit the autocommit UPDATE the dead client had already sent.)
+            for pid in marking:
+                await pg.execute("SELECT pg_terminate_backend($1)", pid)
+            await wait_until(
+                lambda: _gone(pg, marking), 30, what="the killed relay's backends gone"
+            )
+            await tx.rollback()
+            row = await db.outbox_row(pg, result_id)
+            assert row is not None and row["sent_at"] is None, "marked sent despite the crash"
+
+            await session_worker.start()  # a fresh relay republishes the unmarked row
+            await wait_until(
+                lambda: len(results.caused_by(request.id)) >= 2, 60, what="the republication"
+            )
+            sentinel = requested(request.subject)  # answered after any further copy
+            await publish(publisher, sentinel)
+            await results.first(sentinel.id)
+
+        copies = results.caused_by(request.id)
+        assert [e.id for e in copies] == [result_id, result_id], "a different id or copy count"
+        assert len({e.model_dump_json() for e in copies}) == 1, "the copies differ"
+        # Downstream deduplication on the id keeps exactly one result.
+        assert len({e.id: e for e in copies}) == 1
+        row = await db.outbox_row(pg, result_id)
+        assert row is not None and row["sent_at"] is not None
+        assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1
+    finally:
+        await blocker.close()
+        for worker in (provisioner, relay):
+            if worker.running:
+                await worker.kill()
+
+
+async def _blocked_by(pg: asyncpg.Connection, blocker: asyncpg.Connection) -> list[int]:
+    rows = await pg.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        blocker.get_server_pid(),
+    )
+    return [r["pid"] for r in rows]
+
+
+async def _gone(pg: asyncpg.Connection, pids: list[int]) -> bool:
+    return not await pg.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+    )
