@@ -1,6 +1,7 @@
 """Rotating the backup master key: every tenant key re-wrapped in one transaction and the new
 master pinned; the tenant keys themselves (so every backup) unchanged; a wrong identity changes
-nothing; a worker still on the old master makes no new tenant key. Also through `tenantctl`.
+nothing; a worker still on the old master makes no new tenant key, and one started on it refuses
+to run. Also through `tenantctl`.
 
 Runs on a control schema of its own, so the shared stack's pinned master is never touched.
 """
@@ -24,7 +25,7 @@ from adapters.postgres.control_schema import ensure_control_schema
 from domain.errors import PermanentError, TransientError
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
-from tests.support.workers import REPO_ROOT
+from tests.support.workers import REPO_ROOT, WorkerProcess
 
 pytestmark = pytest.mark.stack
 
@@ -121,3 +122,34 @@ async def test_tenantctl_keys_rotate_master(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "re-wrapped 1 tenant key" in done.stderr
     assert await PostgresTenantKeys(control, new).identity(pg, "rot_a", new_file) == identity
+
+
+async def test_a_worker_on_the_old_master_refuses_to_start_after_a_rotation(
+    pg: asyncpg.Connection, control: str, tmp_path: Path, log_dir: Path
+) -> None:
+    old_file, old = _master(tmp_path, "old")
+    _, new = _master(tmp_path, "new")
+    keys = PostgresTenantKeys(control, old)
+    assert await keys.pin_master(pg) is None
+    await keys.recipient(pg, "rot_a")
+    assert await keys.rotate_master(pg, old_file, new) == 1
+
+    def backup_worker(recipient: str, name: str) -> WorkerProcess:
+        return WorkerProcess(
+            ["backup"],
+            log_dir / f"rotation-{name}.log",
+            env={"TENANT_CONTROL_SCHEMA": control, "TENANT_BACKUP_MASTER_RECIPIENT": recipient},
+        )
+
+    stale = backup_worker(old, "old-master")
+    try:
+        with pytest.raises(AssertionError, match=r"worker exited with (?!0:)-?\d+") as exited:
+            await stale.start()
+    finally:
+        if stale.running:
+            await stale.kill()
+    assert "TENANT_BACKUP_MASTER_RECIPIENT" in str(exited.value), str(exited.value)
+
+    fresh = backup_worker(new, "new-master")  # the rolled worker starts
+    await fresh.start()
+    assert await fresh.terminate(60) == 0, fresh.log_tail()
