@@ -56,10 +56,10 @@ async def _alone(pg: asyncpg.Connection, mine: Sequence[str]) -> None:
             "SELECT count(*) FROM tenant_service.tenants WHERE status <> 'erased'"
             " AND schema_version < 2 AND NOT tenant_id = ANY($1::text[])", list(mine))
 
-    try:
-        await wait_until(none_foreign, 30, what="no foreign tenant below version 2", interval=1)
-    except AssertionError:
-        pytest.skip("tenants of other suites are below version 2 and would join the rollout")
+    # Fails rather than skips: a rollout joined by foreign tenants would check nothing.
+    await wait_until(
+        none_foreign, 30, interval=1,
+        what="no tenant of another suite below version 2 (it would join this rollout)")
 
 
 async def _version(pg: asyncpg.Connection, tenant_id: str) -> int:
@@ -189,3 +189,51 @@ async def test_lock_timeout_is_retried_until_the_lock_is_released(
 
     assert result.type == "TenantMigrated", result.data
     assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+
+
+async def test_failures_past_the_budget_halt_the_main_wave_and_a_rerun_resumes(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    results: ResultLog,
+) -> None:
+    (canary,) = await _make(pg, tenants, at_version_1, 1)  # created first: the one canary
+    bad = await _make(pg, tenants, at_version_1, 2)
+    rest = await _make(pg, tenants, at_version_1, 2)
+    for tenant_id in bad:
+        await _break(pg, tenant_id)
+    mine = [canary, *bad, *rest]
+    await _alone(pg, mine)
+
+    summary = await rollout(settings, _quiet(), None, 1, 1, TIMEOUT_S)
+
+    # The canary passed; the main wave's second failure is past F=1 and halts it.
+    assert summary["halted"] == "more than 1 failures", summary
+    assert summary["failures"] == {t: "migration_error" for t in bad}, summary
+    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+                             " WHERE rollout_id = $1", summary["rollout_id"]) == "halted"
+    assert await _version(pg, canary) == 2 and await _has_tags(pg, canary)
+    for tenant_id in bad:
+        assert await _version(pg, tenant_id) == 1
+    # Each of the rest was migrated before the halt or answered rollout_halted untouched.
+    for tenant_id in rest:
+        answer = await wait_until(
+            lambda t=tenant_id: [e for e in results.seen if e.subject == t
+                                 and e.data.get("rollout_id") == summary["rollout_id"]],
+            TIMEOUT_S, what=f"the answer of {tenant_id}")
+        version = await _version(pg, tenant_id)
+        if answer[0].type == "TenantMigrated":
+            assert version == 2 and await _has_tags(pg, tenant_id)
+        else:
+            assert answer[0].data["reason"] == "rollout_halted", answer[0].data
+            assert version == 1 and not await _has_tags(pg, tenant_id)
+
+    for tenant_id in bad:  # the operator fixes the cause, then re-runs the rollout
+        await pg.execute(f'ALTER TABLE "tenant_{tenant_id}".documents DROP COLUMN tags')
+    below = [t for t in mine if await _version(pg, t) < 2]
+    again = await rollout(settings, _quiet(), None, 1, 1, TIMEOUT_S)
+
+    assert "halted" not in again and again["failed"] == 0, again
+    assert again["tenants"] == again["migrated"] == len(below) >= len(bad), again
+    for tenant_id in mine:
+        assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+    assert await pg.fetchval("SELECT status FROM tenant_service.migration_rollouts"
+                             " WHERE rollout_id = $1", again["rollout_id"]) == "done"
