@@ -1,6 +1,7 @@
 """Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts
 (issue 5). The provisioner group is the session worker's."""
 
+import functools
 import io
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -12,6 +13,7 @@ from rich.console import Console
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
 from adapters.postgres.tenant_store import PostgresTenantStore
+from contracts.envelope import Envelope
 from contracts.events import TenantMigrationDue
 from migrations import TENANT_DIR
 from runtime.settings import Settings
@@ -214,11 +216,13 @@ async def test_failures_past_the_budget_halt_the_main_wave_and_a_rerun_resumes(
     for tenant_id in bad:
         assert await _version(pg, tenant_id) == 1
     # Each of the rest was migrated before the halt or answered rollout_halted untouched.
+    def answers(tenant_id: str) -> list[Envelope]:
+        return [e for e in results.seen if e.subject == tenant_id
+                and e.data.get("rollout_id") == summary["rollout_id"]]
+
     for tenant_id in rest:
-        answer = await wait_until(
-            lambda t=tenant_id: [e for e in results.seen if e.subject == t
-                                 and e.data.get("rollout_id") == summary["rollout_id"]],
-            TIMEOUT_S, what=f"the answer of {tenant_id}")
+        answer = await wait_until(functools.partial(answers, tenant_id), TIMEOUT_S,
+                                  what=f"the answer of {tenant_id}")
         version = await _version(pg, tenant_id)
         if answer[0].type == "TenantMigrated":
             assert version == 2 and await _has_tags(pg, tenant_id)

@@ -2,6 +2,7 @@
 left unsent, and a crash between publish and mark republishes the same event id (at-least-once,
 never a different id). Needs the only relays and provisioners to be this test's own."""
 
+import functools
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -50,11 +51,12 @@ async def _group_is_empty(settings: Settings) -> bool:
 
 
 async def _lease_holder(pg: asyncpg.Connection, settings: Settings) -> int | None:
-    return await pg.fetchval(
+    holder: int | None = await pg.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
         " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid",
         settings.outbox_lock_id,
     )
+    return holder
 
 
 async def _leads(worker: WorkerProcess) -> bool:
@@ -90,10 +92,9 @@ async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
             for request in requests:
                 await publish(publisher, request)
             for request in requests:
+                result_id = result_event_id(request.id, "TenantProvisioned")
                 await wait_until(
-                    lambda r=request: db.outbox_row(pg, result_event_id(r.id, "TenantProvisioned")),
-                    60,
-                    what="committed outbox row",
+                    functools.partial(db.outbox_row, pg, result_id), 60, what="committed outbox row"
                 )
             got = await results.all_of([r.id for r in requests])
 

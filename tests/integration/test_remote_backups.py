@@ -42,7 +42,10 @@ class Remote:
 
 @pytest.fixture(params=["s3", "sftp"])
 async def remote(
-    request: pytest.FixtureRequest, settings: Settings, log_dir: Path, pg: asyncpg.Connection,
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    log_dir: Path,
+    pg: asyncpg.Connection,
     tenants: TenantIds,
 ) -> AsyncIterator[Remote]:
     kind: str = request.param
@@ -68,7 +71,10 @@ async def remote(
 
 
 async def test_a_restore_reads_its_backup_back_from_the_remote_target(
-    remote: Remote, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    remote: Remote,
+    publisher: KafkaEventPublisher,
+    results: ResultLog,
+    pg: asyncpg.Connection,
     tenants: TenantIds,
 ) -> None:
     await remote.workers.start(f"restore-{remote.kind}", remote.env)
@@ -90,11 +96,15 @@ async def test_a_restore_reads_its_backup_back_from_the_remote_target(
 
 
 async def test_dailies_and_weeklies_expire_on_the_remote_target(
-    remote: Remote, publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection,
+    remote: Remote,
+    publisher: KafkaEventPublisher,
+    results: ResultLog,
+    pg: asyncpg.Connection,
     tenants: TenantIds,
 ) -> None:
     keep_all = await remote.workers.start(
-        f"keep-{remote.kind}", {**remote.env, "TENANT_BACKUP_RETENTION": "free=20/0/0"})
+        f"keep-{remote.kind}", {**remote.env, "TENANT_BACKUP_RETENTION": "free=20/0/0"}
+    )
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id, plan="free")
     done = [await bk.backup(publisher, results, tenant_id) for _ in range(4)]
@@ -103,7 +113,8 @@ async def test_dailies_and_weeklies_expire_on_the_remote_target(
         remote.assert_ours(d.data["uri"])
     # Backdate the catalogue: what retention reads. Yesterday's noon is one UTC day's newest.
     yesterday_noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - (
-        timedelta(days=1))
+        timedelta(days=1)
+    )
     ages = {
         "month_old": yesterday_noon - timedelta(days=29),  # past every horizon: expires
         "week_old": yesterday_noon - timedelta(days=9),  # alone in its ISO week: a weekly
@@ -112,12 +123,16 @@ async def test_dailies_and_weeklies_expire_on_the_remote_target(
     }
     ids = dict(zip(ages, (d.data["backup_id"] for d in done), strict=True))
     for name, finished in ages.items():
-        await pg.execute("UPDATE tenant_service.backups SET finished_at = $2 WHERE backup_id = $1",
-                         ids[name], finished)
+        await pg.execute(
+            "UPDATE tenant_service.backups SET finished_at = $2 WHERE backup_id = $1",
+            ids[name],
+            finished,
+        )
     assert await remote.workers.stop(keep_all) == 0
     # last 1, dailies over 3 days, weeklies over 2 weeks
     await remote.workers.start(
-        f"expire-{remote.kind}", {**remote.env, "TENANT_BACKUP_RETENTION": "free=1/3/2"})
+        f"expire-{remote.kind}", {**remote.env, "TENANT_BACKUP_RETENTION": "free=1/3/2"}
+    )
 
     newest = await bk.backup(publisher, results, tenant_id)
 
@@ -126,7 +141,8 @@ async def test_dailies_and_weeklies_expire_on_the_remote_target(
     kept = {ids["week_old"], ids["daily"], newest.data["backup_id"]}
     assert {r["backup_id"] for r in await bk.catalog(pg, tenant_id)} == kept
     expected = sorted(
-        f"{tenant_id}/{b}.{ext}" for b in kept for ext in ("dump.zst.age", "manifest.json"))
+        f"{tenant_id}/{b}.{ext}" for b in kept for ext in ("dump.zst.age", "manifest.json")
+    )
 
     async def only_kept_remain() -> bool:
         return await remote.keys(tenant_id) == expected

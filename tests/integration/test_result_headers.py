@@ -42,12 +42,11 @@ async def test_results_carry_ce_headers_matching_their_envelope(
         async with TopicTail(settings, topics.EVENTS) as events:
             for request in requests:
                 await publish(publisher, request)
-            for request in requests:
-                await wait_until(
-                    lambda r=request: events.with_key(r.subject.encode()),
-                    RESULT_S,
-                    what=f"the result of {request.subject}",
-                )
+            await wait_until(
+                lambda: all(events.with_key(r.subject.encode()) for r in requests),
+                RESULT_S,
+                what="both results",
+            )
             records = [events.with_key(r.subject.encode())[0] for r in requests]
     finally:
         assert await worker.terminate(settings.shutdown_grace_s + 10) == 0
