@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from adapters.backup_targets.base import BackupTarget
+from adapters.backup_targets.sftp import SftpBackupTarget
 from adapters.kafka.producer import KafkaEventPublisher
 from runtime.backup_target import backup_target
 from runtime.settings import Settings
@@ -65,6 +66,11 @@ async def remote(
             yield Remote(kind, env, target, pool)
         for name in await target.list(""):
             await target.delete(name)
+        if isinstance(target, SftpBackupTarget):  # deleting files leaves their folders
+            sftp = await target._client()  # the test peeks below the port on purpose
+            root = f"{settings.sftp_dir}/{prefix}"
+            if await sftp.isdir(root):
+                await sftp.rmtree(root)
     finally:
         await target.close()
         await bk.forget_backups(pg, tenants.ids[mine:])
