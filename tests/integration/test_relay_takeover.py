@@ -74,39 +74,62 @@ async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
     tenants: TenantIds,
     log_dir: Path,
 ) -> None:
-    first = WorkerProcess(["relay"], log_dir / "takeover-relay-1.log")
-    second = WorkerProcess(["relay"], log_dir / "takeover-relay-2.log")
+    leader = WorkerProcess(["relay"], log_dir / "takeover-relay-1.log")
+    standby = WorkerProcess(["relay"], log_dir / "takeover-relay-2.log")
     provisioner = WorkerProcess(["provisioner"], log_dir / "takeover-provisioner.log")
-    workers = (first, second, provisioner)
+    first = requested(tenants.new())
+    first_id = result_event_id(first.id, "TenantProvisioned")
+    later = [requested(tenants.new()) for _ in range(3)]
+    later_ids = [result_event_id(r.id, "TenantProvisioned") for r in later]
+    blocker = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        await first.start()
-        await wait_until(lambda: _leads(first), 30, what="the first relay leading")
-        await second.start()
-        assert not await _leads(second), "two relays lead at once"
-        assert await first.kill() == -signal.SIGKILL
-
-        # Results committed while no leader runs: only the standby can publish them.
         await provisioner.start()
-        requests = [requested(tenants.new()) for _ in range(3)]
         async with ResultLog(settings) as results:
-            for request in requests:
+            await publish(publisher, first)
+            await wait_until(functools.partial(db.outbox_row, pg, first_id), 60, what="first row")
+            # The leader publishes the first row and then waits on our lock to mark it: alive,
+            # holding the lease, and publishing nothing more.
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute(
+                "SELECT 1 FROM tenant_service.outbox WHERE event_id = $1 FOR UPDATE", first_id
+            )
+            await leader.start()
+            await wait_until(lambda: _leads(leader), 30, what="the first relay leading")
+            await results.first(first.id)
+            marking = await wait_until(
+                lambda: _blocked_by(pg, blocker), 30, what="the leader's mark waiting on our lock"
+            )
+            await standby.start()
+            assert not await _leads(standby), "two relays lead at once"
+            for request in later:
                 await publish(publisher, request)
-            for request in requests:
-                result_id = result_event_id(request.id, "TenantProvisioned")
+            for result_id in later_ids:
                 await wait_until(
                     functools.partial(db.outbox_row, pg, result_id), 60, what="committed outbox row"
                 )
-            got = await results.all_of([r.id for r in requests])
+            assert not any(results.caused_by(r.id) for r in later), "published with a stuck leader"
 
-        assert await _leads(second), "the standby did not take the lease"
-        for request in requests:
-            result_id = result_event_id(request.id, "TenantProvisioned")
+            assert await leader.kill() == -signal.SIGKILL
+            for pid in marking:  # its mark dies with it (see the next test)
+                await pg.execute("SELECT pg_terminate_backend($1)", pid)
+            await tx.rollback()
+            got = await results.all_of([r.id for r in later])
+            await wait_until(
+                lambda: len(results.caused_by(first.id)) >= 2, 60, what="the first row republished"
+            )
+
+        assert await _leads(standby), "the standby did not take the lease"
+        assert [e.id for e in results.caused_by(first.id)] == [first_id, first_id]
+        for request, result_id in zip(later, later_ids, strict=True):
             assert got[request.id].id == result_id
             assert [e.id for e in results.caused_by(request.id)] == [result_id]
-            row = await db.outbox_row(pg, result_id)
-            assert row is not None and row["sent_at"] is not None
+        await wait_until(
+            lambda: _all_marked(pg, [first_id, *later_ids]), 30, what="the rows marked sent"
+        )
     finally:
-        for worker in workers:
+        await blocker.close()
+        for worker in (leader, standby, provisioner):
             if worker.running:
                 await worker.kill()
 
@@ -190,4 +213,12 @@ async def _blocked_by(pg: asyncpg.Connection, blocker: asyncpg.Connection) -> li
 async def _gone(pg: asyncpg.Connection, pids: list[int]) -> bool:
     return not await pg.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+    )
+
+
+async def _all_marked(pg: asyncpg.Connection, event_ids: list[str]) -> bool:
+    return not await pg.fetchval(
+        "SELECT count(*) FROM tenant_service.outbox WHERE event_id = ANY($1::text[])"
+        " AND sent_at IS NULL",
+        event_ids,
     )
