@@ -1,6 +1,7 @@
 """Rotating the backup master key: every tenant key re-wrapped in one transaction and the new
 master pinned; the tenant keys themselves (so every backup) unchanged; a wrong identity changes
-nothing; a worker still on the old master makes no new tenant key. Also through `tenantctl`.
+nothing; a worker still on the old master makes no new tenant key, and one started on it refuses
+to run. Also through `tenantctl`.
 
 Runs on a control schema of its own, so the shared stack's pinned master is never touched.
 """
@@ -21,10 +22,11 @@ import pytest
 
 from adapters.age_keys import PostgresTenantKeys
 from adapters.postgres.control_schema import ensure_control_schema
+from domain import namespaces
 from domain.errors import PermanentError, TransientError
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
-from tests.support.workers import REPO_ROOT
+from tests.support.workers import REPO_ROOT, WorkerProcess
 
 pytestmark = pytest.mark.stack
 
@@ -33,7 +35,9 @@ TENANTS = ["rot_a", "rot_b", "rot_c"]
 
 @pytest.fixture
 async def control(pg: asyncpg.Connection, settings: Settings) -> AsyncIterator[str]:
-    name = f"keys_{secrets.token_hex(4)}"
+    # Named as the session's namespace names control schemas, so a worker of the session's
+    # namespace finds it from TENANT_CONTROL_SCHEMA=keys_<hex> (and tenantctl from the full name).
+    name = namespaces.control_schema(settings.namespace, f"keys_{secrets.token_hex(4)}")
     names = settings.names
     await ensure_control_schema(pg, name, names.app_role, api_reader_role=names.api_reader_role)
     yield name
@@ -123,3 +127,36 @@ async def test_tenantctl_keys_rotate_master(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "re-wrapped 1 tenant key" in done.stderr
     assert await PostgresTenantKeys(control, new).identity(pg, "rot_a", new_file) == identity
+
+
+async def test_a_worker_on_the_old_master_refuses_to_start_after_a_rotation(
+    pg: asyncpg.Connection, control: str, tmp_path: Path, log_dir: Path, settings: Settings
+) -> None:
+    old_file, old = _master(tmp_path, "old")
+    _, new = _master(tmp_path, "new")
+    keys = PostgresTenantKeys(control, old)
+    assert await keys.pin_master(pg) is None
+    await keys.recipient(pg, "rot_a")
+    assert await keys.rotate_master(pg, old_file, new) == 1
+
+    def backup_worker(recipient: str, name: str) -> WorkerProcess:
+        return WorkerProcess(
+            ["backup"],
+            log_dir / f"rotation-{name}.log",
+            # The session's namespace (its own backup group); the control schema of this test.
+            env={"TENANT_CONTROL_SCHEMA": control.removeprefix(f"{settings.namespace}_"),
+                 "TENANT_BACKUP_MASTER_RECIPIENT": recipient},
+        )
+
+    stale = backup_worker(old, "old-master")
+    try:
+        with pytest.raises(AssertionError, match=r"worker exited with (?!0:)-?\d+") as exited:
+            await stale.start()
+    finally:
+        if stale.running:
+            await stale.kill()
+    assert "TENANT_BACKUP_MASTER_RECIPIENT" in str(exited.value), str(exited.value)
+
+    fresh = backup_worker(new, "new-master")  # the rolled worker starts
+    await fresh.start()
+    assert await fresh.terminate(60) == 0, fresh.log_tail()

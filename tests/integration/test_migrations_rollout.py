@@ -1,6 +1,7 @@
 """Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts.
 The provisioner group is the session worker's."""
 
+import functools
 import io
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
+from contracts.envelope import Envelope
 from contracts.events import TenantMigrationDue
 from migrations import TENANT_DIR
 from runtime.settings import Settings
@@ -187,3 +189,53 @@ async def test_lock_timeout_is_retried_until_the_lock_is_released(
 
     assert result.type == "TenantMigrated", result.data
     assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+
+
+async def test_failures_past_the_budget_halt_the_main_wave_and_a_rerun_resumes(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    results: ResultLog,
+) -> None:
+    (canary,) = await _make(pg, tenants, at_version_1, 1)  # created first: the one canary
+    bad = await _make(pg, tenants, at_version_1, 2)
+    rest = await _make(pg, tenants, at_version_1, 2)
+    for tenant_id in bad:
+        await _break(pg, tenant_id)
+    mine = [canary, *bad, *rest]
+    await _alone(pg, mine)
+
+    summary = await rollout(settings, _quiet(), None, 1, 1, TIMEOUT_S)
+
+    # The canary passed; the main wave's second failure is past F=1 and halts it.
+    assert summary["halted"] == "more than 1 failures", summary
+    assert summary["failures"] == {t: "migration_error" for t in bad}, summary
+    assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.migration_rollouts"
+                             " WHERE rollout_id = $1", summary["rollout_id"]) == "halted"
+    assert await _version(pg, canary) == 2 and await _has_tags(pg, canary)
+    for tenant_id in bad:
+        assert await _version(pg, tenant_id) == 1
+    # Each of the rest was migrated before the halt or answered rollout_halted untouched.
+    def answers(tenant_id: str) -> list[Envelope]:
+        return [e for e in results.seen if e.subject == tenant_id
+                and e.data.get("rollout_id") == summary["rollout_id"]]
+
+    for tenant_id in rest:
+        answer = await wait_until(functools.partial(answers, tenant_id), TIMEOUT_S,
+                                  what=f"the answer of {tenant_id}")
+        version = await _version(pg, tenant_id)
+        if answer[0].type == "TenantMigrated":
+            assert version == 2 and await _has_tags(pg, tenant_id)
+        else:
+            assert answer[0].data["reason"] == "rollout_halted", answer[0].data
+            assert version == 1 and not await _has_tags(pg, tenant_id)
+
+    for tenant_id in bad:  # the operator fixes the cause, then re-runs the rollout
+        await pg.execute(f'ALTER TABLE "{ns.tenant(tenant_id)}".documents DROP COLUMN tags')
+    below = [t for t in mine if await _version(pg, t) < 2]
+    again = await rollout(settings, _quiet(), None, 1, 1, TIMEOUT_S)
+
+    assert "halted" not in again and again["failed"] == 0, again
+    assert again["tenants"] == again["migrated"] == len(below) >= len(bad), again
+    for tenant_id in mine:
+        assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+    assert await pg.fetchval(f"SELECT status FROM {ns.CONTROL}.migration_rollouts"
+                             " WHERE rollout_id = $1", again["rollout_id"]) == "done"

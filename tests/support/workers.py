@@ -90,6 +90,15 @@ class WorkerProcess:
         self._proc.send_signal(signal.SIGTERM)
         return await self._wait(limit_s)
 
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` without waiting (see ``exited``)."""
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
+    async def exited(self, limit_s: float) -> int:
+        """The exit code once the process ends (raises if it does not within ``limit_s``)."""
+        return await self._wait(limit_s)
+
     async def kill(self) -> int:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGKILL)
