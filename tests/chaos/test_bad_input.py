@@ -76,7 +76,10 @@ def dead_letter_corpus(tag: str) -> dict[str, tuple[str, Raw]]:
         "missing_id": ("not_cloudevent", ok("mi", id=None)),
         "id_wrong_type": ("not_cloudevent", ok("iw", id=12345)),
         "spec_version_2": ("not_cloudevent", ok("sv", specversion="2.0")),
-        "extra_envelope_field": ("not_cloudevent", ok("ef", evil="x")),
+        # Extensions are allowed (CloudEvents), but only with the spec's names and value types.
+        "extension_bad_name": ("not_cloudevent", ok("ef", **{"Evil-Name": "x"})),
+        "extension_object_value": ("not_cloudevent", ok("eo", evil={"nested": 1})),
+        "datacontenttype_not_json": ("not_cloudevent", ok("dc", datacontenttype="text/plain")),
         "time_not_a_time": ("not_cloudevent", ok("tt", time="yesterday")),
         "time_without_offset": ("not_cloudevent", ok("tn", time="2026-01-01T00:00:00")),
         "time_far_future": ("time_out_of_range", ok("tf", time="9999-12-31T23:59:59Z")),
