@@ -177,6 +177,7 @@ async def assert_nothing_lost(stack: PrivateStack, sent: list[str], by_cause: di
 
 def _circuit_opened(worker: WorkerProcess, group: str) -> bool:
     """The worker logged that ``group``'s circuit was open (a durable record, not a sample)."""
+    group = ns.names().topics.group(group)  # workers log the session's physical group
     for line in worker.log_text().splitlines():
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
