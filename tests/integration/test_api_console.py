@@ -105,7 +105,7 @@ async def test_console_provisions_and_backs_up_a_tenant(
         await expect(row).to_contain_text("active")
         await page.screenshot(path=shots / "1-provisioned.png", full_page=True)
 
-        windows = await _metrics_history(pg, settings.control_schema, tenant_id)
+        windows = await _metrics_history(pg, settings.names.control_schema, tenant_id)
         await row.locator("a").click()
         await expect(page.locator("#tenant-status")).to_have_text("active")
         await expect(page.locator('#timeline li[data-type="TenantProvisioned"]')).to_have_count(1)
@@ -117,7 +117,7 @@ async def test_console_provisions_and_backs_up_a_tenant(
         await expect(page.locator('#timeline li[data-type="BackupCompleted"]')).to_have_count(1)
         await page.screenshot(path=shots / "2-backed-up.png", full_page=True)
     await pg.execute(
-        f"DELETE FROM {settings.control_schema}.metrics_ticks WHERE window_start = ANY($1)", windows
+        f"DELETE FROM {settings.names.control_schema}.metrics_ticks WHERE window_start = ANY($1)", windows
     )
     assert errors == []
     assert (shots / "1-provisioned.png").stat().st_size > 0

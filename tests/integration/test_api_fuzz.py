@@ -93,7 +93,7 @@ async def test_generated_requests_get_no_5xx_and_conforming_answers(
     text = output.decode(errors="replace")
     # Tenants it provisioned (generated ids) are dropped with the session's own.
     for row in await pg.fetch(
-        f"SELECT DISTINCT tenant_id FROM {settings.control_schema}.api_operations"
+        f"SELECT DISTINCT tenant_id FROM {settings.names.control_schema}.api_operations"
         " WHERE actor = 'schemathesis' AND kind = 'TenantRequested'"
     ):
         tenants.track(row["tenant_id"])

@@ -33,7 +33,7 @@ async def test_an_unpublished_operation_does_not_block_the_tenant_forever(
     # Only the columns every version of the table has: the row a process wrote before it died,
     # an hour ago, with nothing on Kafka behind it.
     tenant_id, stuck = tenants.new(), uuid.uuid4().hex
-    schema = settings.control_schema
+    schema = settings.names.control_schema
     await pg.execute(
         f"INSERT INTO {schema}.api_operations (operation_id, kind, tenant_id, actor, event_ids,"
         " correlation_id, created_at, updated_at) VALUES ($1, 'TenantRequested', $2, 'ghost',"
@@ -63,7 +63,7 @@ async def test_a_saved_but_unpublished_request_is_published_again_with_its_event
         "ghost",
     )
     await pg.execute(
-        f"INSERT INTO {settings.control_schema}.api_operations (operation_id, kind, tenant_id,"
+        f"INSERT INTO {settings.names.control_schema}.api_operations (operation_id, kind, tenant_id,"
         " actor, event_ids, correlation_id, requests, published, publish_attempt_at) VALUES"
         " ($1, 'TenantRequested', $2, 'ghost', $3, $4, $5::jsonb, false,"
         " now() - interval '1 hour')",
@@ -85,7 +85,7 @@ async def test_a_saved_but_unpublished_request_is_published_again_with_its_event
         after = await client.post(f"/v1/tenants/{tenant_id}:suspend", headers=headers)
         assert after.status_code == 202, after.text
     published = await pg.fetchval(
-        f"SELECT published FROM {settings.control_schema}.api_operations WHERE operation_id = $1",
+        f"SELECT published FROM {settings.names.control_schema}.api_operations WHERE operation_id = $1",
         stuck,
     )
     assert published is True
