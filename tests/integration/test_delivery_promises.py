@@ -234,7 +234,7 @@ async def test_a_record_failing_past_its_retry_attempts_is_parked_and_others_go_
         return {TenantDeactivated: handle}
 
     def parking(pool: asyncpg.Pool) -> PostgresParkedEvents:
-        return PostgresParkedEvents(pool, fast.control_schema)
+        return PostgresParkedEvents(pool, fast.names.control_schema)
 
     other = tenants.new()
     served = _deactivated(other)

@@ -27,7 +27,7 @@ async def test_an_archive_is_refused_without_operator_recipients(
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["kept"])
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             await pool.start("no-recipients", {"TENANT_BACKUP_LOCAL_DIR": str(tmp_path),
                                                "TENANT_ERASE_ARCHIVE_RECIPIENTS": ""})
             failed = await bk.ask(publisher, results,

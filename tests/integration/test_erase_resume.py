@@ -52,7 +52,7 @@ async def test_an_erase_killed_half_way_is_finished_by_the_next_runner(
     env = {"TENANT_BACKUP_LOCAL_DIR": str(tmp_path), "TENANT_ERASE_DROP_BATCH": str(BATCH)}
     holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             # The test holds one table, so the erase stops half-way, inside a batch, for as
             # long as it takes to kill its worker there.
             hold = holder.transaction()
@@ -84,7 +84,7 @@ async def test_an_erase_killed_half_way_is_finished_by_the_next_runner(
             assert (job["status"], job["attempts"]) == ("succeeded", 2), dict(job)
             assert len(results.caused_by(erase.id)) == 1
             assert await pg.fetchval(
-                f"SELECT count(*) FROM {bk.CONTROL}.outbox WHERE event_type = 'TenantErased'"
+                f"SELECT count(*) FROM {ns.CONTROL}.outbox WHERE event_type = 'TenantErased'"
                 " AND headers->>'ce_correlationid' = $1", erase.correlationid) == 1
     finally:
         await holder.close()

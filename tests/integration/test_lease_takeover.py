@@ -21,6 +21,7 @@ from contracts.events import BackupDue
 from domain.backups import backup_id_for
 from runtime.settings import Settings
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.kafka import ResultLog
 from tests.support.lifecycle import fill_incompressible
 from tests.support.stack import TenantIds
@@ -37,7 +38,7 @@ SLOW = {  # ~2 MB at 64 KiB/s: the backup is still running when its first holder
 
 async def _holder(pg: asyncpg.Connection, job_id: str) -> asyncpg.Record | None:
     return await pg.fetchrow(
-        f"SELECT lease_owner, attempts, progress_bytes FROM {bk.CONTROL}.backup_jobs"
+        f"SELECT lease_owner, attempts, progress_bytes FROM {ns.CONTROL}.backup_jobs"
         " WHERE job_id = $1 AND status = 'running' AND lease_until >= now()", job_id)
 
 
@@ -48,10 +49,10 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced(
     tenant_id = tenants.new()
     await bk.provision(publisher, results, tenant_id)
     await fill_incompressible(pg, tenant_id, 3_000)
-    jobs = PostgresBackupJobs(bk.CONTROL)
+    jobs = PostgresBackupJobs(ns.CONTROL)
     env = {**SLOW, "TENANT_BACKUP_LOCAL_DIR": str(tmp_path)}
     try:
-        async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+        async with bk.backup_workers(settings, log_dir) as pool:
             first = await pool.start("frozen", env)
             due = await bk.send(publisher, bk.envelope(BackupDue(tenant_id=tenant_id)))
             job_id = backup_id_for(due.id)
@@ -101,7 +102,7 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced(
             assert whole.returncode == 0, whole.stderr
             assert len(results.caused_by(due.id)) == 1
             assert await pg.fetchval(
-                f"SELECT count(*) FROM {bk.CONTROL}.outbox WHERE headers->>'ce_correlationid' = $1",
+                f"SELECT count(*) FROM {ns.CONTROL}.outbox WHERE headers->>'ce_correlationid' = $1",
                 due.correlationid) == 1
     finally:
         await bk.forget_backups(pg, [tenant_id])

@@ -35,7 +35,7 @@ async def restorer(settings: Settings, log_dir: Path, pg: asyncpg.Connection, te
     """Our backup worker (it has the master identity: it restores and erases); its folder."""
     mine = len(tenants.ids)
     folder = tmp_path_factory.mktemp("restore-promises")
-    async with bk.backup_workers(settings, log_dir, exclusive=True) as pool:
+    async with bk.backup_workers(settings, log_dir) as pool:
         await pool.start("restorer", {"TENANT_BACKUP_LOCAL_DIR": str(folder),
                                       "TENANT_RESTORE_GRACE_S": str(GRACE_S)})
         yield folder

@@ -20,6 +20,7 @@ from domain.backups import backup_id_for
 from runtime.settings import Settings
 from tests.integration.test_tracing import _spans as console_spans
 from tests.support import backups as bk
+from tests.support import names as ns
 from tests.support.api import ApiProcess, DevKeys
 from tests.support.kafka import ResultLog
 from tests.support.stack import SessionWorker, TenantIds
@@ -111,7 +112,7 @@ async def test_a_rider_is_answered_in_its_own_trace(
     tenant_id = tenants.new()
     try:
         await bk.provision(publisher, results, tenant_id)
-        jobs = PostgresBackupJobs(bk.CONTROL)
+        jobs = PostgresBackupJobs(ns.CONTROL)
         causes = {str(uuid.uuid4()): _trace() for _ in range(2)}
         # Both accepted in one transaction, before any runner can look: the second rides on the
         # first's job. Each is queued under a span of its own request's trace, as a consumer does.

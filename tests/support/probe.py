@@ -37,7 +37,9 @@ def probe_group() -> str:
 
 
 async def start_at_end(settings: Settings, topic: str, group: str) -> None:
-    """Commit ``group``'s offsets at the end of every partition of ``topic``."""
+    """Commit ``group``'s offsets at the end of every partition of ``topic`` (a logical name: the
+    session's namespaced topic)."""
+    topic = settings.names.topics.topic(topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -135,5 +137,8 @@ async def probe(
 def transaction(pool: asyncpg.Pool, settings: Settings, group: str) -> EventTransaction:
     """The EventTransaction a worker builds (runtime/roles.py), for the probe's group."""
     return EventTransaction(
-        pool, PostgresInbox(settings.control_schema), PostgresOutbox(settings.control_schema), group
+        pool,
+        PostgresInbox(settings.names.control_schema),
+        PostgresOutbox(settings.names.control_schema),
+        group,
     )
