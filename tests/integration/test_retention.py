@@ -167,10 +167,9 @@ async def test_finished_operations_and_expired_keys_are_pruned_live_keys_kept(
     pool = await asyncpg.create_pool(settings.pg_dsn.get_secret_value(), min_size=1, max_size=2)
     assert pool is not None
     try:
-        pruning = settings.model_copy(
-            update={"control_schema": s, "api_operations_retention_s": float(DAY)}
-        )
-        deleted = await Retention(pruning, pool).prune_once()
+        pruning = settings.model_copy(update={"api_operations_retention_s": float(DAY)})
+        # The scratch schema is named as is (the settings would prefix it with the namespace).
+        deleted = await Retention(pruning, pool, PostgresRetention(s)).prune_once()
     finally:
         await pool.close()
     assert deleted["api_idempotency_keys"] == 1 and deleted["api_operations"] == 2
