@@ -71,7 +71,8 @@ class OutboxRelay:
         async with self._pool.acquire() as conn:
             rows = await self._outbox.unsent(conn, self._settings.outbox_batch_size)
             if rows:
-                with publish_spans([(r.topic, r.payload, r.headers) for r in rows]):
+                physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
+                with publish_spans([(physical(r.topic), r.payload, r.headers) for r in rows]):
                     await self._publisher.publish_many(
                         [
                             (r.topic, r.key, r.payload, [(k, v.encode()) for k, v in r.headers.items()])

@@ -60,17 +60,20 @@ async def test_the_request_trace_reaches_the_result_and_every_span(
         assert parent is not None, result.extensions
         assert parent.trace_id == TRACE_ID and parent.span_id != REQUEST_SPAN
         assert state == "team=a"
-        wanted = {"process tenants.lifecycle", "db.transaction", "send tenants.events"}
+        # Spans name the topic as Kafka knows it: the session's namespaced name.
+        consume_name = f"process {settings.names.topics.lifecycle}"
+        send_name = f"send {settings.names.topics.events}"
+        wanted = {consume_name, "db.transaction", send_name}
         spans = await wait_until(
             lambda: (s := _spans(worker.log_text(), TRACE_ID)) and wanted <= s.keys() and s,
             RESULT_S, what=f"spans {wanted} in the worker's log",
         )
-        consume, transaction = spans["process tenants.lifecycle"], spans["db.transaction"]
+        consume, transaction = spans[consume_name], spans["db.transaction"]
         assert consume["parent_id"] == f"0x{REQUEST_SPAN}"
         assert transaction["parent_id"] == consume["context"]["span_id"]
         # The result names the span that wrote it; the relay's publish is that span's child.
         assert transaction["context"]["span_id"] == f"0x{parent.span_id}"
-        assert spans["send tenants.events"]["parent_id"] == f"0x{parent.span_id}"
+        assert spans[send_name]["parent_id"] == f"0x{parent.span_id}"
     finally:
         assert await worker.terminate(settings.shutdown_grace_s + 10) == 0
         await session_worker.start()

@@ -74,7 +74,7 @@ async def backup_worker(
 
 async def test_a_backup_result_continues_its_requests_trace(
     backup_worker: WorkerProcess, publisher: KafkaEventPublisher, results: ResultLog,
-    tenants: TenantIds, pg: asyncpg.Connection,
+    tenants: TenantIds, pg: asyncpg.Connection, settings: Settings,
 ) -> None:
     tenant_id = tenants.new()
     try:
@@ -88,7 +88,7 @@ async def test_a_backup_result_continues_its_requests_trace(
         parent, state = trace_of(result)
         assert parent is not None and parent.trace_id == trace_id, result.extensions
         assert state == "team=b"
-        wanted = {"process tenants.backups", "db.transaction", "job backup",
+        wanted = {f"process {settings.names.topics.backups}", "db.transaction", "job backup",
                   "dump_pipeline.backup"}
         spans = await wait_until(
             lambda: (s := console_spans(backup_worker.log_text(), trace_id))
