@@ -143,6 +143,17 @@ async def test_an_unparsable_body_is_a_documented_422_problem(world) -> None:  #
     assert publisher.sent == [] and ops.rows == {}
 
 
+async def test_a_nul_character_in_a_body_string_is_a_422_problem(world) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL text and jsonb cannot hold NUL: schemathesis found it answering 500.
+    client, ops, _, publisher = world
+    answer = await client.post(
+        "/v1/tenants/acme:suspend", json={"reason": "a\u0000b"}, headers=auth()
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert publisher.sent == [] and ops.rows == {}
+
+
 async def test_the_console_page_loads_without_a_token_and_stays_out_of_the_openapi(world) -> None:  # type: ignore[no-untyped-def]
     client, *_ = world
     page = await client.get("/console")
