@@ -55,7 +55,7 @@ async def _lease_holder(pg: asyncpg.Connection, settings: Settings) -> int | Non
     holder: int | None = await pg.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
         " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid",
-        settings.outbox_lock_id,
+        settings.names.outbox_lock_id,
     )
     return holder
 
