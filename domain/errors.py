@@ -9,6 +9,11 @@ class TransientError(TenantServiceError):
     """Retrying later may succeed (connection lost, lock timeout, broker unavailable)."""
 
 
+class StatementTimeout(TransientError):
+    """A statement ran past the transaction's own statement timeout. Transient in general, but
+    a use case that set that budget itself (a migration) may decide it will never fit."""
+
+
 class PermanentError(TenantServiceError):
     """Retrying will not help; the caller turns it into a *Failed result or a dead letter."""
 

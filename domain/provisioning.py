@@ -22,6 +22,31 @@ class ExistingTenant:
     status: TenantStatus
 
 
+def validate_request(tenant_id: str, plan: str, *, allowed_plans: frozenset[str]) -> Decision | None:
+    """What the request alone decides (a refusal), before the registry is read; None: look."""
+    try:
+        validate_tenant_id(tenant_id)
+    except InvalidTenantId:
+        return Decision.INVALID_TENANT_ID
+    if plan not in allowed_plans:
+        return Decision.UNKNOWN_PLAN
+    return None
+
+
+def decide_against_registry(
+    plan: str, existing: ExistingTenant | None, *, tenant_count: int, max_tenants: int
+) -> Decision:
+    """What a valid request gets, given the registry's row for its id and the live count."""
+    if existing is not None:
+        # An accepted erase is terminal: a request must not bring the tenant back.
+        if existing.status in (TenantStatus.ERASING, TenantStatus.ERASED) or existing.plan != plan:
+            return Decision.CONFLICT
+        return Decision.ALREADY_PROVISIONED
+    if tenant_count >= max_tenants:
+        return Decision.QUOTA_EXCEEDED
+    return Decision.PROVISION
+
+
 def decide_provisioning(
     tenant_id: str,
     plan: str,
@@ -32,20 +57,12 @@ def decide_provisioning(
     max_tenants: int,
 ) -> Decision:
     """Decide the provisioning outcome; every non-PROVISION answer means: no DDL."""
-    try:
-        validate_tenant_id(tenant_id)
-    except InvalidTenantId:
-        return Decision.INVALID_TENANT_ID
-    if plan not in allowed_plans:
-        return Decision.UNKNOWN_PLAN
-    if existing is not None:
-        # An accepted erase is terminal: a request must not bring the tenant back.
-        if existing.status in (TenantStatus.ERASING, TenantStatus.ERASED) or existing.plan != plan:
-            return Decision.CONFLICT
-        return Decision.ALREADY_PROVISIONED
-    if tenant_count >= max_tenants:
-        return Decision.QUOTA_EXCEEDED
-    return Decision.PROVISION
+    refused = validate_request(tenant_id, plan, allowed_plans=allowed_plans)
+    if refused is not None:
+        return refused
+    return decide_against_registry(
+        plan, existing, tenant_count=tenant_count, max_tenants=max_tenants
+    )
 
 
 def conflict_detail(existing: ExistingTenant, plan: str) -> str:

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
-from adapters.postgres.backup_jobs import PostgresBackupJobs
-from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
+from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
 from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
@@ -40,18 +39,17 @@ class Background(Protocol):
 RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
 
 
-def transaction(worker: "Worker", group: str) -> EventTransaction:
+def transaction(worker: "Worker", group: str) -> EventTransaction[PostgresUnitOfWork]:
+    """The group's event transaction: units of work on the pool, with this deployment's names."""
     s = worker.settings
-    return EventTransaction(
-        worker.pool, PostgresInbox(s.names.control_schema), worker.outbox, group
-    )
+    stores = PostgresStores.of(s.names.control_schema, s.names.tenant_store(), worker.outbox)
+    return EventTransaction(PostgresUnitOfWorks(worker.pool, stores), group)
 
 
 async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
-        s.names.tenant_store(),
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
@@ -59,10 +57,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     )
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
-        s.names.tenant_store(),
-        PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),
-        control_schema=s.names.control_schema,
         migration_lock_timeout_ms=s.migration_lock_timeout_ms,
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
@@ -87,7 +82,7 @@ async def backup_role(worker: "Worker") -> list[Background]:
     s = worker.settings
     parts = await build_backup_parts(s, worker.pool)
     worker.closers.append(parts.target.close)
-    requests = BackupRequests(transaction(worker, backups.GROUP), parts.store, parts.jobs, s.source)
+    requests = BackupRequests(transaction(worker, backups.GROUP), s.source)
     delivery = backups.register(
         worker.broker,
         s,

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
-from adapters.postgres.inbox import PostgresInbox
+from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from adapters.redis_usage import RedisTenantUsage
 from consumers import metrics as metrics_consumer
 from producers.scheduler import Scheduler
@@ -25,9 +25,10 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
     figures = s.names.tenant_metrics()
     collection = MetricsCollection(
         EventTransaction(
-            worker.pool,
-            PostgresInbox(s.names.control_schema),
-            worker.outbox,
+            PostgresUnitOfWorks(
+                worker.pool,
+                PostgresStores.of(s.names.control_schema, s.names.tenant_store(), worker.outbox),
+            ),
             metrics_consumer.GROUP,
         ),
         figures,

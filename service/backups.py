@@ -34,6 +34,7 @@ from domain import backups as rules
 from domain.errors import PermanentError
 from domain.lifecycle import TenantStatus
 from service.event_transaction import Accepted, EventTransaction
+from service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -41,45 +42,42 @@ log = structlog.get_logger(__name__)
 class BackupRequests:
     """The Kafka side: turns requests into jobs (or into an immediate *Failed result)."""
 
-    def __init__(
-        self,
-        transaction: EventTransaction,
-        store: PostgresTenantStore,
-        jobs: PostgresBackupJobs,
-        source: str,
-    ) -> None:
-        self._transaction, self._store, self._jobs, self._source = transaction, store, jobs, source
+    def __init__(self, transaction: EventTransaction[UnitOfWork], source: str) -> None:
+        self._transaction, self._source = transaction, source
 
-    async def backup_due(self, decoded: Decoded[BackupDue]) -> Any:
+    async def backup_due(self, decoded: Decoded[BackupDue]) -> Accepted | BackupFailed | None:
+        """Queue a backup of the tenant (or ride on one not started yet)."""
         env, event = decoded.envelope, decoded.event
 
-        async def effect(conn: asyncpg.Connection) -> BackupFailed | Accepted:
-            record = await self._store.get(conn, event.tenant_id)
+        async def effect(uow: UnitOfWork) -> BackupFailed | Accepted:
+            record = await uow.tenants.get(event.tenant_id)
             if record is None or record.status == TenantStatus.ERASED:
                 return BackupFailed(tenant_id=event.tenant_id, reason="unknown_tenant", attempts=0)
-            job_id = await self._jobs.add_backup(
-                conn, rules.backup_id_for(env.id), event.tenant_id, env.id, env.correlationid
+            job_id = await uow.jobs.add_backup(
+                rules.backup_id_for(env.id), event.tenant_id, env.id, env.correlationid
             )
             return Accepted(job_id)
 
         return await self._transaction.run(env, effect, source=self._source)
 
-    async def restore_requested(self, decoded: Decoded[RestoreRequested]) -> Any:
+    async def restore_requested(
+        self, decoded: Decoded[RestoreRequested]
+    ) -> Accepted | RestoreFailed | None:
+        """Queue a restore of a catalogued backup of the tenant."""
         env, event = decoded.envelope, decoded.event
 
-        async def effect(conn: asyncpg.Connection) -> RestoreFailed | Accepted:
-            record = await self._store.get(conn, event.tenant_id)
+        async def effect(uow: UnitOfWork) -> RestoreFailed | Accepted:
+            record = await uow.tenants.get(event.tenant_id)
             if record is None or record.status == TenantStatus.ERASED:
                 return RestoreFailed(
                     tenant_id=event.tenant_id, backup_id=event.backup_id, reason="unknown_tenant"
                 )
-            if await self._jobs.backup(conn, event.tenant_id, event.backup_id) is None:
+            if not await uow.jobs.has_backup(event.tenant_id, event.backup_id):
                 return RestoreFailed(
                     tenant_id=event.tenant_id, backup_id=event.backup_id, reason="backup_not_found"
                 )
             job_id = "r-" + rules.backup_id_for(env.id)[2:]
-            await self._jobs.add(
-                conn,
+            await uow.jobs.add(
                 job_id,
                 "restore",
                 event.tenant_id,

@@ -1,17 +1,14 @@
-"""The unit of work every handler shares: inbox row + effect + outbox row, one transaction."""
+"""The transaction every handler shares: inbox row + effect + outbox row, one unit of work."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-import asyncpg
-
-from adapters.postgres.errors import translated
-from adapters.postgres.inbox import PostgresInbox
-from adapters.postgres.outbox import PostgresOutbox
 from adapters.trace_context import span
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
+from service.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -29,32 +26,47 @@ class Staged:
     results: int
 
 
-Effect = Callable[[asyncpg.Connection], Awaitable[Result | Accepted | Staged]]
 # What a handler answers; None means the inbox had the event already.
 Outcome = Result | Accepted | Staged | None
+# What one effect answers: each use case names its own precise union.
+R = TypeVar("R", bound=Result | Accepted | Staged)
+# The unit of work an effect is handed: the port, or (a use case not yet on the ports only)
+# an adapter's own.
+U = TypeVar("U", bound=UnitOfWork, covariant=True)
+Effect = Callable[[U], Awaitable[R]]
 
 
-class EventTransaction:
-    def __init__(
-        self, pool: asyncpg.Pool, inbox: PostgresInbox, outbox: PostgresOutbox, group: str
-    ) -> None:
-        self._pool = pool
-        self._inbox = inbox
-        self._outbox = outbox
+class EventTransaction(Generic[U]):
+    """Runs an event's effect exactly once per consumer group, in one unit of work."""
+
+    def __init__(self, uows: Callable[[str], U], group: str) -> None:
+        self._uows = uows
         self.group = group
 
-    async def run(self, cause: Envelope, effect: Effect, *, source: str) -> Outcome:
+    async def run(self, cause: Envelope, effect: Effect[U, R], *, source: str) -> R | None:
         """Run ``effect`` once per event id; None means the id was already processed.
 
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery
         tries again from scratch.
         """
         attributes = {"db.system.name": "postgresql", "tenant.group": self.group}
-        with span("db.transaction", attributes), translated(f"{self.group} {cause.type}"):
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not await self._inbox.claim(conn, self.group, cause):
-                    return None
-                result = await effect(conn)
-                if isinstance(result, Result):
-                    await self._outbox.add(conn, envelope_for(result, cause=cause, source=source))
-                return result
+        with span("db.transaction", attributes):
+            async with self._uows(f"{self.group} {cause.type}") as uow:
+                return await self.run_in(uow, cause, effect, source=source)
+
+    async def run_in(
+        self,
+        uow: U,  # type: ignore[misc]  # a unit from this transaction's own factory
+        cause: Envelope,
+        effect: Effect[U, R],
+        *,
+        source: str,
+    ) -> R | None:
+        """The same, inside a unit of work the caller holds (a batch runs each event in a
+        ``uow.savepoint()`` of one shared transaction)."""
+        if not await uow.inbox.claim(self.group, cause):
+            return None
+        result = await effect(uow)
+        if isinstance(result, Result):
+            await uow.outbox.add(envelope_for(result, cause=cause, source=source))
+        return result

@@ -6,14 +6,8 @@ gets exactly one result: an unknown tenant, or one whose erase was accepted, get
 result saying so, never a dead letter.
 """
 
-from typing import Any
-
-import asyncpg
 import structlog
 
-from adapters.postgres.backup_jobs import PostgresBackupJobs
-from adapters.postgres.errors import translated
-from adapters.postgres.tenant_store import PostgresTenantStore, TenantRecord
 from contracts.codec import Decoded
 from contracts.events import (
     TenantDeactivated,
@@ -30,7 +24,7 @@ from contracts.events import (
     TenantSuspendFailed,
 )
 from domain import backups as rules
-from domain.errors import PermanentError, TransientError
+from domain.errors import PermanentError, StatementTimeout
 from domain.lifecycle import (
     EraseDecision,
     TenantStatus,
@@ -40,81 +34,83 @@ from domain.lifecycle import (
     refusal,
 )
 from domain.migrations import Migration, plan_migrations
-from domain.tenant_ids import InvalidTenantId, quote_ident, validate_tenant_id
+from domain.tenant_ids import InvalidTenantId, validate_tenant_id
+from domain.tenants import TenantRecord
 from service.event_transaction import Accepted, EventTransaction
+from service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
-_QUERY_CANCELED = "57014"  # statement_timeout (class 57, which is otherwise transient)
+
+SuspendOutcome = TenantSuspended | TenantSuspendFailed | None
+ResumeOutcome = TenantResumed | TenantResumeFailed | None
+EraseOutcome = Accepted | TenantErased | TenantEraseFailed | None
+MigrationOutcome = TenantMigrated | TenantMigrationFailed | None
 
 
 class LifecycleService:
     def __init__(
         self,
-        transaction: EventTransaction,
-        store: PostgresTenantStore,
-        jobs: PostgresBackupJobs,
+        transaction: EventTransaction[UnitOfWork],
         template: list[Migration],
         *,
-        control_schema: str,
         migration_lock_timeout_ms: int,
         migration_statement_timeout_ms: int,
         source: str,
     ) -> None:
-        self._transaction, self._store, self._jobs = transaction, store, jobs
+        self._transaction = transaction
         self._template = template
-        self._rollouts = f"{quote_ident(control_schema)}.migration_rollouts"
         self._timeouts = (migration_lock_timeout_ms, migration_statement_timeout_ms)
         self._source = source
 
-    async def _locked(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
+    async def _locked(self, uow: UnitOfWork, tenant_id: str) -> TenantRecord | None:
         """The tenant's registry row under its lock; None when the id cannot be a tenant's."""
         try:
             validate_tenant_id(tenant_id)
         except InvalidTenantId:
             return None
-        await self._store.lock_tenant(conn, tenant_id)
-        return await self._store.get(conn, tenant_id)
+        await uow.tenants.lock(tenant_id)
+        return await uow.tenants.get(tenant_id)
 
-    async def deactivated(self, decoded: Decoded[TenantDeactivated]) -> Any:
+    async def deactivated(self, decoded: Decoded[TenantDeactivated]) -> SuspendOutcome:
         tenant_id = decoded.event.tenant_id
 
-        async def effect(conn: asyncpg.Connection) -> Any:
-            record = await self._locked(conn, tenant_id)
+        async def effect(uow: UnitOfWork) -> TenantSuspended | TenantSuspendFailed:
+            record = await self._locked(uow, tenant_id)
             why = refusal(record.status if record else None)
             if why is not None:
                 log.info("suspend_refused", reason=why.value)
                 return TenantSuspendFailed(tenant_id=tenant_id, reason=why.value)
-            terminated = await self._store.revoke_access(conn, tenant_id)
-            await self._store.set_status(conn, tenant_id, TenantStatus.SUSPENDED)
+            terminated = await uow.tenants.revoke_access(tenant_id)
+            await uow.tenants.set_status(tenant_id, TenantStatus.SUSPENDED)
             log.info("tenant_suspended", sessions_terminated=terminated)
             return TenantSuspended(tenant_id=tenant_id)
 
         return await self._transaction.run(decoded.envelope, effect, source=self._source)
 
-    async def reactivated(self, decoded: Decoded[TenantReactivated]) -> Any:
+    async def reactivated(self, decoded: Decoded[TenantReactivated]) -> ResumeOutcome:
         tenant_id = decoded.event.tenant_id
 
-        async def effect(conn: asyncpg.Connection) -> Any:
-            record = await self._locked(conn, tenant_id)
+        async def effect(uow: UnitOfWork) -> TenantResumed | TenantResumeFailed:
+            record = await self._locked(uow, tenant_id)
             why = refusal(record.status if record else None)
             if why is not None:
                 log.info("resume_refused", reason=why.value)
                 return TenantResumeFailed(tenant_id=tenant_id, reason=why.value)
-            await self._store.grant_access(conn, tenant_id)
-            await self._store.set_status(conn, tenant_id, TenantStatus.ACTIVE)
+            await uow.tenants.grant_access(tenant_id)
+            await uow.tenants.set_status(tenant_id, TenantStatus.ACTIVE)
             return TenantResumed(tenant_id=tenant_id)
 
         return await self._transaction.run(decoded.envelope, effect, source=self._source)
 
-    async def erase_requested(self, decoded: Decoded[TenantEraseRequested]) -> Any:
+    async def erase_requested(self, decoded: Decoded[TenantEraseRequested]) -> EraseOutcome:
         """The first erase request is terminal at once: access cut, status ``erasing`` and its
         archive id recorded, with the erase job, in this transaction. A later request while
         that erase waits or runs queues a job that finishes the same erase (same archive); one
         after it answers TenantErased again with the first erase's archive id."""
         env, event = decoded.envelope, decoded.event
 
-        async def effect(conn: asyncpg.Connection) -> Any:
-            record = await self._locked(conn, event.tenant_id)
+        async def effect(uow: UnitOfWork) -> Accepted | TenantErased | TenantEraseFailed:
+            record = await self._locked(uow, event.tenant_id)
             decision = decide_erase(record.status if record else None)
             if decision == EraseDecision.UNKNOWN_TENANT:
                 return TenantEraseFailed(tenant_id=event.tenant_id, reason="unknown_tenant")
@@ -128,12 +124,11 @@ class LifecycleService:
             job_id = erase_job_id(rules.backup_id_for(env.id))
             archive_id = record.erase_archive_id  # JOIN: the first erase decided
             if decision == EraseDecision.START:
-                await self._store.revoke_access(conn, event.tenant_id)
+                await uow.tenants.revoke_access(event.tenant_id)
                 archive_id = archive_id_for(job_id) if event.archive else None
-                await self._store.mark_erasing(conn, event.tenant_id, archive_id)
+                await uow.tenants.mark_erasing(event.tenant_id, archive_id)
             log.info("erase_accepted", decision=decision.value, archive_backup_id=archive_id)
-            await self._jobs.add(
-                conn,
+            await uow.jobs.add(
                 job_id,
                 "erase",
                 event.tenant_id,
@@ -145,7 +140,7 @@ class LifecycleService:
 
         return await self._transaction.run(env, effect, source=self._source)
 
-    async def migration_due(self, decoded: Decoded[TenantMigrationDue]) -> Any:
+    async def migration_due(self, decoded: Decoded[TenantMigrationDue]) -> MigrationOutcome:
         event = decoded.event
 
         def failed(reason: str, detail: str = "") -> TenantMigrationFailed:
@@ -157,13 +152,10 @@ class LifecycleService:
                 detail=detail[:1000],
             )
 
-        async def effect(conn: asyncpg.Connection) -> Any:
-            status = await conn.fetchval(
-                f"SELECT status FROM {self._rollouts} WHERE rollout_id = $1", event.rollout_id
-            )
-            if status == "halted":
+        async def effect(uow: UnitOfWork) -> TenantMigrated | TenantMigrationFailed:
+            if await uow.rollouts.status(event.rollout_id) == "halted":
                 return failed("rollout_halted")
-            record = await self._locked(conn, event.tenant_id)
+            record = await self._locked(uow, event.tenant_id)
             why = refusal(record.status if record else None)
             if why is not None or record is None:
                 return failed(why.value if why else "unknown_tenant")
@@ -179,22 +171,18 @@ class LifecycleService:
                     to_version=record.schema_version,
                 )
             lock_ms, statement_ms = self._timeouts
-            # A lock timeout raises 55P03, translated to TransientError: the whole transaction
-            # (inbox row included) rolls back and the delivery retries with backoff.
-            await conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
-            await conn.execute(f"SET LOCAL statement_timeout = {int(statement_ms)}")
+            # A lock wait past its timeout is a TransientError: the whole transaction (inbox
+            # row included) rolls back and the delivery retries with backoff.
+            await uow.limit_time(lock_timeout_ms=lock_ms, statement_timeout_ms=statement_ms)
             try:
-                with translated(f"migrate {event.tenant_id}"):
-                    async with conn.transaction():
-                        version = await self._store.migrate(conn, event.tenant_id, list(plan.steps))
+                async with uow.savepoint():
+                    version = await uow.tenants.migrate(event.tenant_id, list(plan.steps))
             except PermanentError as e:
                 return failed("migration_error", e.detail)
-            except TransientError as e:
+            except StatementTimeout as e:
                 # Its statement timeout is this migration's own budget: one that exceeds it
                 # will exceed it again, so it fails (other faults stay transient and retry).
-                if getattr(e.__cause__, "sqlstate", None) == _QUERY_CANCELED:
-                    return failed("timeout", str(e))
-                raise
+                return failed("timeout", str(e))
             return TenantMigrated(
                 tenant_id=event.tenant_id,
                 rollout_id=event.rollout_id,
@@ -203,3 +191,4 @@ class LifecycleService:
             )
 
         return await self._transaction.run(decoded.envelope, effect, source=self._source)
+

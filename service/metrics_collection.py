@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 from adapters.postgres.errors import translated
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.tenant_metrics import FIGURES, PostgresTenantMetrics
+from adapters.postgres.unit_of_work import PostgresUnitOfWork
 from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts.codec import Decoded, envelope_for
 from contracts.envelope import Envelope, now, result_event_id
@@ -57,7 +58,7 @@ class TickStats:
 class MetricsCollection:
     def __init__(
         self,
-        transaction: EventTransaction,
+        transaction: EventTransaction[PostgresUnitOfWork],
         figures: PostgresTenantMetrics,
         usage: RedisTenantUsage,
         outbox: PostgresOutbox,
@@ -72,11 +73,12 @@ class MetricsCollection:
         self._ttl, self._keep, self._source = snapshot_ttl_s, history_length, source
         self.last_tick: TickStats | None = None
 
-    async def metrics_due(self, decoded: Decoded[MetricsDue]) -> Any:
+    async def metrics_due(self, decoded: Decoded[MetricsDue]) -> Staged | None:
         env, event = decoded.envelope, decoded.event
 
-        async def effect(conn: asyncpg.Connection) -> Staged:
-            return await self._collect(conn, env, event)
+        async def effect(uow: PostgresUnitOfWork) -> Staged:
+            # Not on the ports yet: the tick pipelines its statements on the connection itself.
+            return await self._collect(uow.connection, env, event)
 
         started = time.perf_counter()
         result = await self._transaction.run(env, effect, source=self._source)

@@ -1,25 +1,31 @@
 """TenantRequested -> a tenant schema, exactly once -> TenantProvisioned or ...Failed."""
 
-import asyncpg
 import structlog
 
-from adapters.postgres.errors import translated
-from adapters.postgres.tenant_store import PostgresTenantStore, TenantRecord
 from contracts.codec import Decoded
-from contracts.events import Result, TenantProvisioned, TenantProvisioningFailed, TenantRequested
+from contracts.events import TenantProvisioned, TenantProvisioningFailed, TenantRequested
 from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
-from domain.provisioning import Decision, conflict_detail, decide_provisioning
-from service.event_transaction import EventTransaction, Outcome
+from domain.provisioning import (
+    Decision,
+    ExistingTenant,
+    conflict_detail,
+    decide_against_registry,
+    validate_request,
+)
+from domain.tenants import TenantRecord
+from service.event_transaction import EventTransaction
+from service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
+
+ProvisioningOutcome = TenantProvisioned | TenantProvisioningFailed | None
 
 
 class ProvisioningService:
     def __init__(
         self,
-        transaction: EventTransaction,
-        store: PostgresTenantStore,
+        transaction: EventTransaction[UnitOfWork],
         template: list[Migration],
         *,
         plans: frozenset[str],
@@ -27,70 +33,69 @@ class ProvisioningService:
         source: str,
     ) -> None:
         self._transaction = transaction
-        self._store = store
         # New tenants are created at the latest template version.
         self._steps = list(plan_migrations(template, current=0).steps)
         self._plans = plans
         self._max_tenants = max_tenants
         self._source = source
 
-    async def handle(self, decoded: Decoded[TenantRequested]) -> Outcome:
+    async def handle(self, decoded: Decoded[TenantRequested]) -> ProvisioningOutcome:
+        """Provision the requested tenant once per event id; None: the event was seen before."""
         request = decoded.event
 
-        async def effect(conn: asyncpg.Connection) -> Result:
-            return await self._provision(conn, request)
+        async def effect(uow: UnitOfWork) -> TenantProvisioned | TenantProvisioningFailed:
+            return await self._provision(uow, request)
 
         return await self._transaction.run(decoded.envelope, effect, source=self._source)
 
-    async def _provision(self, conn: asyncpg.Connection, request: TenantRequested) -> Result:
+    async def _provision(
+        self, uow: UnitOfWork, request: TenantRequested
+    ) -> TenantProvisioned | TenantProvisioningFailed:
         tenant_id, plan = request.tenant_id, request.plan
-        existing = None
-        decision = decide_provisioning(
-            tenant_id, plan, None, allowed_plans=self._plans, tenant_count=0, max_tenants=1
+        refused = validate_request(tenant_id, plan, allowed_plans=self._plans)
+        if refused is not None:  # the request alone decides: the registry is not read
+            return _refused(refused, tenant_id, plan, None)
+        await uow.tenants.lock(tenant_id)
+        record = await uow.tenants.get(tenant_id)
+        existing = ExistingTenant(record.plan, record.status) if record else None
+        # The quota is soft by up to the number of concurrent provisioners: a global lock
+        # would serialise every provisioning to enforce a limit of 10,000 exactly.
+        count = await uow.tenants.count_live() if existing is None else 0
+        decision = decide_against_registry(
+            plan, existing, tenant_count=count, max_tenants=self._max_tenants
         )
-        existing = None
-        if decision == Decision.PROVISION:  # the id and plan are fine: now look at the registry
-            await self._store.lock_tenant(conn, tenant_id)
-            existing = await self._store.existing(conn, tenant_id)
-            # The quota is soft by up to the number of concurrent provisioners: a global lock
-            # would serialise every provisioning to enforce a limit of 10,000 exactly.
-            count = await self._store.count_live(conn) if existing is None else 0
-            decision = decide_provisioning(
-                tenant_id,
-                plan,
-                existing,
-                allowed_plans=self._plans,
-                tenant_count=count,
-                max_tenants=self._max_tenants,
-            )
-        if decision == Decision.PROVISION:
-            try:
-                # A savepoint: a DDL failure that retrying won't fix becomes a result, while the
-                # inbox and outbox rows still commit.
-                with translated(f"provision {tenant_id}"):
-                    async with conn.transaction():
-                        record = await self._store.create(conn, tenant_id, plan, self._steps)
-            except PermanentError as e:
-                log.warning("provisioning_failed", reason=e.reason, detail=e.detail)
-                return TenantProvisioningFailed(
-                    tenant_id=tenant_id, reason="database_error", detail=e.detail[:1000]
-                )
-            log.info("tenant_provisioned", schema=record.schema_name)
-            return _provisioned(record)
         if decision == Decision.ALREADY_PROVISIONED:
-            existing_record = await self._store.get(conn, tenant_id)
-            assert existing_record is not None
-            return _provisioned(existing_record)
-        log.info("provisioning_refused", reason=decision.value)
-        return TenantProvisioningFailed(
-            tenant_id=tenant_id,
-            reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
-            detail=(
-                conflict_detail(existing, plan)
-                if decision == Decision.CONFLICT and existing is not None
-                else _DETAILS[decision]
-            ),
-        )
+            assert record is not None
+            return _provisioned(record)
+        if decision != Decision.PROVISION:
+            return _refused(decision, tenant_id, plan, existing)
+        try:
+            # A savepoint: a DDL failure that retrying won't fix becomes a result, while the
+            # inbox and outbox rows still commit.
+            async with uow.savepoint():
+                record = await uow.tenants.create(tenant_id, plan, self._steps)
+        except PermanentError as e:
+            log.warning("provisioning_failed", reason=e.reason, detail=e.detail)
+            return TenantProvisioningFailed(
+                tenant_id=tenant_id, reason="database_error", detail=e.detail[:1000]
+            )
+        log.info("tenant_provisioned", schema=record.schema_name)
+        return _provisioned(record)
+
+
+def _refused(
+    decision: Decision, tenant_id: str, plan: str, existing: ExistingTenant | None
+) -> TenantProvisioningFailed:
+    log.info("provisioning_refused", reason=decision.value)
+    return TenantProvisioningFailed(
+        tenant_id=tenant_id,
+        reason=decision.value,  # type: ignore[arg-type]  # the failure decisions are the Literal
+        detail=(
+            conflict_detail(existing, plan)
+            if decision == Decision.CONFLICT and existing is not None
+            else _DETAILS[decision]
+        ),
+    )
 
 
 def _provisioned(record: TenantRecord) -> TenantProvisioned:

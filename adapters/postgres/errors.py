@@ -6,12 +6,13 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from domain.errors import PermanentError, TransientError
+from domain.errors import PermanentError, StatementTimeout, TransientError
 
 # 08 connection, 40 serialization/deadlock, 53 resources, 57 operator intervention (admin
 # shutdown, statement timeout), 58 system error; 55P03 lock_not_available (lock_timeout).
 _TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
 _TRANSIENT_STATES = {"55P03", "55006"}
+_QUERY_CANCELED = "57014"  # statement_timeout: its own kind, so a use case can tell it apart
 
 
 def is_transient(error: BaseException) -> bool:
@@ -33,6 +34,8 @@ def translated(what: str) -> Iterator[None]:
         raise
     except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
         detail = f"{what}: {type(e).__name__}: {e}"
+        if getattr(e, "sqlstate", None) == _QUERY_CANCELED:
+            raise StatementTimeout(detail) from e
         if is_transient(e):
             raise TransientError(detail) from e
         raise PermanentError("database_error", detail) from e

@@ -4,9 +4,6 @@ Every statement runs on the caller's connection, inside the caller's transaction
 role, tables, policies and registry row appear together or not at all.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
-
 import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
@@ -15,23 +12,12 @@ from domain.lifecycle import SESSION_TAG_PREFIX, TenantStatus, session_tag
 from domain.migrations import Migration
 from domain.provisioning import ExistingTenant
 from domain.tenant_ids import NAME_PREFIX, quote_ident, quote_literal, role_name, schema_name
+from domain.tenants import TenantRecord
+
+__all__ = ["PostgresTenantStore", "TenantRecord", "tenant_lock_sql"]
 
 POLICY_NAME = "tenant_isolation"
 _TENANT_LOCK_CLASS = 7_311  # first key of the per-tenant advisory lock (two-int form)
-
-
-@dataclass(frozen=True)
-class TenantRecord:
-    tenant_id: str
-    schema_name: str
-    role_name: str
-    plan: str
-    status: TenantStatus
-    schema_version: int
-    created_at: datetime
-    updated_at: datetime
-    # The first accepted erase's archive backup: kept by every later erase and job retry.
-    erase_archive_id: str | None = None
 
 
 class PostgresTenantStore:

@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
+from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts import codec, topics
 from contracts.codec import Decoded
@@ -79,8 +79,12 @@ async def collection(
     client = aioredis.from_url(redis_server.url)
     s, control = settings, settings.names.control_schema
     yield MetricsCollection(
-        EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
-                         "tenant-metrics-statements-test"),
+        EventTransaction(
+            PostgresUnitOfWorks(
+                pool, PostgresStores.of(control, s.names.tenant_store(), PostgresOutbox(control))
+            ),
+            "tenant-metrics-statements-test",
+        ),
         settings.names.tenant_metrics(),
         RedisTenantUsage(client, scan_count=s.metrics_redis_scan_count,
                          max_keys=s.metrics_redis_max_keys,

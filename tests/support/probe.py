@@ -17,8 +17,8 @@ from faststream.kafka import KafkaBroker
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
 from consumers.delivery import DeadLetters, Delivery, Handler
 from consumers.parking import ParkedEvents
 from consumers.subscriptions import subscribe
@@ -72,15 +72,15 @@ async def effects(pg: asyncpg.Connection, group: str, event_id: str) -> int:
     )
 
 
-def counting_effect(transaction: EventTransaction) -> Handler:
+def counting_effect(transaction: EventTransaction[PostgresUnitOfWork]) -> Handler:
     """A handler whose effect is NOT idempotent: each run inserts one more row. Only the inbox
     check of EventTransaction stands between a redelivery and a second row."""
 
     async def handle(decoded: Any) -> Any:
         env = decoded.envelope
 
-        async def effect(conn: asyncpg.Connection) -> Staged:
-            await conn.execute(
+        async def effect(uow: PostgresUnitOfWork) -> Staged:
+            await uow.connection.execute(
                 f"INSERT INTO {EFFECTS_TABLE} (group_name, event_id) VALUES ($1, $2)",
                 transaction.group,
                 env.id,
@@ -134,11 +134,10 @@ async def probe(
         await pool.close()
 
 
-def transaction(pool: asyncpg.Pool, settings: Settings, group: str) -> EventTransaction:
+def transaction(
+    pool: asyncpg.Pool, settings: Settings, group: str
+) -> EventTransaction[PostgresUnitOfWork]:
     """The EventTransaction a worker builds (runtime/roles.py), for the probe's group."""
-    return EventTransaction(
-        pool,
-        PostgresInbox(settings.names.control_schema),
-        PostgresOutbox(settings.names.control_schema),
-        group,
-    )
+    control = settings.names.control_schema
+    stores = PostgresStores.of(control, settings.names.tenant_store(), PostgresOutbox(control))
+    return EventTransaction(PostgresUnitOfWorks(pool, stores), group)
