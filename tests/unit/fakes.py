@@ -1,0 +1,265 @@
+"""In-memory fakes of the service ports and of the unit of work: no PostgreSQL, no Redis.
+
+``FakeStores`` is the "database": every FakeUnitOfWork opened on it sees and changes the same
+state. A unit snapshots that state when it begins and puts it back if its block raises, so a
+rollback is as observable here as on PostgreSQL (``committed`` says which way a unit ended).
+"""
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from contracts.envelope import Envelope
+from domain.errors import TenantServiceError
+from domain.lifecycle import TenantStatus
+from domain.migrations import Migration
+from domain.tenants import TenantRecord
+
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class FakeState:
+    """Everything the stores hold: copied whole on begin/savepoint, put back on rollback."""
+
+    tenants: dict[str, TenantRecord] = field(default_factory=dict)
+    access: dict[str, bool] = field(default_factory=dict)  # tenant id -> app role has its role
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    riders: dict[str, str] = field(default_factory=dict)  # cause id -> host job id
+    catalogue: set[tuple[str, str]] = field(default_factory=set)  # (tenant id, backup id)
+    inbox: set[tuple[str, str]] = field(default_factory=set)  # (group, event id)
+    outbox: dict[str, Envelope] = field(default_factory=dict)  # event id -> envelope, in order
+    rollouts: dict[str, str] = field(default_factory=dict)  # rollout id -> status
+
+
+@dataclass
+class Faults:
+    """Errors the next calls raise, to test the failure paths (None: behave)."""
+
+    create: TenantServiceError | None = None
+    migrate: TenantServiceError | None = None
+    outbox: TenantServiceError | None = None
+
+
+class FakeTenants:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def lock(self, tenant_id: str) -> None:
+        self._s.locked.append(tenant_id)
+
+    async def get(self, tenant_id: str) -> TenantRecord | None:
+        return self._s.state.tenants.get(tenant_id)
+
+    async def count_live(self) -> int:
+        return sum(r.status != TenantStatus.ERASED for r in self._s.state.tenants.values())
+
+    async def create(self, tenant_id: str, plan: str, steps: Sequence[Migration]) -> TenantRecord:
+        # Half the work is done before the fault: a savepoint must undo it.
+        self._s.state.access[tenant_id] = True
+        if self._s.faults.create is not None:
+            raise self._s.faults.create
+        record = TenantRecord(
+            tenant_id=tenant_id,
+            schema_name=f"tenant_{tenant_id}",
+            role_name=f"tenant_{tenant_id}_role",
+            plan=plan,
+            status=TenantStatus.ACTIVE,
+            schema_version=max((m.version for m in steps), default=0),
+            created_at=_EPOCH,
+            updated_at=_EPOCH,
+        )
+        self._s.state.tenants[tenant_id] = record
+        return record
+
+    async def migrate(self, tenant_id: str, steps: Sequence[Migration]) -> int:
+        version = max(m.version for m in steps)
+        self._update(tenant_id, schema_version=version)
+        if self._s.faults.migrate is not None:
+            raise self._s.faults.migrate
+        return version
+
+    async def set_status(self, tenant_id: str, status: TenantStatus) -> None:
+        self._update(tenant_id, status=status)
+
+    async def mark_erasing(self, tenant_id: str, archive_id: str | None) -> None:
+        self._update(tenant_id, status=TenantStatus.ERASING, erase_archive_id=archive_id)
+
+    async def revoke_access(self, tenant_id: str) -> int:
+        self._s.state.access[tenant_id] = False
+        return self._s.sessions.pop(tenant_id, 0)
+
+    async def grant_access(self, tenant_id: str) -> None:
+        self._s.state.access[tenant_id] = True
+
+    def _update(self, tenant_id: str, **changes: Any) -> None:
+        tenants = self._s.state.tenants
+        if tenant_id in tenants:  # an UPDATE of no row changes nothing
+            tenants[tenant_id] = dataclasses.replace(tenants[tenant_id], **changes)
+
+
+class FakeJobs:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def add(
+        self,
+        job_id: str,
+        kind: str,
+        tenant_id: str,
+        cause_id: str,
+        correlation_id: str,
+        *,
+        backup_id: str | None = None,
+        archive: bool = False,
+    ) -> None:
+        self._s.state.jobs.setdefault(
+            job_id,
+            {"job_id": job_id, "kind": kind, "tenant_id": tenant_id, "cause_id": cause_id,
+             "correlation_id": correlation_id, "backup_id": backup_id, "archive": archive,
+             "status": "pending"},
+        )
+
+    async def add_backup(
+        self, job_id: str, tenant_id: str, cause_id: str, correlation_id: str
+    ) -> str:
+        host = next(
+            (j["job_id"] for j in self._s.state.jobs.values()
+             if j["tenant_id"] == tenant_id and j["kind"] == "backup"
+             and j["status"] == "pending" and j["job_id"] != job_id),
+            None,
+        )
+        if host is None:
+            await self.add(job_id, "backup", tenant_id, cause_id, correlation_id)
+            return job_id
+        self._s.state.riders.setdefault(cause_id, host)
+        return str(host)
+
+    async def has_backup(self, tenant_id: str, backup_id: str) -> bool:
+        if backup_id == "latest":
+            return any(t == tenant_id for t, _ in self._s.state.catalogue)
+        return (tenant_id, backup_id) in self._s.state.catalogue
+
+
+class FakeInbox:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def claim(self, group: str, envelope: Envelope) -> bool:
+        key = (group, envelope.id)
+        if key in self._s.state.inbox:
+            return False
+        self._s.state.inbox.add(key)
+        return True
+
+
+class FakeOutbox:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def add(self, envelope: Envelope) -> None:
+        await self.add_many([envelope])
+
+    async def add_many(self, envelopes: Sequence[Envelope]) -> None:
+        if self._s.faults.outbox is not None:
+            raise self._s.faults.outbox
+        for e in envelopes:
+            self._s.state.outbox.setdefault(e.id, e)
+
+
+class FakeRollouts:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def status(self, rollout_id: str) -> str | None:
+        return self._s.state.rollouts.get(rollout_id)
+
+
+@dataclass
+class FakeStores:
+    """The in-memory "database", and what the test arranges or inspects around it."""
+
+    state: FakeState = field(default_factory=FakeState)
+    faults: Faults = field(default_factory=Faults)
+    sessions: dict[str, int] = field(default_factory=dict)  # open sessions per tenant
+    locked: list[str] = field(default_factory=list)  # every tenant lock taken, in order
+    units: list["FakeUnitOfWork"] = field(default_factory=list)  # every unit opened
+
+    def __call__(self, what: str = "transaction") -> "FakeUnitOfWork":
+        """The factory an EventTransaction is given."""
+        unit = FakeUnitOfWork(self, what)
+        self.units.append(unit)
+        return unit
+
+    @property
+    def results(self) -> list[Envelope]:
+        return list(self.state.outbox.values())
+
+
+class FakeUnitOfWork:
+    """See service.unit_of_work.UnitOfWork: commit on a clean exit, roll back on a raise."""
+
+    def __init__(self, stores: FakeStores, what: str = "transaction") -> None:
+        self._s, self.what = stores, what
+        self.tenants = FakeTenants(stores)
+        self.jobs = FakeJobs(stores)
+        self.inbox = FakeInbox(stores)
+        self.outbox = FakeOutbox(stores)
+        self.rollouts = FakeRollouts(stores)
+        self.committed: bool | None = None  # None while open; False: rolled back
+        self.time_limits: tuple[int, int] | None = None
+        self._begun: FakeState | None = None
+
+    async def __aenter__(self) -> Self:
+        self._begun = copy.deepcopy(self._s.state)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._begun is not None, "the unit of work has not begun"
+        if exc is not None:
+            self._s.state = self._begun
+        self.committed = exc is None
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        saved = copy.deepcopy(self._s.state)
+        try:
+            yield
+        except BaseException:
+            self._s.state = saved
+            raise
+
+    async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+        self.time_limits = (lock_timeout_ms, statement_timeout_ms)
+
+
+def tenant(
+    tenant_id: str,
+    *,
+    plan: str = "basic",
+    status: TenantStatus = TenantStatus.ACTIVE,
+    version: int = 1,
+    archive: str | None = None,
+) -> TenantRecord:
+    """A registry row to arrange in FakeState.tenants."""
+    return TenantRecord(
+        tenant_id=tenant_id,
+        schema_name=f"tenant_{tenant_id}",
+        role_name=f"tenant_{tenant_id}_role",
+        plan=plan,
+        status=status,
+        schema_version=version,
+        created_at=_EPOCH,
+        updated_at=_EPOCH,
+        erase_archive_id=archive,
+    )
