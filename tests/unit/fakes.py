@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from contracts.envelope import Envelope
-from domain.errors import TenantServiceError
+from domain.errors import PermanentError, TenantServiceError
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
 from domain.tenants import TenantRecord
@@ -60,6 +60,8 @@ class FakeTenants:
         return sum(r.status != TenantStatus.ERASED for r in self._s.state.tenants.values())
 
     async def create(self, tenant_id: str, plan: str, steps: Sequence[Migration]) -> TenantRecord:
+        if tenant_id in self._s.state.tenants:  # as CREATE ROLE/SCHEMA of an existing one
+            raise PermanentError("database_error", f"provision {tenant_id}: exists")
         # Half the work is done before the fault: a savepoint must undo it.
         self._s.state.access[tenant_id] = True
         if self._s.faults.create is not None:
