@@ -10,6 +10,7 @@ from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
 from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
+from adapters.redis_keyspace import RedisTenantKeyspace
 from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
@@ -103,14 +104,10 @@ async def backup_role(worker: "Worker") -> list[Background]:
             taker=parts.taker,
             restorer=parts.restorer,
             eraser=Eraser(
-                pool=worker.pool,
-                store=parts.store,
-                jobs=parts.jobs,
-                keys=parts.keys,
+                uows=transaction(worker, backups.GROUP).uows,
+                keyspace=RedisTenantKeyspace(worker.redis, prefix=s.names.redis_prefix),
                 taker=parts.taker,
-                redis=worker.redis,
                 drop_batch=s.erase_drop_batch,
-                redis_prefix=s.names.redis_prefix,
             ),
             lease_s=s.backup_lease_s,
             poll_s=s.backup_poll_interval_s,

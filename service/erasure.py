@@ -13,19 +13,15 @@ run afterwards and answer unknown_tenant, one result per request.
 
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
 import structlog
 
-from adapters.age_keys import PostgresTenantKeys
-from adapters.postgres.backup_jobs import Job, PostgresBackupJobs
-from adapters.postgres.errors import translated
-from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantErased
-from domain.errors import PermanentError, TransientError
+from domain.errors import PermanentError
+from domain.jobs import Job
 from domain.lifecycle import TenantStatus, archive_id_for, doomed_backups
-from domain.tenant_ids import quote_ident
 from service.backups import BackupTaker
+from service.ports import TenantKeyspace
+from service.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
@@ -34,18 +30,13 @@ class Eraser:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        store: PostgresTenantStore,
-        jobs: PostgresBackupJobs,
-        keys: PostgresTenantKeys,
+        uows: UnitOfWorkFactory,
+        keyspace: TenantKeyspace,
         taker: BackupTaker,
-        redis: aioredis.Redis,
         drop_batch: int,
-        redis_prefix: str = "tenant:",
     ) -> None:
-        self._pool, self._store, self._jobs, self._keys = pool, store, jobs, keys
-        self._taker, self._redis = taker, redis
-        self._batch, self._prefix = drop_batch, redis_prefix
+        self._uows, self._keyspace, self._taker = uows, keyspace, taker
+        self._batch = drop_batch
 
     async def erase(self, job: Job, archive: bool, progress: Any) -> TenantErased:
         """Run (or finish) the tenant's erase; any erase job of the tenant, retried or not,
@@ -57,8 +48,8 @@ class Eraser:
         """
         tenant_id = job.tenant_id
         erased: list[str] = []
-        async with self._pool.acquire() as conn:
-            record = await self._store.get(conn, tenant_id)
+        async with self._uows(f"erase {tenant_id}") as uow:
+            record = await uow.tenants.get(tenant_id)
         if record is None:
             raise PermanentError("unknown_tenant", tenant_id)
         if record.status in (TenantStatus.ERASING, TenantStatus.ERASED):
@@ -69,20 +60,20 @@ class Eraser:
             if await self._archive(job, record.status, archive_id, progress):
                 erased.append("archived")
         erased += await self._drop_database_objects(tenant_id)
-        erased += await self._drop_redis_keys(tenant_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            with translated(f"erase {tenant_id}"):
-                await self._store.lock_tenant(conn, tenant_id)
-                if await self._keys.destroy(conn, tenant_id):
-                    erased.append("backup_key")
-                rows = await self._jobs.backups(conn, tenant_id)
-                doomed_ids = set(doomed_backups([r.backup_id for r in rows], archive_id))
-                doomed = [r for r in rows if r.backup_id in doomed_ids]
-                await self._jobs.forget(conn, [r.backup_id for r in doomed])
-                # The tenant's jobs still waiting are not cancelled here: each request must get
-                # its one answer, and they do when they run (BackupFailed / RestoreFailed,
-                # unknown_tenant; erase jobs TenantErased: the registry row is a tombstone now).
-                await self._store.tombstone(conn, tenant_id)
+        deleted = await self._keyspace.unlink_all(tenant_id)
+        erased += [f"redis_keys:{deleted}"] if deleted else []
+        async with self._uows(f"erase {tenant_id}") as uow:
+            await uow.tenants.lock(tenant_id)
+            if await uow.keys.destroy(tenant_id):
+                erased.append("backup_key")
+            rows = await uow.jobs.backups(tenant_id)
+            doomed_ids = set(doomed_backups([r.backup_id for r in rows], archive_id))
+            doomed = [r for r in rows if r.backup_id in doomed_ids]
+            await uow.jobs.forget([r.backup_id for r in doomed])
+            # The tenant's jobs still waiting are not cancelled here: each request must get
+            # its one answer, and they do when they run (BackupFailed / RestoreFailed,
+            # unknown_tenant; erase jobs TenantErased: the registry row is a tombstone now).
+            await uow.tenants.tombstone(tenant_id)
         if doomed:
             erased.append(f"backups:{len(doomed)}")
         await self._taker.delete_artifacts(doomed)  # unreadable already: the key is gone
@@ -93,8 +84,8 @@ class Eraser:
         self, job: Job, status: TenantStatus, archive_id: str, progress: Any
     ) -> bool:
         """The final archive, taken once under its fixed id; True when it is catalogued."""
-        async with self._pool.acquire() as conn:
-            if await self._jobs.backup(conn, job.tenant_id, archive_id) is not None:
+        async with self._uows(f"erase {job.tenant_id} archive") as uow:
+            if await uow.jobs.has_backup(job.tenant_id, archive_id):
                 return True
         if status == TenantStatus.ERASED:  # the data is gone: nothing left to archive
             log.error("erase_archive_missing", archive_backup_id=archive_id)
@@ -109,48 +100,28 @@ class Eraser:
             job.attempts,
         )
         _, row = await self._taker.take(archive_job, progress, operators_only=True)
-        async with self._pool.acquire() as conn:
-            await self._jobs.catalogue(conn, row)
+        async with self._uows(f"erase {job.tenant_id} archive") as uow:
+            await uow.jobs.catalogue(row)
         return True
 
     async def _drop_database_objects(self, tenant_id: str) -> list[str]:
-        schema = self._store.schema_of(tenant_id)
         while True:  # batches keep each transaction far below max_locks_per_transaction
-            async with self._pool.acquire() as conn, conn.transaction():
-                with translated(f"erase {tenant_id} tables"):
-                    await self._store.lock_tenant(conn, tenant_id)
-                    tables = (await self._store.tables(conn, schema))[: self._batch]
-                    if not tables:
-                        break
-                    await self._store.drop_tables(conn, schema, tables)
-        async with self._pool.acquire() as conn, conn.transaction():
-            with translated(f"erase {tenant_id} schema"):
-                await self._store.lock_tenant(conn, tenant_id)
-                await self._store.revoke_access(conn, tenant_id)
-                # Schemas a restore replaced are the tenant's data too.
-                replaced = await self._jobs.replaced_of(conn, tenant_id)
-                for old in replaced:
-                    await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(old)} CASCADE")
-                    await self._jobs.forget_replaced(conn, old)
-                dropped = await self._store.drop_schema_and_role(conn, tenant_id)
-                return dropped + ([f"replaced_schemas:{len(replaced)}"] if replaced else [])
+            async with self._uows(f"erase {tenant_id} tables") as uow:
+                await uow.tenants.lock(tenant_id)
+                tables = (await uow.tenants.tables(tenant_id))[: self._batch]
+                if not tables:
+                    break
+                await uow.tenants.drop_tables(tenant_id, tables)
+        async with self._uows(f"erase {tenant_id} schema") as uow:
+            return await self._drop_schema_and_role(uow, tenant_id)
 
-    async def _drop_redis_keys(self, tenant_id: str) -> list[str]:
-        deleted = 0
-        try:
-            async for batch in _scan_batches(self._redis, f"{self._prefix}{tenant_id}:*"):
-                deleted += await self._redis.unlink(*batch)
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as e:
-            raise TransientError(f"redis: {e}") from e
-        return [f"redis_keys:{deleted}"] if deleted else []
-
-
-async def _scan_batches(redis: aioredis.Redis, pattern: str, count: int = 500) -> Any:
-    batch: list[bytes] = []
-    async for key in redis.scan_iter(match=pattern, count=count):
-        batch.append(key)
-        if len(batch) >= count:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    @staticmethod
+    async def _drop_schema_and_role(uow: UnitOfWork, tenant_id: str) -> list[str]:
+        await uow.tenants.lock(tenant_id)
+        await uow.tenants.revoke_access(tenant_id)
+        # Schemas a restore replaced are the tenant's data too.
+        replaced = await uow.jobs.replaced_of(tenant_id)
+        for old in replaced:
+            await uow.jobs.drop_replaced(old)
+        dropped = await uow.tenants.drop_schema_and_role(tenant_id)
+        return dropped + ([f"replaced_schemas:{len(replaced)}"] if replaced else [])

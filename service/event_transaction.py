@@ -40,7 +40,7 @@ class EventTransaction(Generic[U]):
     """Runs an event's effect exactly once per consumer group, in one unit of work."""
 
     def __init__(self, uows: Callable[[str], U], group: str) -> None:
-        self._uows = uows
+        self.uows = uows  # also for work outside an event (a batch, a job)
         self.group = group
 
     async def run(self, cause: Envelope, effect: Effect[U, R], *, source: str) -> R | None:
@@ -51,7 +51,7 @@ class EventTransaction(Generic[U]):
         """
         attributes = {"db.system.name": "postgresql", "tenant.group": self.group}
         with span("db.transaction", attributes):
-            async with self._uows(f"{self.group} {cause.type}") as uow:
+            async with self.uows(f"{self.group} {cause.type}") as uow:
                 return await self.run_in(uow, cause, effect, source=source)
 
     async def run_in(

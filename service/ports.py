@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from contracts.envelope import Envelope
+from domain.jobs import CatalogRow
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
 from domain.tenants import TenantRecord
 
-__all__ = ["Inbox", "Jobs", "Outbox", "Rollouts", "TenantRegistry"]
+__all__ = [
+    "BackupKeys", "Inbox", "Jobs", "Outbox", "Rollouts", "TenantKeyspace", "TenantRegistry"
+]
 
 
 class TenantRegistry(Protocol):
@@ -45,6 +48,17 @@ class TenantRegistry(Protocol):
 
     async def grant_access(self, tenant_id: str) -> None: ...
 
+    async def tables(self, tenant_id: str) -> list[str]:
+        """The tables left in the tenant's schema (none when the schema is gone)."""
+
+    async def drop_tables(self, tenant_id: str, tables: Sequence[str]) -> None: ...
+
+    async def drop_schema_and_role(self, tenant_id: str) -> list[str]:
+        """Drop what is left (schema, role, what the role owns); returns what was dropped."""
+
+    async def tombstone(self, tenant_id: str) -> None:
+        """Keep the row (ids are never reused) but nothing about the tenant: status erased."""
+
 
 class Jobs(Protocol):
     """Queued jobs (backup, restore, erase) and the backup catalogue, as requests see them."""
@@ -70,6 +84,20 @@ class Jobs(Protocol):
     async def has_backup(self, tenant_id: str, backup_id: str) -> bool:
         """Whether the catalogue holds that backup (``latest``: any backup) of the tenant."""
 
+    async def backups(self, tenant_id: str) -> list[CatalogRow]:
+        """The tenant's catalogued backups, newest first."""
+
+    async def catalogue(self, row: CatalogRow) -> None: ...
+
+    async def forget(self, backup_ids: Sequence[str]) -> None:
+        """Remove catalogue rows (their artifacts are the caller's to delete)."""
+
+    async def replaced_of(self, tenant_id: str) -> list[str]:
+        """Schemas a restore replaced that are kept for a while: the tenant's data too."""
+
+    async def drop_replaced(self, schema: str) -> None:
+        """Drop such a schema and forget it."""
+
 
 class Inbox(Protocol):
     async def claim(self, group: str, envelope: Envelope) -> bool:
@@ -88,3 +116,17 @@ class Outbox(Protocol):
 class Rollouts(Protocol):
     async def status(self, rollout_id: str) -> str | None:
         """A migration rollout's status (``halted`` stops its tenants), None if unknown."""
+
+
+class BackupKeys(Protocol):
+    async def destroy(self, tenant_id: str) -> bool:
+        """Destroy the tenant's backup key (every backup encrypted to it becomes unreadable);
+        False when there was none."""
+
+
+class TenantKeyspace(Protocol):
+    """The tenant's keys in the shared cache (Redis), outside any transaction."""
+
+    async def unlink_all(self, tenant_id: str) -> int:
+        """Delete every key of the tenant; returns how many there were. TransientError when
+        the cache is unreachable."""

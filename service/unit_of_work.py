@@ -9,11 +9,12 @@ the enclosing transaction goes on. One event's DDL failure becomes a *Failed res
 and a batch of events can later share one transaction with a savepoint per event.
 """
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol, Self
 
-from service.ports import Inbox, Jobs, Outbox, Rollouts, TenantRegistry
+from service.ports import BackupKeys, Inbox, Jobs, Outbox, Rollouts, TenantRegistry
 
 __all__ = ["UnitOfWork", "UnitOfWorkFactory"]
 
@@ -30,6 +31,8 @@ class UnitOfWork(Protocol):
     def outbox(self) -> Outbox: ...
     @property
     def rollouts(self) -> Rollouts: ...
+    @property
+    def keys(self) -> BackupKeys: ...
 
     async def __aenter__(self) -> Self:
         """Begin the transaction and bind the stores to it."""
@@ -51,6 +54,5 @@ class UnitOfWork(Protocol):
         past it is a TransientError, a statement past it a StatementTimeout."""
 
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, what: str) -> UnitOfWork:
-        """A new, not yet begun, unit of work; ``what`` names it in translated errors."""
+# ``uows(what)``: a new, not yet begun, unit of work; ``what`` names it in translated errors.
+UnitOfWorkFactory = Callable[[str], UnitOfWork]

@@ -9,62 +9,20 @@ started (the claim rule only counts live leases), so a late holder can never ren
 or report anything.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 
 from adapters.trace_context import current_trace
 from domain.backups import attempts_spent
+from domain.jobs import CatalogRow, Job, Rider
 from domain.tenant_ids import quote_ident
+
+__all__ = ["CatalogRow", "Job", "PostgresBackupJobs", "Rider"]
 
 _CLAIM_LOCK = 7_311_002
 #: the fence of every holder's write: still ours, and the lease has not lapsed
 _HELD = "job_id = $1 AND lease_owner = $2 AND status = 'running' AND lease_until >= now()"
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    kind: str
-    tenant_id: str
-    cause_id: str
-    correlation_id: str
-    backup_id: str | None
-    attempts: int
-    archive: bool = False
-    #: claimed past TENANT_BACKUP_MAX_ATTEMPTS: the claimer fails it instead of running it
-    spent: bool = False
-    #: the W3C context of the request that queued it (None: it carried none)
-    traceparent: str | None = None
-    tracestate: str | None = None
-
-
-class Rider(NamedTuple):
-    """A request riding on another's backup job: its result names it, in its own trace."""
-
-    cause_id: str
-    correlation_id: str
-    traceparent: str | None = None
-    tracestate: str | None = None
-
-
-@dataclass(frozen=True)
-class CatalogRow:
-    backup_id: str
-    tenant_id: str
-    target: str
-    uri: str
-    artifact_key: str
-    manifest_key: str
-    bytes: int
-    sha256: str
-    schema_version: int
-    started_at: datetime
-    finished_at: datetime
-    last_drill_at: datetime | None
-    last_drill_ok: bool | None
 
 
 class PostgresBackupJobs:
@@ -338,6 +296,11 @@ class PostgresBackupJobs:
             f"SELECT schema_name FROM {self.replaced} WHERE tenant_id = $1", tenant_id
         )
         return [r["schema_name"] for r in rows]
+
+    async def drop_replaced(self, conn: asyncpg.Connection, schema: str) -> None:
+        """Drop a schema a restore replaced, and forget it (the caller's transaction)."""
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        await self.forget_replaced(conn, schema)
 
     async def forget_replaced(self, conn: asyncpg.Connection, schema: str) -> None:
         await conn.execute(f"DELETE FROM {self.replaced} WHERE schema_name = $1", schema)

@@ -13,7 +13,8 @@ from typing import Self
 
 import asyncpg
 
-from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.age_keys import PostgresTenantKeys
+from adapters.postgres.backup_jobs import CatalogRow, PostgresBackupJobs
 from adapters.postgres.errors import translated
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
@@ -34,6 +35,7 @@ class PostgresStores:
     inbox: PostgresInbox
     outbox: PostgresOutbox
     rollouts: PostgresRollouts
+    keys: PostgresTenantKeys
 
     @classmethod
     def of(
@@ -46,6 +48,8 @@ class PostgresStores:
             inbox=PostgresInbox(control_schema),
             outbox=outbox,
             rollouts=PostgresRollouts(control_schema),
+            # The port only destroys keys, which needs no master recipient.
+            keys=PostgresTenantKeys(control_schema, master_recipient=""),
         )
 
 
@@ -57,6 +61,7 @@ class PostgresUnitOfWork:
     inbox: "BoundInbox"
     outbox: "BoundOutbox"
     rollouts: "BoundRollouts"
+    keys: "BoundKeys"
 
     def __init__(self, pool: asyncpg.Pool, stores: PostgresStores, what: str = "transaction"):
         self._pool, self._stores, self._what = pool, stores, what
@@ -84,6 +89,7 @@ class PostgresUnitOfWork:
         self.inbox = BoundInbox(s.inbox, conn)
         self.outbox = BoundOutbox(s.outbox, conn)
         self.rollouts = BoundRollouts(s.rollouts, conn)
+        self.keys = BoundKeys(s.keys, conn)
         return self
 
     async def __aexit__(
@@ -166,6 +172,22 @@ class BoundTenants:
         with translated(f"grant {tenant_id}"):
             await self._store.grant_access(self._conn, tenant_id)
 
+    async def tables(self, tenant_id: str) -> list[str]:
+        with translated(f"erase {tenant_id} tables"):
+            return await self._store.tables(self._conn, self._store.schema_of(tenant_id))
+
+    async def drop_tables(self, tenant_id: str, tables: Sequence[str]) -> None:
+        with translated(f"erase {tenant_id} tables"):
+            await self._store.drop_tables(self._conn, self._store.schema_of(tenant_id), list(tables))
+
+    async def drop_schema_and_role(self, tenant_id: str) -> list[str]:
+        with translated(f"erase {tenant_id} schema"):
+            return await self._store.drop_schema_and_role(self._conn, tenant_id)
+
+    async def tombstone(self, tenant_id: str) -> None:
+        with translated(f"erase {tenant_id}"):
+            await self._store.tombstone(self._conn, tenant_id)
+
 
 class BoundJobs:
     def __init__(self, jobs: PostgresBackupJobs, conn: asyncpg.Connection) -> None:
@@ -200,6 +222,26 @@ class BoundJobs:
         with translated(f"find backup {backup_id}"):
             return await self._jobs.backup(self._conn, tenant_id, backup_id) is not None
 
+    async def backups(self, tenant_id: str) -> list[CatalogRow]:
+        with translated(f"backups of {tenant_id}"):
+            return await self._jobs.backups(self._conn, tenant_id)
+
+    async def catalogue(self, row: CatalogRow) -> None:
+        with translated(f"catalogue {row.backup_id}"):
+            await self._jobs.catalogue(self._conn, row)
+
+    async def forget(self, backup_ids: Sequence[str]) -> None:
+        with translated("forget backups"):
+            await self._jobs.forget(self._conn, list(backup_ids))
+
+    async def replaced_of(self, tenant_id: str) -> list[str]:
+        with translated(f"replaced schemas of {tenant_id}"):
+            return await self._jobs.replaced_of(self._conn, tenant_id)
+
+    async def drop_replaced(self, schema: str) -> None:
+        with translated(f"drop replaced {schema}"):
+            await self._jobs.drop_replaced(self._conn, schema)
+
 
 class BoundInbox:
     def __init__(self, inbox: PostgresInbox, conn: asyncpg.Connection) -> None:
@@ -229,3 +271,12 @@ class BoundRollouts:
     async def status(self, rollout_id: str) -> str | None:
         with translated(f"rollout {rollout_id}"):
             return await self._rollouts.status(self._conn, rollout_id)
+
+
+class BoundKeys:
+    def __init__(self, keys: PostgresTenantKeys, conn: asyncpg.Connection) -> None:
+        self._keys, self._conn = keys, conn
+
+    async def destroy(self, tenant_id: str) -> bool:
+        with translated(f"destroy the key of {tenant_id}"):
+            return await self._keys.destroy(self._conn, tenant_id)

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from contracts.envelope import Envelope
 from domain.errors import PermanentError, TenantServiceError
+from domain.jobs import CatalogRow
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
 from domain.tenants import TenantRecord
@@ -31,7 +32,10 @@ class FakeState:
     access: dict[str, bool] = field(default_factory=dict)  # tenant id -> app role has its role
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     riders: dict[str, str] = field(default_factory=dict)  # cause id -> host job id
-    catalogue: set[tuple[str, str]] = field(default_factory=set)  # (tenant id, backup id)
+    catalogue: dict[str, CatalogRow] = field(default_factory=dict)  # backup id -> row
+    tables: dict[str, list[str]] = field(default_factory=dict)  # tenant id -> its tables
+    replaced: dict[str, str] = field(default_factory=dict)  # replaced schema -> tenant id
+    backup_keys: set[str] = field(default_factory=set)  # tenants with a backup key
     inbox: set[tuple[str, str]] = field(default_factory=set)  # (group, event id)
     outbox: dict[str, Envelope] = field(default_factory=dict)  # event id -> envelope, in order
     rollouts: dict[str, str] = field(default_factory=dict)  # rollout id -> status
@@ -77,6 +81,7 @@ class FakeTenants:
             updated_at=_EPOCH,
         )
         self._s.state.tenants[tenant_id] = record
+        self._s.state.tables[tenant_id] = [m.name for m in steps]
         return record
 
     async def migrate(self, tenant_id: str, steps: Sequence[Migration]) -> int:
@@ -98,6 +103,23 @@ class FakeTenants:
 
     async def grant_access(self, tenant_id: str) -> None:
         self._s.state.access[tenant_id] = True
+
+    async def tables(self, tenant_id: str) -> list[str]:
+        return sorted(self._s.state.tables.get(tenant_id, []))
+
+    async def drop_tables(self, tenant_id: str, tables: Sequence[str]) -> None:
+        self._s.dropped_batches.append(list(tables))
+        left = self._s.state.tables.get(tenant_id, [])
+        self._s.state.tables[tenant_id] = [t for t in left if t not in tables]
+
+    async def drop_schema_and_role(self, tenant_id: str) -> list[str]:
+        if self._s.state.tables.pop(tenant_id, None) is None:
+            return []
+        self._s.state.access.pop(tenant_id, None)
+        return ["schema", "role"]
+
+    async def tombstone(self, tenant_id: str) -> None:
+        self._update(tenant_id, status=TenantStatus.ERASED, plan="", schema_version=0)
 
     def _update(self, tenant_id: str, **changes: Any) -> None:
         tenants = self._s.state.tenants
@@ -143,9 +165,53 @@ class FakeJobs:
         return str(host)
 
     async def has_backup(self, tenant_id: str, backup_id: str) -> bool:
-        if backup_id == "latest":
-            return any(t == tenant_id for t, _ in self._s.state.catalogue)
-        return (tenant_id, backup_id) in self._s.state.catalogue
+        rows = await self.backups(tenant_id)
+        return any(backup_id in ("latest", r.backup_id) for r in rows)
+
+    async def backups(self, tenant_id: str) -> list[CatalogRow]:
+        rows = [r for r in self._s.state.catalogue.values() if r.tenant_id == tenant_id]
+        return sorted(rows, key=lambda r: r.finished_at, reverse=True)
+
+    async def catalogue(self, row: CatalogRow) -> None:
+        if row.backup_id in self._s.state.catalogue:  # the primary key
+            raise PermanentError("database_error", f"catalogue {row.backup_id}: exists")
+        self._s.state.catalogue[row.backup_id] = row
+
+    async def forget(self, backup_ids: Sequence[str]) -> None:
+        for backup_id in backup_ids:
+            self._s.state.catalogue.pop(backup_id, None)
+
+    async def replaced_of(self, tenant_id: str) -> list[str]:
+        return [schema for schema, t in self._s.state.replaced.items() if t == tenant_id]
+
+    async def drop_replaced(self, schema: str) -> None:
+        self._s.state.replaced.pop(schema, None)
+
+
+class FakeKeys:
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def destroy(self, tenant_id: str) -> bool:
+        if tenant_id not in self._s.state.backup_keys:
+            return False
+        self._s.state.backup_keys.discard(tenant_id)
+        return True
+
+
+class FakeKeyspace:
+    """The shared cache's keys, outside any transaction (as Redis is)."""
+
+    def __init__(self, keys: set[str] | None = None, prefix: str = "tenant:") -> None:
+        self.keys, self._prefix = keys if keys is not None else set(), prefix
+        self.fault: TenantServiceError | None = None
+
+    async def unlink_all(self, tenant_id: str) -> int:
+        if self.fault is not None:
+            raise self.fault
+        doomed = {k for k in self.keys if k.startswith(f"{self._prefix}{tenant_id}:")}
+        self.keys -= doomed
+        return len(doomed)
 
 
 class FakeInbox:
@@ -190,6 +256,7 @@ class FakeStores:
     faults: Faults = field(default_factory=Faults)
     sessions: dict[str, int] = field(default_factory=dict)  # open sessions per tenant
     locked: list[str] = field(default_factory=list)  # every tenant lock taken, in order
+    dropped_batches: list[list[str]] = field(default_factory=list)  # each drop_tables call
     units: list["FakeUnitOfWork"] = field(default_factory=list)  # every unit opened
 
     def __call__(self, what: str = "transaction") -> "FakeUnitOfWork":
@@ -213,6 +280,7 @@ class FakeUnitOfWork:
         self.inbox = FakeInbox(stores)
         self.outbox = FakeOutbox(stores)
         self.rollouts = FakeRollouts(stores)
+        self.keys = FakeKeys(stores)
         self.committed: bool | None = None  # None while open; False: rolled back
         self.time_limits: tuple[int, int] | None = None
         self._begun: FakeState | None = None
@@ -264,4 +332,15 @@ def tenant(
         created_at=_EPOCH,
         updated_at=_EPOCH,
         erase_archive_id=archive,
+    )
+
+
+def catalogued(tenant_id: str, backup_id: str, *, day: int = 1) -> CatalogRow:
+    """A catalogue row to arrange in FakeState.catalogue."""
+    at = _EPOCH.replace(day=day)
+    return CatalogRow(
+        backup_id=backup_id, tenant_id=tenant_id, target="local", uri=f"file:///{backup_id}",
+        artifact_key=f"{tenant_id}/{backup_id}.dump.zst.age",
+        manifest_key=f"{tenant_id}/{backup_id}.manifest.json", bytes=1, sha256="0" * 64,
+        schema_version=1, started_at=at, finished_at=at, last_drill_at=None, last_drill_ok=None,
     )

@@ -4,7 +4,7 @@ from contracts.events import BackupDue, BackupFailed, RestoreFailed, RestoreRequ
 from domain.lifecycle import TenantStatus
 from service.backups import BackupRequests
 from service.event_transaction import Accepted
-from tests.unit.fakes import FakeStores, tenant
+from tests.unit.fakes import FakeStores, catalogued, tenant
 from tests.unit.use_case_support import decoded, result_types, transaction
 
 
@@ -38,7 +38,7 @@ async def test_a_restore_needs_a_catalogued_backup() -> None:
     stores.state.tenants["acme"] = tenant("acme")
     missing = await requests(stores).restore_requested(decoded(RestoreRequested(tenant_id="acme")))
     assert isinstance(missing, RestoreFailed) and missing.reason == "backup_not_found"
-    stores.state.catalogue.add(("acme", "b-1"))
+    stores.state.catalogue["b-1"] = catalogued("acme", "b-1")
     event = decoded(RestoreRequested(tenant_id="acme", backup_id="b-1"))
     accepted = await requests(stores).restore_requested(event)
     assert isinstance(accepted, Accepted) and accepted.job_id.startswith("r-")
