@@ -94,8 +94,8 @@ async def test_redis_unreachable_is_transient_and_the_retry_finishes_the_erase()
     keyspace.fault = TransientError("redis: down")
     with pytest.raises(TransientError):
         await eraser(stores, keyspace, FakeTaker()).erase(job(), True, None)
-    assert stores.state.tenants["acme"].status == TenantStatus.ERASING  # no tombstone yet
-    assert "acme" in stores.state.backup_keys
+    before = stores.state.tenants["acme"].status
+    assert before == TenantStatus.ERASING and "acme" in stores.state.backup_keys  # no tombstone
     keyspace.fault = None
     result = await eraser(stores, keyspace, FakeTaker()).erase(job(), True, None)
     assert "redis_keys:1" in result.erased
