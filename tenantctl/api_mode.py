@@ -5,7 +5,6 @@ command without one says it needs database access instead of reaching for creden
 from datetime import datetime
 from typing import Annotated, Any
 
-import click
 import typer
 
 from tenantctl.api_client import URL_VARIABLE, ApiClient, configured, tenant_path
@@ -13,14 +12,15 @@ from tenantctl.output import CliError, ExitCode, Usage, notice, print_json
 
 __all__ = ["configured", "refuse_without_route"]
 
+invoked: str | None = None  # the command tenantctl runs (its callback records it), for messages
+
 
 def refuse_without_route(what: str = "") -> None:
     """In API mode, stop a command that has no API route with a clear line (never fall back on
     database settings the operator may not have)."""
     if not configured():
         return
-    context = click.get_current_context(silent=True)
-    name = what or (context.command_path if context else "this command")
+    name = what or f"tenantctl {invoked or ''}".strip()
     raise Usage(
         f"{name} has no API route: it needs database access (the TENANT_PG_* settings);"
         f" unset {URL_VARIABLE} to run it against the database"

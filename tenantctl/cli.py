@@ -65,6 +65,7 @@ def _options(
 ) -> None:
     global _debug
     _debug = debug
+    api_mode.invoked = ctx.invoked_subcommand
     if ctx.invoked_subcommand == "trace":  # reads Kafka and the database directly
         api_mode.refuse_without_route("tenantctl trace")
     if ctx.invoked_subcommand != "run" and not debug:
