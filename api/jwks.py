@@ -101,7 +101,9 @@ class JwksCache:
                 keys = jwt.PyJWKSet.from_dict(await self._fetch())
             except Exception as e:  # noqa: BLE001  (any failure keeps the last good set)
                 log.warning(
-                    "api_jwks_fetch_failed", error=f"{type(e).__name__}: {e}", stale=bool(self._keys)
+                    "api_jwks_fetch_failed",
+                    error=f"{type(e).__name__}: {e}",
+                    stale=bool(self._keys),
                 )
                 return
             self._keys, self._fetched_at = keys, self._clock()

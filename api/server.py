@@ -80,7 +80,11 @@ async def create_read_pool(settings: Settings) -> asyncpg.Pool:
 def build_verifier(settings: Settings) -> TokenVerifier:
     """The token verifier of the settings; no key source at all stops start-up (an API that
     refuses every token is a misconfiguration, better named now than found by its clients)."""
-    if settings.api_jwks_file is None and settings.api_jwks_url is None and not settings.api_dev_hs256:
+    if (
+        settings.api_jwks_file is None
+        and settings.api_jwks_url is None
+        and not settings.api_dev_hs256
+    ):
         raise SettingsError(
             "invalid settings:\n  TENANT_API_JWKS_FILE / TENANT_API_JWKS_URL: the api role needs"
             " one to verify tokens (a development key: tenantctl token --sub me --scope"

@@ -63,13 +63,18 @@ class ApiClient:
             answer = self._http.request(method, path, json=body, params=query)
         except httpx.HTTPError as e:
             raise ApiError(
-                0, {}, f"cannot reach {self._http.base_url}: {e or type(e).__name__}", ExitCode.FAILED
+                0,
+                {},
+                f"cannot reach {self._http.base_url}: {e or type(e).__name__}",
+                ExitCode.FAILED,
             ) from None
         if answer.is_success:
             return dict(answer.json())
         raise refusal(answer)
 
-    def pages(self, path: str, field: str, limit: int | None = None, **params: Any) -> Iterator[Any]:
+    def pages(
+        self, path: str, field: str, limit: int | None = None, **params: Any
+    ) -> Iterator[Any]:
         """The items of a paged list, following next_page_token (at most ``limit``)."""
         token: str | None = None
         seen = 0
@@ -107,7 +112,8 @@ def refusal(answer: httpx.Response) -> ApiError:
     detail = str(problem.get("detail") or problem.get("title") or answer.reason_phrase)
     if status == 401:
         return ApiError(
-            status, problem,
+            status,
+            problem,
             f"the token was refused (401): {detail} Check {TOKEN_VARIABLE} (mint a new one if it"
             " expired).",
             ExitCode.USAGE,

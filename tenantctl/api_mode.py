@@ -32,7 +32,11 @@ def _client() -> ApiClient:
 
 
 def submit(
-    path: str, body: dict[str, Any] | None, wait: bool, timeout: float, client: ApiClient | None = None
+    path: str,
+    body: dict[str, Any] | None,
+    wait: bool,
+    timeout: float,
+    client: ApiClient | None = None,
 ) -> None:
     """POST a command; print its event id, or with ``wait`` the finished operation."""
     client = client or _client()
@@ -69,7 +73,9 @@ def request(tenant_id: str, plan: str | None, wait: bool, timeout: float) -> Non
     submit("/v1/tenants", body, wait, timeout)
 
 
-def lifecycle(tenant_id: str, action: str, body: dict[str, Any] | None, wait: bool, timeout: float) -> None:
+def lifecycle(
+    tenant_id: str, action: str, body: dict[str, Any] | None, wait: bool, timeout: float
+) -> None:
     """suspend, resume, erase, backup or restore: POST /v1/tenants/{id}:<action>."""
     submit(tenant_path(tenant_id, f":{action}"), body, wait, timeout)
 
@@ -113,8 +119,15 @@ def events(tenant_id: str, types: list[str] | None, limit: int | None) -> list[d
     return list(_client().pages(path, "events", limit=limit, type=types or None))
 
 
-_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "last_drill_at",
-          "window_start", "collected_at")
+_TIMES = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "last_drill_at",
+    "window_start",
+    "collected_at",
+)
 
 
 def _dated(row: dict[str, Any]) -> dict[str, Any]:

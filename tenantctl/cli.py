@@ -21,7 +21,6 @@ from tenantctl import api_client, api_mode, ops
 from tenantctl.common import REPO_ROOT, print_result, settings
 from tenantctl.output import (
     JSON_HELP,
-    CliError,
     ExitCode,
     NotFound,
     Usage,

@@ -48,8 +48,10 @@ def metrics(
         _api_metrics(tenant_id, history, as_json)
         return
     if history:
-        raise CliError("--history reads through the HTTP API: set TENANTCTL_API_URL and"
-                       " TENANTCTL_TOKEN", ExitCode.USAGE)
+        raise CliError(
+            "--history reads through the HTTP API: set TENANTCTL_API_URL and TENANTCTL_TOKEN",
+            ExitCode.USAGE,
+        )
     s = settings()
     if asyncio.run(ops.tenant_status(s, tenant_id)) is None:
         raise NotFound(f"unknown tenant {tenant_id!r}")

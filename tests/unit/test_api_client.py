@@ -18,7 +18,9 @@ def _problem(status: int, code: str, detail: str, **extra: Any) -> httpx.Respons
     body = {"type": f"urn:tenant-service:problem:{code}", "title": code, "status": status}
     headers = {"Retry-After": "7"} if status == 429 else {}
     return httpx.Response(
-        status, json={**body, "detail": detail, **extra}, headers=headers,
+        status,
+        json={**body, "detail": detail, **extra},
+        headers=headers,
     )
 
 
@@ -31,21 +33,38 @@ def _client(handler: Any) -> ApiClient:
 @pytest.mark.parametrize(
     ("answer", "code", "words"),
     [
-        (_problem(401, "invalid_token", "Signature has expired."), ExitCode.USAGE,
-         ["token was refused", "TENANTCTL_TOKEN", "expired"]),
-        (_problem(403, "insufficient_scope", "needs it", required_scope="tenants:erase"),
-         ExitCode.USAGE, ["lacks the scope tenants:erase"]),
+        (
+            _problem(401, "invalid_token", "Signature has expired."),
+            ExitCode.USAGE,
+            ["token was refused", "TENANTCTL_TOKEN", "expired"],
+        ),
+        (
+            _problem(403, "insufficient_scope", "needs it", required_scope="tenants:erase"),
+            ExitCode.USAGE,
+            ["lacks the scope tenants:erase"],
+        ),
         (_problem(404, "not_found", "No tenant 'acme'."), ExitCode.NOT_FOUND, ["No tenant"]),
-        (_problem(409, "operation_running", "A backup is running."), ExitCode.FAILED,
-         ["conflict", "backup is running"]),
-        (_problem(429, "rate_limited", "Too many."), ExitCode.FAILED,
-         ["rate limited", "retry after 7s"]),
-        (_problem(422, "invalid_request", "The request is malformed."), ExitCode.USAGE,
-         ["refused (422)"]),
+        (
+            _problem(409, "operation_running", "A backup is running."),
+            ExitCode.FAILED,
+            ["conflict", "backup is running"],
+        ),
+        (
+            _problem(429, "rate_limited", "Too many."),
+            ExitCode.FAILED,
+            ["rate limited", "retry after 7s"],
+        ),
+        (
+            _problem(422, "invalid_request", "The request is malformed."),
+            ExitCode.USAGE,
+            ["refused (422)"],
+        ),
         (httpx.Response(502, text="<html>bad gateway</html>"), ExitCode.FAILED, ["failed (502)"]),
     ],
 )
-def test_refusals_become_clear_errors(answer: httpx.Response, code: ExitCode, words: list[str]) -> None:
+def test_refusals_become_clear_errors(
+    answer: httpx.Response, code: ExitCode, words: list[str]
+) -> None:
     client = _client(lambda request: answer)
     with pytest.raises(ApiError) as caught:
         client.call("POST", "/v1/tenants/acme:erase", {"archive": False})
@@ -71,7 +90,9 @@ def test_lists_send_the_filters_and_follow_the_cursor() -> None:
         seen.append(query)
         assert request.headers["Authorization"] == "Bearer tok"
         if "page_token" not in query:
-            return httpx.Response(200, json={"tenants": [{"tenant_id": "a"}], "next_page_token": "T1"})
+            return httpx.Response(
+                200, json={"tenants": [{"tenant_id": "a"}], "next_page_token": "T1"}
+            )
         return httpx.Response(200, json={"tenants": [{"tenant_id": "b"}], "next_page_token": None})
 
     rows = list(_client(pages).pages("/v1/tenants", "tenants", status="suspended", plan="pro"))
@@ -106,8 +127,14 @@ def test_commands_without_an_api_route_say_they_need_the_database(
     monkeypatch.setenv(api_client.TOKEN_VARIABLE, "tok")
     for pg in ("TENANT_PG_DSN",):
         monkeypatch.delenv(pg, raising=False)
-    for args in (["top"], ["backup", "verify", "acme"], ["dlq", "list"], ["watch"],
-                 ["migrate", "--canary", "1"], ["metrics", "acme", "--collect"]):
+    for args in (
+        ["top"],
+        ["backup", "verify", "acme"],
+        ["dlq", "list"],
+        ["watch"],
+        ["migrate", "--canary", "1"],
+        ["metrics", "acme", "--collect"],
+    ):
         refused = _refusal(args)
         assert refused.code == ExitCode.USAGE, (args, refused)
         assert f"tenantctl {args[0]}" in str(refused) and "needs database access" in str(refused)
