@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import console, problems, routes_commands, routes_reads
 from api.context import ApiContext, context
+from api.jwks import KeysUnavailable
 
 log = structlog.get_logger("api")
 
@@ -90,7 +91,7 @@ def create_app(ctx: ApiContext | None, max_body_bytes: int = 16_384) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "a dependency is down"}})
     async def readyz(request: Request) -> JSONResponse:
-        """Ready when its read pool, Kafka and Redis answer."""
+        """Ready when its read pool, Kafka and Redis answer (and, with a JWKS URL, once it has keys)."""
         checks = await _readiness(context(request))
         ok = all(v == "ok" for v in checks.values())
         body = {"status": "ok" if ok else "unavailable", "checks": checks}
@@ -131,4 +132,12 @@ async def _readiness(ctx: ApiContext) -> dict[str, str]:
             return name, f"error: {type(e).__name__}"
 
     probes = {"postgres": postgres, "kafka": ctx.publisher.ping, "redis": ctx.redis.ping}
+    remote = ctx.verifier.remote
+    if remote is not None:
+
+        async def jwks() -> None:
+            if not await remote.ensure():
+                raise KeysUnavailable("no key set from the JWKS URL yet")
+
+        probes["jwks"] = jwks
     return dict(await asyncio.gather(*(check(n, p) for n, p in probes.items())))

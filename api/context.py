@@ -59,7 +59,7 @@ def require(scope: str) -> Any:
                 headers={"WWW-Authenticate": 'Bearer realm="tenant-service"'},
             )
         try:
-            principal = ctx.verifier.verify(credentials.credentials)
+            principal = await ctx.verifier.authenticate(credentials.credentials)
         except InvalidToken as e:
             raise Problem(
                 401,

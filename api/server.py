@@ -15,6 +15,7 @@ from adapters.postgres.api_reads import PostgresApiReads
 from api.app import create_app
 from api.auth import TokenVerifier
 from api.context import ApiContext
+from api.jwks import JwksCache, http_fetcher
 from api.operations import OperationService
 from api.ratelimit import Limit, RedisRateLimiter
 from migrations import TENANT_DIR
@@ -77,10 +78,18 @@ async def create_read_pool(settings: Settings) -> asyncpg.Pool:
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
-    if settings.api_jwks_file is None and not settings.api_dev_hs256:
-        # Fail closed, but start: `run all` on a fresh machine serves health and refuses every
-        # token until keys are configured.
-        log.warning("api_no_token_keys", hint="set TENANT_API_JWKS_FILE; every token is refused")
+    """The token verifier of the settings; no key source at all stops start-up (an API that
+    refuses every token is a misconfiguration, better named now than found by its clients)."""
+    if (
+        settings.api_jwks_file is None
+        and settings.api_jwks_url is None
+        and not settings.api_dev_hs256
+    ):
+        raise SettingsError(
+            "invalid settings:\n  TENANT_API_JWKS_FILE / TENANT_API_JWKS_URL: the api role needs"
+            " one to verify tokens (a development key: tenantctl token --sub me --scope"
+            " tenants:read prints the JWKS file to use)"
+        )
     if settings.api_dev_hs256 and settings.api_hs256_secret is None:
         raise SettingsError("invalid settings:\n  TENANT_API_HS256_SECRET: needed by the flag")
     jwks = None
@@ -91,18 +100,30 @@ def build_verifier(settings: Settings) -> TokenVerifier:
             raise SettingsError(
                 f"invalid settings:\n  TENANT_API_JWKS_FILE: not a readable JWKS: {e}"
             ) from None
+    remote = None
+    if settings.api_jwks_url is not None:
+        remote = JwksCache(
+            http_fetcher(settings.api_jwks_url, settings.api_jwks_fetch_timeout_s),
+            ttl_s=settings.api_jwks_ttl_s,
+            min_refresh_s=settings.api_jwks_min_refresh_s,
+        )
     secret = settings.api_hs256_secret
     return TokenVerifier(
         jwks=jwks,
         hs256_secret=secret.get_secret_value() if secret and settings.api_dev_hs256 else None,
         audience=settings.api_jwt_audience,
         issuer=settings.api_jwt_issuer,
+        remote=remote,
     )
 
 
 async def api_role(worker: "Worker") -> list["Background"]:
     s = worker.settings
     verifier = build_verifier(s)
+    if verifier.remote is not None and not await verifier.remote.ensure():
+        # Start anyway: the issuer may come back, and the keys are fetched again then. Until
+        # they are, /readyz answers 503 (so no traffic is routed here) and tokens get 401.
+        log.warning("api_jwks_unavailable", url=s.api_jwks_url)
     read_pool = await create_read_pool(s)
     worker.closers.append(read_pool.close)
     reads = PostgresApiReads(s.names.control_schema)

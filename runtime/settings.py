@@ -3,9 +3,12 @@
 A wrong value stops start-up with a message naming the variable; secrets have no defaults.
 """
 
+import contextlib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -166,6 +169,14 @@ class Settings(SchedulingSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8090, ge=0, le=65535)
     api_jwks_file: Path | None = None
+    # Or the issuer's JWKS URL: fetched asynchronously, kept api_jwks_ttl_s, fetched again for a
+    # token whose kid it lacks but at most once per api_jwks_min_refresh_s (bogus kids cannot
+    # flood the issuer). https only; http to a loopback host with the development flag.
+    api_jwks_url: str | None = Field(default=None, max_length=2048)
+    api_jwks_ttl_s: float = Field(default=300.0, ge=1.0)
+    api_jwks_min_refresh_s: float = Field(default=30.0, ge=0.0)
+    api_jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    api_jwks_allow_http_loopback: bool = False
     api_jwt_audience: str = "tenant-service"
     api_jwt_issuer: str | None = None
     api_dev_hs256: bool = False
@@ -262,6 +273,14 @@ class Settings(SchedulingSettings):
             raise ValueError("api_hs256_secret is accepted only with api_dev_hs256 (development)")
         return self
 
+    @model_validator(mode="after")
+    def _one_jwks_source(self) -> "Settings":
+        if self.api_jwks_url is not None:
+            if self.api_jwks_file is not None:
+                raise ValueError("api_jwks_file and api_jwks_url exclude each other: choose one")
+            _check_jwks_url(self.api_jwks_url, self.api_jwks_allow_http_loopback)
+        return self
+
     @property
     def inbox_retention_floor_s(self) -> float:
         """The longest a record can still be acted on after its inbox row was written."""
@@ -315,3 +334,21 @@ def load_settings() -> Settings:
             name = ENV_PREFIX + field if field else _named_in(err["msg"])
             lines.append(f"  {name}: {err['msg']}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def _check_jwks_url(url: str, allow_http_loopback: bool) -> None:
+    # Keys over plain http could be swapped on the way: https, or http to this machine when
+    # developing (a local issuer, a test server).
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("api_jwks_url needs a host")
+    if parts.scheme == "https":
+        return
+    loopback = parts.hostname == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(parts.hostname).is_loopback
+    if parts.scheme == "http" and allow_http_loopback and loopback:
+        return
+    raise ValueError(
+        "api_jwks_url must be https (http only to a loopback host with api_jwks_allow_http_loopback)"
+    )

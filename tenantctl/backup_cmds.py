@@ -40,10 +40,13 @@ Timeout = Annotated[float, typer.Option(help="Seconds to wait with --wait (then 
 @app.command("create")
 def backup_create(tenant_id: TenantArg, wait: WaitFlag = False, timeout: Timeout = 3600.0) -> None:
     """Back up a tenant now (BackupDue, trigger manual)."""
-    from tenantctl import backup_ops
+    from tenantctl import api_mode, backup_ops
     from tenantctl.common import print_result, settings
     from tenantctl.output import err
 
+    if api_mode.configured():
+        api_mode.lifecycle(tenant_id, "backup", None, wait, timeout)
+        return
     envelope, result = asyncio.run(
         backup_ops.request_backup(settings(), tenant_id, wait, timeout, err)
     )
@@ -82,10 +85,13 @@ def backups(
     """List a tenant's catalogued backups, newest first."""
     from rich.table import Table
 
-    from tenantctl import backup_ops
+    from tenantctl import api_mode, backup_ops
     from tenantctl.common import settings
 
-    rows = asyncio.run(backup_ops.list_backups(settings(), tenant_id))
+    if api_mode.configured():
+        rows = api_mode.backups(tenant_id)
+    else:
+        rows = asyncio.run(backup_ops.list_backups(settings(), tenant_id))
     if as_json:
         print_json(rows)
         return
@@ -111,10 +117,13 @@ def restore(
     timeout: Timeout = 3600.0,
 ) -> None:
     """Restore a tenant from a backup (RestoreRequested); the old schema is kept for a while."""
-    from tenantctl import backup_ops
+    from tenantctl import api_mode, backup_ops
     from tenantctl.common import print_result, settings
     from tenantctl.output import err
 
+    if api_mode.configured():
+        api_mode.lifecycle(tenant_id, "restore", {"backup_id": backup_id}, wait, timeout)
+        return
     envelope, result = asyncio.run(
         backup_ops.request_restore(settings(), tenant_id, backup_id, wait, timeout, err)
     )

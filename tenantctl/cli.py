@@ -17,11 +17,10 @@ import typer
 
 from domain.lifecycle import TenantStatus
 from runtime.logging import configure_logging
-from tenantctl import api_client, ops
+from tenantctl import api_client, api_mode, ops
 from tenantctl.common import REPO_ROOT, print_result, settings
 from tenantctl.output import (
     JSON_HELP,
-    CliError,
     ExitCode,
     NotFound,
     Usage,
@@ -65,6 +64,9 @@ def _options(
 ) -> None:
     global _debug
     _debug = debug
+    api_mode.invoked = ctx.invoked_subcommand
+    if ctx.invoked_subcommand == "trace":  # reads Kafka and the database directly
+        api_mode.refuse_without_route("tenantctl trace")
     if ctx.invoked_subcommand != "run" and not debug:
         # aiokafka warns on stderr while it retries (e.g. a topic not created yet); a command's
         # own one-line error says what went wrong. Workers keep their structured logs.
@@ -81,7 +83,7 @@ def request(
     """Publish TenantRequested for TENANT_ID (through the HTTP API when TENANTCTL_API_URL and
     TENANTCTL_TOKEN are set)."""
     if api_client.configured():
-        _api_request(tenant_id, plan, wait, timeout)
+        api_mode.request(tenant_id, plan, wait, timeout)
         return
     s = settings()
     envelope, result = asyncio.run(
@@ -94,7 +96,7 @@ def request(
 def status(tenant_id: TenantArg, as_json: JsonFlag = False) -> None:
     """Show one tenant's registry row."""
     if api_client.configured():
-        record = _api(lambda: api_client.tenant_status(tenant_id))
+        record = api_mode.tenant(tenant_id)
     else:
         record = asyncio.run(ops.tenant_status(settings(), tenant_id))
     if record is None:
@@ -118,13 +120,7 @@ def list_tenants(
 ) -> None:
     """List the tenants in the registry (erased ones only with --all)."""
     if api_client.configured():
-        records = [
-            r
-            for r in _api(api_client.list_tenants)
-            if (status_ is None or r.get("status") == status_.value)
-            and (plan is None or r.get("plan") == plan)
-            and (all_ or r.get("status") != TenantStatus.ERASED.value)
-        ]
+        records = api_mode.tenants(status_.value if status_ else None, plan, all_)
     else:
         records = asyncio.run(ops.list_tenants(settings(), status_, plan, include_erased=all_))
     if as_json:
@@ -139,6 +135,9 @@ def deactivate(tenant_id: TenantArg, wait: WaitFlag = False, timeout: Timeout = 
     from contracts.events import TenantDeactivated
     from tenantctl import lifecycle_ops
 
+    if api_client.configured():
+        api_mode.lifecycle(tenant_id, "suspend", None, wait, timeout)
+        return
     print_result(
         *asyncio.run(
             lifecycle_ops.request(settings(), TenantDeactivated(tenant_id=tenant_id), wait, timeout)
@@ -154,6 +153,9 @@ def reactivate(tenant_id: TenantArg, wait: WaitFlag = False, timeout: Timeout = 
     from contracts.events import TenantReactivated
     from tenantctl import lifecycle_ops
 
+    if api_client.configured():
+        api_mode.lifecycle(tenant_id, "resume", None, wait, timeout)
+        return
     print_result(
         *asyncio.run(
             lifecycle_ops.request(settings(), TenantReactivated(tenant_id=tenant_id), wait, timeout)
@@ -179,6 +181,9 @@ def erase(
 
     if not yes:
         raise Usage("erasing destroys the tenant's data: pass --yes")
+    if api_client.configured():
+        api_mode.lifecycle(tenant_id, "erase", {"archive": archive}, wait, timeout)
+        return
     print_result(
         *asyncio.run(
             lifecycle_ops.request(
@@ -199,10 +204,19 @@ def migrate(
     canary: Annotated[int, typer.Option(help="Tenants migrated first; the rest wait")] = 0,
     max_failures: Annotated[int, typer.Option(help="Halt the rollout past this many")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait per wave")] = 3600.0,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Through the API: wait for the operation")
+    ] = True,
 ) -> None:
-    """Roll tenant schema migrations out as TenantMigrationDue events (progress on stderr)."""
+    """Roll tenant schema migrations out as TenantMigrationDue events (progress on stderr).
+    Through the API: one operation for every tenant below the target (no canary waves)."""
     from tenantctl import lifecycle_ops
 
+    if api_client.configured():
+        if canary:
+            api_mode.refuse_without_route("tenantctl migrate --canary")
+        api_mode.migrate(to, max_failures, wait, timeout)
+        return
     summary = asyncio.run(lifecycle_ops.rollout(settings(), err, to, canary, max_failures, timeout))
     if not summary["tenants"]:
         notice(f"nothing to migrate: no tenant is below version {summary['target']}")
@@ -246,7 +260,7 @@ def run(
     from runtime.tracing import configure_tracing
     from runtime.worker import expand_roles, run_worker
 
-    s = settings()
+    s = settings(api_mode_ok=True)  # a worker: it has the database settings by definition
     configure_logging(s.log_level)
     stop_tracing = configure_tracing(s, "+".join(roles))
     try:
@@ -270,7 +284,7 @@ def token(
     """Mint a development token for the HTTP API (prints it; the JWKS path goes to stderr)."""
     from api.tokens import ensure_dev_key, mint
 
-    s = settings()
+    s = settings(api_mode_ok=True)  # reads only the token settings
     if hs256:
         if s.api_hs256_secret is None:
             raise Usage("--hs256 needs TENANT_API_HS256_SECRET")
@@ -288,26 +302,6 @@ def token(
             ttl_s=ttl,
         )
     )
-
-
-def _api(action: Any) -> Any:
-    try:
-        return action()
-    except api_client.ApiError as e:
-        raise Usage(f"API: {e}") from None
-
-
-def _api_request(tenant_id: str, plan: str | None, wait: bool, timeout: float) -> None:
-    operation = _api(lambda: api_client.request_tenant(tenant_id, plan, wait, timeout))
-    notice(f"{operation['name']} event id={operation['event_id']}")
-    if not wait:
-        print(operation["event_id"])
-        return
-    print_json(operation)
-    if not operation["done"]:
-        raise CliError(f"no result within {timeout:.0f}s", ExitCode.TIMEOUT)
-    if "error" in operation:
-        raise typer.Exit(ExitCode.FAILED)
 
 
 @app.command()
@@ -342,6 +336,7 @@ def _register() -> None:
     # Command groups live in their own modules; each adds its commands to ``app`` here.
     from tenantctl import backup_cmds, dlq_cmds, metrics_cmds, trace_cmds
 
+    api_mode.register(app)
     backup_cmds.register(app)
     metrics_cmds.register(app)
     dlq_cmds.register(app)

@@ -12,8 +12,14 @@ from tenantctl.output import CliError, ExitCode, Usage, notice, print_json
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def settings() -> Settings:
-    """The settings, or a one-line error that says where .env was looked for."""
+def settings(*, api_mode_ok: bool = False) -> Settings:
+    """The settings, or a one-line error that says where .env was looked for. With
+    TENANTCTL_API_URL set, a command that reaches for them has no API route: it says so
+    (``api_mode_ok``: the command needs no database of the operator's, e.g. a worker)."""
+    if not api_mode_ok:
+        from tenantctl.api_mode import refuse_without_route
+
+        refuse_without_route()
     try:
         return load_settings()
     except SettingsError as e:

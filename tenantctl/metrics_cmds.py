@@ -36,11 +36,22 @@ def metrics(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait with --collect (then exit 3)", min=0.1)
     ] = 120.0,
+    history: Annotated[
+        int, typer.Option(min=0, help="Through the API: the last N snapshots of the history")
+    ] = 0,
 ) -> None:
     """Show a tenant's latest metrics snapshot (Redis, else the Postgres history)."""
-    from tenantctl import metrics_ops, ops
+    from tenantctl import api_mode, metrics_ops, ops
     from tenantctl.common import settings
 
+    if api_mode.configured() and not collect:
+        _api_metrics(tenant_id, history, as_json)
+        return
+    if history:
+        raise CliError(
+            "--history reads through the HTTP API: set TENANTCTL_API_URL and TENANTCTL_TOKEN",
+            ExitCode.USAGE,
+        )
     s = settings()
     if asyncio.run(ops.tenant_status(s, tenant_id)) is None:
         raise NotFound(f"unknown tenant {tenant_id!r}")
@@ -69,6 +80,41 @@ def metrics(
     table = Table("metric", "value")
     for key, value in snapshot.items():
         table.add_row(key, str(value))
+    out.print(table)
+
+
+def _api_metrics(tenant_id: str, history: int, as_json: bool) -> None:
+    from rich.table import Table
+
+    from tenantctl import api_mode
+
+    rows = api_mode.metrics_history(tenant_id, max(history, 1))
+    if not history:
+        if not rows:
+            raise CliError(f"no metrics for {tenant_id!r} yet", ExitCode.NOT_FOUND)
+        if as_json:
+            print_json(rows[0])
+            return
+        notice(f"{tenant_id}: from the history (API)")
+        table = Table("metric", "value")
+        for key, value in rows[0].items():
+            table.add_row(key, str(value))
+        out.print(table)
+        return
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("window", "MB", "tables", "live", "dead", "conns", "redis KB")
+    for r in rows:
+        table.add_row(
+            rfc3339(r["window_start"])[:19],
+            f"{r['size_bytes'] / 1e6:.2f}",
+            str(r["table_count"]),
+            str(r["live_tuples"]),
+            str(r["dead_tuples"]),
+            str(r["connections"]),
+            f"{r['redis_bytes'] / 1e3:.1f}",
+        )
     out.print(table)
 
 

@@ -36,17 +36,17 @@ class DevKeys:
 class ApiProcess:
     """``tenantctl run api`` on a free port, ready once its own /readyz answers 200."""
 
-    def __init__(self, log_path: Path, keys: DevKeys, env: Mapping[str, str] | None = None):
+    def __init__(
+        self, log_path: Path, keys: DevKeys | None, env: Mapping[str, str] | None = None
+    ) -> None:
+        # keys None: the env names the key source (e.g. TENANT_API_JWKS_URL)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        jwks = {"TENANT_API_JWKS_FILE": str(keys.jwks_file)} if keys else {}
         self.worker = WorkerProcess(
             ["api"],
             log_path,
-            env={
-                "TENANT_API_PORT": str(self.port),
-                "TENANT_API_JWKS_FILE": str(keys.jwks_file),
-                **(env or {}),
-            },
+            env={"TENANT_API_PORT": str(self.port), **jwks, **(env or {})},
         )
 
     async def start(self) -> None:
