@@ -12,6 +12,7 @@ import pytest
 os.environ["TENANT_NAMESPACE"] = SESSION_NAMESPACE = "it" + secrets.token_hex(4)
 
 from tests.support.api_fixtures import api, api_keys  # noqa: E402, F401  (fixtures of the API suites)
+from tests.support.ci_skips import CiSkips  # noqa: E402
 from tests.support.stack import (  # noqa: E402, F401  (fixtures, registered once for every suite)
     log_dir,
     pg,
@@ -34,19 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError("integration tests must be marked stack: " + ", ".join(unmarked))
 
 
-# Under CI a skipped test is a failure: a test that cannot run its check must say why by failing.
-# The one exception is declared, not guessed: @pytest.mark.needs_tool("sshd") on a test that
-# needs a tool this machine may lack.
-_UNDECLARED_SKIPS: list[str] = []
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and not hasattr(report, "wasxfail") and "needs_tool" not in report.keywords:
-        _UNDECLARED_SKIPS.append(report.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("CI") == "true" and _UNDECLARED_SKIPS:
-        print("\n[CI] skipped tests count as failures (mark needs_tool if a tool is missing):\n  "
-              + "\n  ".join(_UNDECLARED_SKIPS))
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+def pytest_configure(config: pytest.Config) -> None:
+    # Under CI a skipped test fails the run unless it declares a missing tool (needs_tool).
+    config.pluginmanager.register(CiSkips(), "ci_skips")
