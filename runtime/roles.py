@@ -11,12 +11,14 @@ from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
+from adapters.postgres.warm_pool import PostgresWarmPool
 from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
 from producers.retention import Retention
+from producers.warm_pool_refill import WarmPoolRefill
 from runtime.backup_wiring import build_backup_parts
 from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
@@ -49,6 +51,13 @@ def transaction(worker: "Worker", group: str) -> EventTransaction:
 
 async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
+    warm_pool = (
+        PostgresWarmPool(
+            s.names.control_schema, s.names.tenant_store(), load_migrations(TENANT_DIR)
+        )
+        if s.warm_pool_size
+        else None
+    )
     service = ProvisioningService(
         transaction(worker, provisioner.GROUP),
         s.names.tenant_store(),
@@ -56,6 +65,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         plans=s.plans,
         max_tenants=s.max_tenants,
         source=s.source,
+        warm_pool=warm_pool,
     )
     lifecycle = LifecycleService(
         transaction(worker, provisioner.GROUP),
@@ -72,7 +82,8 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
     )
     worker.deliveries.append(delivery)
-    return [Redriver(delivery, s.parked_poll_s)]
+    refill = [WarmPoolRefill(s, worker.pool, warm_pool)] if warm_pool is not None else []
+    return [Redriver(delivery, s.parked_poll_s), *refill]
 
 
 async def relay_role(worker: "Worker") -> list[Background]:

@@ -11,6 +11,7 @@ from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
 from domain.provisioning import Decision, conflict_detail, decide_provisioning
 from service.event_transaction import EventTransaction, Outcome
+from service.warm_pool import NoWarmPool, WarmPool
 
 log = structlog.get_logger(__name__)
 
@@ -25,8 +26,10 @@ class ProvisioningService:
         plans: frozenset[str],
         max_tenants: int,
         source: str,
+        warm_pool: WarmPool | None = None,
     ) -> None:
         self._transaction = transaction
+        self._warm_pool = warm_pool or NoWarmPool()
         self._store = store
         # New tenants are created at the latest template version.
         self._steps = list(plan_migrations(template, current=0).steps)
@@ -69,7 +72,10 @@ class ProvisioningService:
                 # inbox and outbox rows still commit.
                 with translated(f"provision {tenant_id}"):
                     async with conn.transaction():
-                        record = await self._store.create(conn, tenant_id, plan, self._steps)
+                        # Warm pool: a pre-made schema renamed to the tenant's, else create it.
+                        record = await self._warm_pool.claim(conn, tenant_id, plan)
+                        if record is None:
+                            record = await self._store.create(conn, tenant_id, plan, self._steps)
             except PermanentError as e:
                 log.warning("provisioning_failed", reason=e.reason, detail=e.detail)
                 return TenantProvisioningFailed(
