@@ -6,7 +6,6 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.large_objects import LARGE_OBJECT_CREATORS
-from tests.support import names as ns
 
 _ROLE = (
     "SELECT rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,"
@@ -83,7 +82,3 @@ async def object_oids(conn: asyncpg.Connection, names: list[str]) -> set[tuple[i
             names,
         )
     }
-
-
-def app_role() -> str:
-    return ns.names().app_role
