@@ -30,7 +30,7 @@ from adapters.postgres.tenant_store import (
 )
 from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
-from domain.tenant_ids import quote_ident
+from domain.tenant_ids import quote_ident, quote_literal
 from domain.warm_pool import TOKEN_BYTES, is_pooled_name, pooled_name
 
 
@@ -109,11 +109,12 @@ class PostgresWarmPool:
                 return None
             pooled, version = self._checked(row["name"]), int(row["schema_version"])
             schema, role = self._store.schema_of(tenant_id), self._store.role_of(tenant_id)
+            # One round trip: the renames, then the policies pointed at the new role name.
             await conn.execute(
                 f"ALTER SCHEMA {quote_ident(pooled)} RENAME TO {quote_ident(schema)};"
-                f" ALTER ROLE {quote_ident(pooled)} RENAME TO {quote_ident(role)}"
+                f" ALTER ROLE {quote_ident(pooled)} RENAME TO {quote_ident(role)};"
+                + _rebind_policies_sql(schema, role)
             )
-            await _rebind_policies(conn, schema, role)
             # As at creation: PUBLIC may have been given large objects back since the pool was made.
             await refuse_large_objects(conn, role)
             record = await self._store.register(conn, tenant_id, plan, version)
@@ -154,21 +155,18 @@ class PostgresWarmPool:
         await conn.execute(f"DROP SCHEMA IF EXISTS {q_name} CASCADE; DROP ROLE IF EXISTS {q_name}")
 
 
-async def _rebind_policies(conn: asyncpg.Connection, schema: str, role: str) -> None:
+def _rebind_policies_sql(schema: str, role: str) -> str:
     """Point the isolation policies of ``schema``'s tables at ``role`` after a rename: their
     predicate names the role as text, which a rename does not follow (grants, default
-    privileges and memberships hold the role's oid, and do)."""
-    tables = await conn.fetch(
-        "SELECT c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND p.polname = $2",
-        schema,
-        POLICY_NAME,
+    privileges and memberships hold the role's oid, and do). A DO block, so the tables are
+    found and altered on the server; every name in it is quote_literal()-ed (and ours)."""
+    predicate = quote_literal(isolation_predicate(role))
+    return (
+        "DO $rebind$ DECLARE t record; BEGIN"
+        " FOR t IN SELECT c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        f" WHERE n.nspname = {quote_literal(schema)} AND p.polname = {quote_literal(POLICY_NAME)}"
+        " LOOP EXECUTE format('ALTER POLICY %I ON %I.%I USING (%s) WITH CHECK (%s)',"
+        f" {quote_literal(POLICY_NAME)}, {quote_literal(schema)}, t.relname,"
+        f" {predicate}, {predicate}); END LOOP; END $rebind$"
     )
-    predicate = isolation_predicate(role)
-    statements = [
-        f"ALTER POLICY {quote_ident(POLICY_NAME)} ON {quote_ident(schema)}.{quote_ident(t['relname'])}"
-        f" USING ({predicate}) WITH CHECK ({predicate})"
-        for t in tables
-    ]
-    if statements:
-        await conn.execute(";".join(statements))
