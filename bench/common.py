@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from domain.tenant_ids import quote_ident, schema_name
+from domain.warm_pool import is_pooled_name
 from runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,10 +87,15 @@ async def drop_leftovers(conn: asyncpg.Connection) -> int:
     ids: set[str] = set()
     if await conn.fetchval("SELECT to_regclass($1)", table):
         ids |= {r[0] for r in await conn.fetch(f"SELECT tenant_id FROM {table}")}
-    ids |= {r[0][len(prefix):] for r in await conn.fetch(
+    names_ = {r[0] for r in await conn.fetch(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)}
-    ids |= {r[0][len(prefix):] for r in await conn.fetch(
+    names_ |= {r[0] for r in await conn.fetch(
         "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)}
+    pooled = {n for n in names_ if is_pooled_name(prefix, n)}  # the warm pool's: no tenant id
+    for name in sorted(pooled):
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
+        await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(name)}")
+    ids |= {n[len(prefix):] for n in names_ - pooled}
     await drop_tenants(conn, sorted(ids))
     return len(ids)
 

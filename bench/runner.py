@@ -2,7 +2,8 @@
 
 NAME: all (default: 200 / 300 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
 full (the issue's sizes: 500 / 1,000 / 1,000+5,000 / 300 MB / 1,000 events/s for 10 s; ~40 min),
-small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker.
+small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker,
+warm_pool.
 Each run gets its own namespace (topics, groups, control schema, relay lock), removed at the end
 together with every tenant it made.
 """
@@ -26,18 +27,20 @@ from bench import (
     restore,
     retention,
     rollout,
+    warm_pool,
 )
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
-        "retention": 10_000, "api": 30}
+        "retention": 10_000, "api": 30, "warm_pool": 500}
 DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000,
-           "retention": 1000, "api": 30}
+           "retention": 1000, "api": 30, "warm_pool": 200}
 SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
-         "retention": 100, "api": 10}
+         "retention": 100, "api": 10, "warm_pool": 20}
 SINGLE = {"provisioning": provisioning.run, "rollout": rollout.run, "migration": rollout.run,
           "metrics": metrics_tick.run, "backup": backup.run, "restore": restore.run,
-          "broker": broker_overhead.run, "retention": retention.run, "api": api.run}
+          "broker": broker_overhead.run, "retention": retention.run, "api": api.run,
+          "warm_pool": warm_pool.run}
 FILES = {"migration": "rollout", "metrics": "metrics_tick", "broker": "broker_overhead"}
 
 
@@ -62,6 +65,8 @@ async def _all(sizes: dict[str, int]) -> None:
     common.save("retention", await retention.run(sizes["retention"]))
     print(f"== api {sizes['api']} commands", flush=True)
     common.save("api", await api.run(sizes["api"]))
+    print(f"== warm pool {sizes['warm_pool']} tenants", flush=True)
+    common.save("warm_pool", await warm_pool.run(sizes["warm_pool"]))
 
 
 async def cleanup() -> None:

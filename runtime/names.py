@@ -29,6 +29,7 @@ class Names:
     outbox_lock_id: int
     scheduler_lock_id: int
     retention_lock_id: int
+    warm_pool_lock_id: int
     api_reader_role: str
     session_tag_prefix: str
     api_ratelimit_prefix: str
@@ -42,6 +43,7 @@ class Names:
         outbox_lock_id: int,
         scheduler_lock_id: int,
         retention_lock_id: int = 7_311_020,
+        warm_pool_lock_id: int = 7_311_040,
         app_role: str = "tenant_app",
         api_reader_role: str = "tenant_api_reader",
     ) -> "Names":
@@ -56,6 +58,7 @@ class Names:
             outbox_lock_id=namespaces.lock_id(ns, outbox_lock_id),
             scheduler_lock_id=namespaces.lock_id(ns, scheduler_lock_id),
             retention_lock_id=namespaces.lock_id(ns, retention_lock_id),
+            warm_pool_lock_id=namespaces.lock_id(ns, warm_pool_lock_id),
             api_reader_role=namespaces.api_reader_role(ns, api_reader_role),
             session_tag_prefix=namespaces.session_tag_prefix(ns),
             api_ratelimit_prefix=namespaces.api_ratelimit_prefix(ns),

@@ -10,6 +10,7 @@ from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
 from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
+from adapters.postgres.warm_pool import PostgresWarmPool
 from adapters.redis_keyspace import RedisTenantKeyspace
 from api.server import api_role
 from consumers import backups, provisioner
@@ -17,6 +18,7 @@ from consumers.redriver import Redriver
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
 from producers.retention import Retention
+from producers.warm_pool_refill import WarmPoolRefill
 from runtime.backup_wiring import build_backup_parts
 from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
@@ -40,17 +42,28 @@ class Background(Protocol):
 RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
 
 
-def transaction(worker: "Worker", group: str) -> EventTransaction[PostgresUnitOfWork]:
+def transaction(
+    worker: "Worker", group: str, warm_pool: PostgresWarmPool | None = None
+) -> EventTransaction[PostgresUnitOfWork]:
     """The group's event transaction: units of work on the pool, with this deployment's names."""
     s = worker.settings
-    stores = PostgresStores.of(s.names.control_schema, s.names.tenant_store(), worker.outbox)
+    stores = PostgresStores.of(
+        s.names.control_schema, s.names.tenant_store(), worker.outbox, warm_pool
+    )
     return EventTransaction(PostgresUnitOfWorks(worker.pool, stores), group)
 
 
 async def provisioner_role(worker: "Worker") -> list[Background]:
     s = worker.settings
+    warm_pool = (
+        PostgresWarmPool(
+            s.names.control_schema, s.names.tenant_store(), load_migrations(TENANT_DIR)
+        )
+        if s.warm_pool_size
+        else None
+    )
     service = ProvisioningService(
-        transaction(worker, provisioner.GROUP),
+        transaction(worker, provisioner.GROUP, warm_pool),
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
@@ -68,7 +81,8 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
     )
     worker.deliveries.append(delivery)
-    return [Redriver(delivery, s.parked_poll_s)]
+    refill = [WarmPoolRefill(s, worker.pool, warm_pool)] if warm_pool is not None else []
+    return [Redriver(delivery, s.parked_poll_s), *refill]
 
 
 async def relay_role(worker: "Worker") -> list[Background]:

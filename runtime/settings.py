@@ -99,6 +99,13 @@ class Settings(SchedulingSettings):
     # its session (and the lock) within this; a standby then takes over within its poll interval.
     leader_session_timeout_s: int = Field(default=10, ge=3, le=600)
 
+    # Warm pool: this many tenant schemas and roles kept ready at the latest template version, so
+    # a TenantRequested renames one instead of running the template's DDL; 0 = off (every tenant
+    # is created). The provisioner workers' leader (its own lock) refills it, one per
+    # transaction, looking again every refill interval once it is full.
+    warm_pool_size: int = Field(default=0, ge=0, le=10_000)
+    warm_pool_refill_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
     # Retention of bookkeeping rows, pruned by one leader (its own lock) in bounded batches.
     # Ages in seconds; 0 keeps that table's rows forever. Unsent outbox rows and unfinished
     # jobs are never pruned. The inbox must outlive redelivery: a record whose ``time`` is older

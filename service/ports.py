@@ -20,6 +20,16 @@ __all__ = [
 ]
 
 
+class WarmPool(Protocol):
+    """Pre-made tenant schemas (TENANT_WARM_POOL_SIZE); the adapter is adapters/postgres/warm_pool.py."""
+
+    async def claim(self, tenant_id: str, plan: str) -> "TenantRecord | None":
+        """In this transaction (under the tenant's lock, in the DDL savepoint): the tenant made
+        from a pooled schema, registry row written exactly as a creation writes it, at the
+        latest template version; None when the pool has none to give (the caller then creates
+        the tenant). Two concurrent claims never take the same schema."""
+
+
 class TenantRegistry(Protocol):
     """The tenants' registry rows, and the schema/role each row stands for."""
 

@@ -73,7 +73,10 @@ class ProvisioningService:
             # A savepoint: a DDL failure that retrying won't fix becomes a result, while the
             # inbox and outbox rows still commit.
             async with uow.savepoint():
-                record = await uow.tenants.create(tenant_id, plan, self._steps)
+                # Warm pool: a pre-made schema renamed to the tenant's, else create it.
+                record = await uow.warm_pool.claim(tenant_id, plan) or await uow.tenants.create(
+                    tenant_id, plan, self._steps
+                )
         except PermanentError as e:
             log.warning("provisioning_failed", reason=e.reason, detail=e.detail)
             return TenantProvisioningFailed(

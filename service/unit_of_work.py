@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol, Self
 
-from service.ports import BackupKeys, Inbox, Jobs, Outbox, Rollouts, TenantRegistry
+from service.ports import BackupKeys, Inbox, Jobs, Outbox, Rollouts, TenantRegistry, WarmPool
 
 __all__ = ["UnitOfWork", "UnitOfWorkFactory"]
 
@@ -33,6 +33,8 @@ class UnitOfWork(Protocol):
     def rollouts(self) -> Rollouts: ...
     @property
     def keys(self) -> BackupKeys: ...
+    @property
+    def warm_pool(self) -> WarmPool: ...
 
     async def __aenter__(self) -> Self:
         """Begin the transaction and bind the stores to it."""

@@ -44,6 +44,11 @@ class PostgresTenantStore:
         return role_name(tenant_id, self._prefix)
 
     @property
+    def tenant_prefix(self) -> str:
+        """What this deployment's tenant schema and role names start with."""
+        return self._prefix
+
+    @property
     def table(self) -> str:
         return self._tenants
 
@@ -71,21 +76,36 @@ class PostgresTenantStore:
         self, conn: asyncpg.Connection, tenant_id: str, plan: str, migrations: list[Migration]
     ) -> TenantRecord:
         """Schema, role, template tables at the latest version, RLS, grants, registry row."""
-        schema, role = self.schema_of(tenant_id), self.role_of(tenant_id)
+        await self.build(conn, self.schema_of(tenant_id), self.role_of(tenant_id), migrations)
+        version = max((m.version for m in migrations), default=0)
+        return await self.register(conn, tenant_id, plan, version)
+
+    async def build(
+        self, conn: asyncpg.Connection, schema: str, role: str, migrations: list[Migration]
+    ) -> None:
+        """The NOLOGIN role and the schema with the template, grants and RLS, under the given
+        names: all of a tenant but its registry row and the app role's grant (the warm pool
+        builds these ahead, under neutral names)."""
         q_schema, q_role = quote_ident(schema), quote_ident(role)
         await conn.execute(f"CREATE ROLE {q_role} NOLOGIN")
         await refuse_large_objects(conn, role)
         await conn.execute(f"CREATE SCHEMA {q_schema}")
         await self._apply(conn, schema, role, migrations)
-        await conn.execute(f"GRANT {q_role} TO {quote_ident(self._app_role)}")
-        version = max((m.version for m in migrations), default=0)
+
+    async def register(
+        self, conn: asyncpg.Connection, tenant_id: str, plan: str, version: int
+    ) -> TenantRecord:
+        """The tenant's role to the app role, and its registry row (its schema exists)."""
+        await conn.execute(
+            f"GRANT {quote_ident(self.role_of(tenant_id))} TO {quote_ident(self._app_role)}"
+        )
         row = await conn.fetchrow(
             f"INSERT INTO {self._tenants}"
             " (tenant_id, schema_name, role_name, plan, status, schema_version)"
             " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
             tenant_id,
-            schema,
-            role,
+            self.schema_of(tenant_id),
+            self.role_of(tenant_id),
             plan,
             TenantStatus.ACTIVE.value,
             version,
@@ -246,7 +266,7 @@ class PostgresTenantStore:
         )
         # Rows are visible only to a session acting as exactly this tenant's role: a grant that
         # leaked to another role would still show it nothing.
-        predicate = f"current_user = {quote_literal(role)}"
+        predicate = isolation_predicate(role)
         for table in tables:
             q_table = f"{q_schema}.{quote_ident(table['relname'])}"
             # Not FORCEd: the owning service role must still read every row (pg_dump refuses
@@ -256,6 +276,11 @@ class PostgresTenantStore:
                 f"CREATE POLICY {quote_ident(POLICY_NAME)} ON {q_table}"
                 f" USING ({predicate}) WITH CHECK ({predicate})"
             )
+
+
+def isolation_predicate(role: str) -> str:
+    """The policy predicate: rows are visible only to a session acting as exactly ``role``."""
+    return f"current_user = {quote_literal(role)}"
 
 
 def tenant_lock_sql(tenant_id: str) -> str:

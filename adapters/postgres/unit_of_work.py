@@ -20,6 +20,7 @@ from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.rollouts import PostgresRollouts
 from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.postgres.warm_pool import PostgresWarmPool
 from contracts.envelope import Envelope
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
@@ -36,10 +37,15 @@ class PostgresStores:
     outbox: PostgresOutbox
     rollouts: PostgresRollouts
     keys: PostgresTenantKeys
+    warm_pool: PostgresWarmPool | None = None  # None: the pool is off, every tenant is created
 
     @classmethod
     def of(
-        cls, control_schema: str, tenants: PostgresTenantStore, outbox: PostgresOutbox
+        cls,
+        control_schema: str,
+        tenants: PostgresTenantStore,
+        outbox: PostgresOutbox,
+        warm_pool: PostgresWarmPool | None = None,
     ) -> "PostgresStores":
         """The stores of one deployment: its control schema, its registry, its outbox."""
         return cls(
@@ -50,6 +56,7 @@ class PostgresStores:
             rollouts=PostgresRollouts(control_schema),
             # The port only destroys keys, which needs no master recipient.
             keys=PostgresTenantKeys(control_schema, master_recipient=""),
+            warm_pool=warm_pool,
         )
 
 
@@ -62,6 +69,7 @@ class PostgresUnitOfWork:
     outbox: "BoundOutbox"
     rollouts: "BoundRollouts"
     keys: "BoundKeys"
+    warm_pool: "BoundWarmPool"
 
     def __init__(self, pool: asyncpg.Pool, stores: PostgresStores, what: str = "transaction"):
         self._pool, self._stores, self._what = pool, stores, what
@@ -90,6 +98,7 @@ class PostgresUnitOfWork:
         self.outbox = BoundOutbox(s.outbox, conn)
         self.rollouts = BoundRollouts(s.rollouts, conn)
         self.keys = BoundKeys(s.keys, conn)
+        self.warm_pool = BoundWarmPool(s.warm_pool, conn)
         return self
 
     async def __aexit__(
@@ -280,3 +289,13 @@ class BoundKeys:
     async def destroy(self, tenant_id: str) -> bool:
         with translated(f"destroy the key of {tenant_id}"):
             return await self._keys.destroy(self._conn, tenant_id)
+
+
+class BoundWarmPool:
+    def __init__(self, pool: PostgresWarmPool | None, conn: asyncpg.Connection) -> None:
+        self._pool, self._conn = pool, conn
+
+    async def claim(self, tenant_id: str, plan: str) -> TenantRecord | None:
+        if self._pool is None:
+            return None
+        return await self._pool.claim(self._conn, tenant_id, plan)  # translates its own errors

@@ -113,6 +113,8 @@ SETTINGS: dict[str, str] = {
     "outbox_poll_interval_s": "Relay poll interval (commits also wake it via NOTIFY); a standby retries the leader lock this often.",
     "outbox_lock_id": "Advisory-lock key that elects the single relay leader.",
     "leader_session_timeout_s": "Leader lock sessions (relay, scheduler, retention) end once idle this long (`idle_session_timeout`, TCP keepalives); leaders check theirs every fifth of it. A leader cut off silently is replaced within this + the standby's poll interval.",
+    "warm_pool_size": "Tenant schemas and roles kept ready at the latest template version under neutral names (`<prefix>_pool_<hex>`); a `TenantRequested` renames one to the tenant's inside its transaction instead of running the template's DDL, and creates as before when none is left. 0 = off. Refilled by one leader among the `provisioner` workers.",
+    "warm_pool_refill_interval_s": "How often the warm pool's leader looks at a full pool again (it refills at once, one schema per transaction, when it finds one missing).",
     "retention_lock_id": "Advisory-lock key that elects the single pruner of bookkeeping rows (runs in `relay` workers).",
     "retention_interval_s": "How often the retention leader prunes.",
     "retention_batch_size": "Rows deleted per transaction when pruning.",

@@ -39,6 +39,9 @@ class FakeState:
     inbox: set[tuple[str, str]] = field(default_factory=set)  # (group, event id)
     outbox: dict[str, Envelope] = field(default_factory=dict)  # event id -> envelope, in order
     rollouts: dict[str, str] = field(default_factory=dict)  # rollout id -> status
+    # The warm pool: each entry is a pre-made schema's template steps (empty: off or drained).
+    pooled: list[list[Migration]] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)  # tenants made from the warm pool
 
 
 @dataclass
@@ -270,6 +273,21 @@ class FakeStores:
         return list(self.state.outbox.values())
 
 
+class FakeWarmPool:
+    """A claim takes a pooled schema and makes the tenant exactly as a creation would."""
+
+    def __init__(self, stores: "FakeStores") -> None:
+        self._s = stores
+
+    async def claim(self, tenant_id: str, plan: str) -> TenantRecord | None:
+        state = self._s.state
+        if not state.pooled:
+            return None
+        record = await FakeTenants(self._s).create(tenant_id, plan, state.pooled.pop(0))
+        state.claimed.append(tenant_id)
+        return record
+
+
 class FakeUnitOfWork:
     """See service.unit_of_work.UnitOfWork: commit on a clean exit, roll back on a raise."""
 
@@ -281,6 +299,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(stores)
         self.rollouts = FakeRollouts(stores)
         self.keys = FakeKeys(stores)
+        self.warm_pool = FakeWarmPool(stores)
         self.committed: bool | None = None  # None while open; False: rolled back
         self.time_limits: tuple[int, int] | None = None
         self._begun: FakeState | None = None

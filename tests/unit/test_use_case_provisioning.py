@@ -125,3 +125,24 @@ async def test_an_outbox_failure_undoes_the_tenant_too() -> None:
     with pytest.raises(TransientError):
         await service(stores).handle(decoded(TenantRequested(tenant_id="acme", plan="pro")))
     assert stores.state.tenants == {} and stores.state.inbox == set()
+
+
+async def test_a_warm_pool_schema_is_claimed_first_and_the_result_looks_the_same() -> None:
+    stores = FakeStores()
+    stores.state.pooled = [list(TEMPLATE)]
+    first = await service(stores).handle(decoded(TenantRequested(tenant_id="acme", plan="pro")))
+    second = await service(stores).handle(decoded(TenantRequested(tenant_id="beta", plan="pro")))
+    assert stores.state.claimed == ["acme"]  # the pool held one; beta was created
+    assert isinstance(first, TenantProvisioned) and isinstance(second, TenantProvisioned)
+    assert first.model_dump(exclude={"tenant_id", "schema_name", "role_name"}) == second.model_dump(
+        exclude={"tenant_id", "schema_name", "role_name"}
+    )
+
+
+async def test_a_failed_claim_gives_the_pooled_schema_back() -> None:
+    stores = FakeStores()
+    stores.state.pooled = [list(TEMPLATE)]
+    stores.faults.create = PermanentError("database_error", "boom")
+    outcome = await service(stores).handle(decoded(TenantRequested(tenant_id="acme", plan="pro")))
+    assert isinstance(outcome, TenantProvisioningFailed)
+    assert stores.state.pooled == [list(TEMPLATE)] and stores.state.claimed == []

@@ -1,0 +1,88 @@
+"""Keeps the warm pool at ``warm_pool_size`` schemas of the latest template, from one leader.
+
+Runs under the shared leader loop with its own lock (``Names.warm_pool_lock_id``), in every
+``provisioner`` worker when the pool is on: whichever holds the lock refills. One action per
+short transaction (make one pooled schema, or drop one made from an older template or beyond
+the size), each decided afresh from the pool as it is (domain.warm_pool.next_refill), since
+provisioners claim from it meanwhile; a stop request is honoured between actions. A full pool is
+looked at again every ``warm_pool_refill_interval_s``.
+"""
+
+import asyncio
+import contextlib
+from collections import Counter
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from adapters.postgres.leader_lock import check_interval_s
+from domain.warm_pool import RefillAction, next_refill
+from producers.leader import LeaderElection, leader_lock
+from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class WarmPoolStore(Protocol):
+    """The pool's rows and objects; each call runs in the caller's transaction."""
+
+    latest: int
+
+    async def counts(self, conn: asyncpg.Connection) -> dict[int, int]: ...
+    async def add(self, conn: asyncpg.Connection) -> str: ...
+    async def discard(self, conn: asyncpg.Connection, *, stale: bool) -> str | None: ...
+
+
+class WarmPoolRefill:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, store: WarmPoolStore) -> None:
+        self._pool, self._store = pool, store
+        self._size = settings.warm_pool_size
+        self._interval_s = settings.warm_pool_refill_interval_s
+        self._stopping = asyncio.Event()
+        self.done: Counter[str] = Counter()  # actions since start
+        self.election = LeaderElection(
+            "warm_pool",
+            leader_lock(settings, settings.names.warm_pool_lock_id, "tenant-service-warm-pool"),
+            self._refill_while_leader,
+            poll_s=min(self._interval_s, settings.leader_session_timeout_s / 2),
+            check_s=check_interval_s(settings.leader_session_timeout_s),
+        )
+
+    async def run(self) -> None:
+        """Until stop(): refill while holding the warm pool's lock."""
+        await self.election.run()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.election.stop()
+
+    async def refill_once(self) -> Counter[str]:
+        """Act until the pool is as it should be (or only held rows are left to drop)."""
+        done: Counter[str] = Counter()
+        while not self._stopping.is_set():
+            async with self._pool.acquire() as conn:
+                action = next_refill(
+                    await self._store.counts(conn), latest=self._store.latest, size=self._size
+                )
+                if action == RefillAction.NONE:
+                    break
+                async with conn.transaction():
+                    if action == RefillAction.CREATE:
+                        await self._store.add(conn)
+                    elif (
+                        await self._store.discard(conn, stale=action == RefillAction.DISCARD_STALE)
+                        is None
+                    ):
+                        break  # the rows to drop are being claimed: look again next round
+            done[action.value] += 1
+        self.done.update(done)
+        if done:
+            log.info("warm_pool_refilled", **done)
+        return done
+
+    async def _refill_while_leader(self) -> None:
+        while not self._stopping.is_set():
+            await self.refill_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
