@@ -70,15 +70,15 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        self.pool = await _until_ready("postgres", lambda: create_pool(s), s.startup_timeout_s)
+        self.pool = await _until_ready("postgres", lambda: create_pool(s.pg_pool), s.startup_timeout_s)
         self.closers.append(self.pool.close)
         async with self.pool.acquire() as conn:
             await ensure_control_schema(
                 conn, s.names.control_schema, s.names.app_role,
                 api_reader_role=s.names.api_reader_role,
             )
-        await _until_ready("kafka", lambda: ensure_topics(s), s.startup_timeout_s)
-        self.publisher = KafkaEventPublisher(s)
+        await _until_ready("kafka", lambda: ensure_topics(s.kafka), s.startup_timeout_s)
+        self.publisher = KafkaEventPublisher(s.kafka)
         await _until_ready("kafka producer", self.publisher.start, s.startup_timeout_s)
         self.closers.append(self.publisher.stop)
         self.redis = aioredis.from_url(s.redis_url.get_secret_value())
