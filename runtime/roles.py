@@ -1,23 +1,23 @@
-"""Worker roles: each wires its consumers and background loops onto a started Worker.
+"""Worker roles: each builder takes the shared resources and returns the role's parts.
 
 Adding a role is one builder here (or in its own module) and one entry in ROLE_BUILDERS.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.parked_events import PostgresParkedEvents
-from api.server import api_role
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
 from migrations import TENANT_DIR
 from producers.outbox_relay import OutboxRelay
 from producers.retention import Retention
 from runtime.backup_wiring import build_backup_parts
+from runtime.bootstrap import Resources, RoleParts
+from runtime.roles_api import api_role
 from runtime.roles_scheduling import metrics_role, scheduler_role
 from service.backups import BackupRequests
 from service.erasure import Eraser
@@ -26,31 +26,18 @@ from service.job_runner import JobRunner
 from service.lifecycle import LifecycleService
 from service.provisioning import ProvisioningService
 
-if TYPE_CHECKING:
-    from runtime.worker import Worker
+RoleBuilder = Callable[[Resources], Awaitable[RoleParts]]
 
 
-class Background(Protocol):
-    """A loop the worker runs beside its consumers; stop() asks it to finish its current step."""
-
-    async def run(self) -> None: ...
-    def stop(self) -> None: ...
+def transaction(res: Resources, group: str) -> EventTransaction:
+    s = res.settings
+    return EventTransaction(res.pool, PostgresInbox(s.names.control_schema), res.outbox, group)
 
 
-RoleBuilder = Callable[["Worker"], Awaitable[list[Background]]]
-
-
-def transaction(worker: "Worker", group: str) -> EventTransaction:
-    s = worker.settings
-    return EventTransaction(
-        worker.pool, PostgresInbox(s.names.control_schema), worker.outbox, group
-    )
-
-
-async def provisioner_role(worker: "Worker") -> list[Background]:
-    s = worker.settings
+async def provisioner_role(res: Resources) -> RoleParts:
+    s = res.settings
     service = ProvisioningService(
-        transaction(worker, provisioner.GROUP),
+        transaction(res, provisioner.GROUP),
         s.names.tenant_store(),
         load_migrations(TENANT_DIR),
         plans=s.plans,
@@ -58,7 +45,7 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         source=s.source,
     )
     lifecycle = LifecycleService(
-        transaction(worker, provisioner.GROUP),
+        transaction(res, provisioner.GROUP),
         s.names.tenant_store(),
         PostgresBackupJobs(s.names.control_schema),
         load_migrations(TENANT_DIR),
@@ -67,64 +54,65 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
         source=s.source,
     )
-    parking = PostgresParkedEvents(worker.pool, s.names.control_schema)
+    parking = PostgresParkedEvents(res.pool, s.names.control_schema)
     delivery = provisioner.register(
-        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
+        res.broker, s, service, lifecycle, KafkaDeadLetters(res.publisher), parking
     )
-    worker.deliveries.append(delivery)
-    return [Redriver(delivery, s.parked_poll_s)]
+    return RoleParts(deliveries=(delivery,), background=(Redriver(delivery, s.parked_poll_s),))
 
 
-async def relay_role(worker: "Worker") -> list[Background]:
+async def relay_role(res: Resources) -> RoleParts:
     # Pruning rides with the relay (every deployment runs one) under a lock of its own.
-    return [
-        OutboxRelay(worker.settings, worker.pool, worker.outbox, worker.publisher),
-        Retention(worker.settings, worker.pool),
-    ]
+    return RoleParts(
+        background=(
+            OutboxRelay(res.settings, res.pool, res.outbox, res.publisher),
+            Retention(res.settings, res.pool),
+        )
+    )
 
 
-async def backup_role(worker: "Worker") -> list[Background]:
-    s = worker.settings
-    parts = await build_backup_parts(s, worker.pool)
-    worker.closers.append(parts.target.close)
-    requests = BackupRequests(transaction(worker, backups.GROUP), parts.store, parts.jobs, s.source)
+async def backup_role(res: Resources) -> RoleParts:
+    s = res.settings
+    parts = await build_backup_parts(s, res.pool)
+    requests = BackupRequests(transaction(res, backups.GROUP), parts.store, parts.jobs, s.source)
     delivery = backups.register(
-        worker.broker,
+        res.broker,
         s,
         requests,
-        KafkaDeadLetters(worker.publisher),
-        PostgresParkedEvents(worker.pool, s.names.control_schema),
+        KafkaDeadLetters(res.publisher),
+        PostgresParkedEvents(res.pool, s.names.control_schema),
     )
-    worker.deliveries.append(delivery)
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
     # lapses, and another runner (or this one after a restart) takes it again.
-    return [
-        Redriver(delivery, s.parked_poll_s),
-        JobRunner(
-            pool=worker.pool,
-            jobs=parts.jobs,
-            outbox=worker.outbox,
+    runner = JobRunner(
+        pool=res.pool,
+        jobs=parts.jobs,
+        outbox=res.outbox,
+        store=parts.store,
+        taker=parts.taker,
+        restorer=parts.restorer,
+        eraser=Eraser(
+            pool=res.pool,
             store=parts.store,
+            jobs=parts.jobs,
+            keys=parts.keys,
             taker=parts.taker,
-            restorer=parts.restorer,
-            eraser=Eraser(
-                pool=worker.pool,
-                store=parts.store,
-                jobs=parts.jobs,
-                keys=parts.keys,
-                taker=parts.taker,
-                redis=worker.redis,
-                drop_batch=s.erase_drop_batch,
-                redis_prefix=s.names.redis_prefix,
-            ),
-            lease_s=s.backup_lease_s,
-            poll_s=s.backup_poll_interval_s,
-            max_attempts=s.backup_max_attempts,
-            retry_base_s=s.backup_retry_base_s,
-            retry_max_s=s.backup_retry_max_s,
-            source=s.source,
+            redis=res.redis,
+            drop_batch=s.erase_drop_batch,
+            redis_prefix=s.names.redis_prefix,
         ),
-    ]
+        lease_s=s.backup_lease_s,
+        poll_s=s.backup_poll_interval_s,
+        max_attempts=s.backup_max_attempts,
+        retry_base_s=s.backup_retry_base_s,
+        retry_max_s=s.backup_retry_max_s,
+        source=s.source,
+    )
+    return RoleParts(
+        deliveries=(delivery,),
+        background=(Redriver(delivery, s.parked_poll_s), runner),
+        closers=(parts.target.close,),
+    )
 
 
 ROLE_BUILDERS: dict[str, RoleBuilder] = {
