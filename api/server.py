@@ -1,29 +1,18 @@
-"""The ``api`` worker role: the FastAPI app on uvicorn, inside the worker's event loop."""
+"""The API's server: the FastAPI app on uvicorn, inside the worker's event loop (the ``api`` role,
+runtime/roles_api.py, builds it), its read-only pool and its token verifier."""
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import jwt
 import structlog
 import uvicorn
 
-from adapters.migration_files import load_migrations
-from adapters.postgres.api_operations import PostgresOperations
-from adapters.postgres.api_reads import PostgresApiReads
-from api.app import create_app
 from api.auth import TokenVerifier
-from api.context import ApiContext
 from api.jwks import JwksCache, http_fetcher
-from api.operations import OperationService
-from api.ratelimit import Limit, RedisRateLimiter
-from migrations import TENANT_DIR
 from runtime.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from runtime.roles import Background
-    from runtime.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -115,39 +104,3 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         issuer=settings.api_jwt_issuer,
         remote=remote,
     )
-
-
-async def api_role(worker: "Worker") -> list["Background"]:
-    s = worker.settings
-    verifier = build_verifier(s)
-    if verifier.remote is not None and not await verifier.remote.ensure():
-        # Start anyway: the issuer may come back, and the keys are fetched again then. Until
-        # they are, /readyz answers 503 (so no traffic is routed here) and tokens get 401.
-        log.warning("api_jwks_unavailable", url=s.api_jwks_url)
-    read_pool = await create_read_pool(s)
-    worker.closers.append(read_pool.close)
-    reads = PostgresApiReads(s.names.control_schema)
-    ctx = ApiContext(
-        settings=s,
-        read_pool=read_pool,
-        reads=reads,
-        operations=OperationService(
-            read_pool=read_pool,
-            write_pool=worker.pool,
-            reads=reads,
-            operations=PostgresOperations(s.names.control_schema),
-            publisher=worker.publisher,
-            key_ttl_s=s.api_idempotency_ttl_s,
-            publish_timeout_s=s.api_publish_timeout_s,
-        ),
-        publisher=worker.publisher,
-        redis=worker.redis,
-        verifier=verifier,
-        limiter=RedisRateLimiter(worker.redis, s.names.api_ratelimit_prefix),
-        read_limit=Limit.parse(s.api_rate_limit_read),
-        write_limit=Limit.parse(s.api_rate_limit_write),
-        migrations=load_migrations(TENANT_DIR),
-    )
-    app = create_app(ctx, s.api_max_body_bytes)
-    log.info("api_listening", host=s.api_host, port=s.api_port)
-    return [ApiServer(app, s.api_host, s.api_port, s.shutdown_grace_s)]

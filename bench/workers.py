@@ -130,7 +130,7 @@ class Results:
     """Every event on tenants.events from entry on, with the perf_counter time it was seen."""
 
     def __init__(self, settings: Settings) -> None:
-        self._reader = EventReader(settings)
+        self._reader = EventReader(settings.kafka)
         self.seen: dict[str, tuple[float, Envelope]] = {}  # by causation id
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -174,7 +174,7 @@ def record(topic: str, envelope: Envelope) -> tuple[str, bytes, bytes, list[tupl
 
 
 async def publisher(settings: Settings) -> KafkaEventPublisher:
-    pub = KafkaEventPublisher(settings, client_id="bench")
+    pub = KafkaEventPublisher(settings.kafka, client_id="bench")
     await pub.start()
     return pub
 

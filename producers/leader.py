@@ -1,5 +1,5 @@
 """The one leader-election loop: the outbox relay, the scheduler and retention each run their
-work under it, with their own lock id.
+work under it, with their own lock id, built by ``leader_election``.
 
 A standby tries the lock every ``poll_s``. The leader runs its work as a task and, beside it,
 checks every ``check_s`` that it still holds the lock; when the check fails (session ended,
@@ -11,12 +11,12 @@ again after ``poll_s``.
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from adapters.postgres.errors import is_transient
-from adapters.postgres.leader_lock import PostgresLeaderLock
+from adapters.postgres.leader_lock import PostgresLeaderLock, check_interval_s
 from domain.errors import TransientError
 from runtime.settings import Settings
 
@@ -31,20 +31,29 @@ class LeaderLock(Protocol):
     async def release(self) -> None: ...
 
 
-class LeaderElection:
-    """Runs ``work`` only while holding ``lock``; ``on_change(True/False)`` follows leadership."""
+L = TypeVar("L", bound=LeaderLock)
+
+
+class Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class LeaderElection(Generic[L]):
+    """Runs ``work`` only while holding ``lock``; ``on_change(True/False)`` follows leadership.
+
+    ``lock`` stays reachable, for work that must run on the lock's own session."""
 
     def __init__(
         self,
         name: str,
-        lock: LeaderLock,
+        lock: L,
         work: Callable[[], Coroutine[Any, Any, None]],
         *,
         poll_s: float,
         check_s: float,
         on_change: Callable[[bool], None] = lambda _: None,
     ) -> None:
-        self._name, self._lock, self._work = name, lock, work
+        self._name, self.lock, self._work = name, lock, work
         self._poll_s, self._check_s = poll_s, check_s
         self._on_change = on_change
         self._stopping = asyncio.Event()
@@ -59,7 +68,7 @@ class LeaderElection:
                 # A cancelled term that has not unwound yet must not overlap the next one.
                 if self._unwinding is not None and not self._unwinding.done():
                     pass
-                elif await self._lock.acquire():
+                elif await self.lock.acquire():
                     await self._lead()
             except asyncio.CancelledError:
                 raise
@@ -85,7 +94,7 @@ class LeaderElection:
                 await asyncio.wait({work}, timeout=self._check_s)
                 if work.done() or self._stopping.is_set():
                     break
-                if not await self._lock.holds():
+                if not await self.lock.holds():
                     log.warning("leader_lost_lock", role=self._name)
                     break
             if self._stopping.is_set() and not work.done():
@@ -105,7 +114,7 @@ class LeaderElection:
         if self.is_leader:
             log.info("leader_stepped_down", role=self._name)
         self._set(False)
-        await self._lock.release()
+        await self.lock.release()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -123,12 +132,29 @@ def _log_failure(task: "asyncio.Task[None]") -> None:
         log.warning("leader_work_failed_unwinding", error=str(task.exception()))
 
 
-def leader_lock(settings: Settings, lock_id: int, application_name: str) -> PostgresLeaderLock:
-    """The Postgres lock for one role, with the shared session timeout."""
-    return PostgresLeaderLock(
+def leader_election(
+    settings: Settings,
+    role: str,
+    lock_id: int,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    poll_s: float,
+    gauge: Gauge | None = None,
+) -> LeaderElection[PostgresLeaderLock]:
+    """The loop for one role: its own Postgres lock (session ``tenant-service-<role>``) with the
+    shared session timeout and check interval; ``gauge`` (if given) is 1 while leading."""
+    lock = PostgresLeaderLock(
         settings.pg_dsn.get_secret_value(),
         lock_id,
         session_timeout_s=settings.leader_session_timeout_s,
-        application_name=application_name,
+        application_name=f"tenant-service-{role}",
         statement_timeout_ms=settings.pg_statement_timeout_ms,
+    )
+    return LeaderElection(
+        role,
+        lock,
+        work,
+        poll_s=poll_s,
+        check_s=check_interval_s(settings.leader_session_timeout_s),
+        on_change=(lambda leader: gauge.set(1 if leader else 0)) if gauge else lambda _: None,
     )

@@ -14,10 +14,9 @@ import contextlib
 import asyncpg
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.leader_lock import check_interval_s
 from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
 from adapters.trace_context import publish_spans
-from producers.leader import LeaderElection, leader_lock
+from producers.leader import leader_election
 from runtime import metrics
 from runtime.settings import Settings
 
@@ -36,14 +35,13 @@ class OutboxRelay:
         self._publisher = publisher
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._lock = leader_lock(settings, settings.names.outbox_lock_id, "tenant-service-relay")
-        self.election = LeaderElection(
+        self.election = leader_election(
+            settings,
             "relay",
-            self._lock,
+            settings.names.outbox_lock_id,
             self._publish_while_leader,
             poll_s=settings.outbox_poll_interval_s,
-            check_s=check_interval_s(settings.leader_session_timeout_s),
-            on_change=lambda leader: metrics.RELAY_LEADER.set(1 if leader else 0),
+            gauge=metrics.RELAY_LEADER,
         )
 
     @property
@@ -60,7 +58,7 @@ class OutboxRelay:
         self.election.stop()
 
     async def _publish_while_leader(self) -> None:
-        await self._lock.listen(NOTIFY_CHANNEL, self._on_notify)
+        await self.election.lock.listen(NOTIFY_CHANNEL, self._on_notify)
         while not self._stopping.is_set():
             published = await self.drain_once()
             if published < self._settings.outbox_batch_size:

@@ -16,9 +16,8 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from adapters.postgres.leader_lock import check_interval_s
 from adapters.postgres.retention import PostgresRetention
-from producers.leader import LeaderElection, leader_lock
+from producers.leader import leader_election
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -60,14 +59,14 @@ class Retention:
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = dict.fromkeys(self._ages, 0)  # since start, per table
         self.rounds = 0
-        self.election = LeaderElection(
+        self.election = leader_election(
+            settings,
             "retention",
-            leader_lock(settings, settings.names.retention_lock_id, "tenant-service-retention"),
+            settings.names.retention_lock_id,
             self._prune_while_leader,
             # A standby polls well inside the session timeout, so its idle session is not ended
             # under it between polls.
             poll_s=min(settings.retention_interval_s, settings.leader_session_timeout_s / 2),
-            check_s=check_interval_s(settings.leader_session_timeout_s),
         )
 
     async def run(self) -> None:

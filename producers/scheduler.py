@@ -21,25 +21,20 @@ newest first).
 A tenant without state is due from its creation (first deployment: one catch-up round).
 """
 
-# SQL names are quote_ident()-ed from settings, never from input; values are bind parameters.
-# ruff: noqa: S608
-
 import asyncio
 import contextlib
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.leader_lock import check_interval_s
+from adapters.postgres.scheduler_state import PostgresSchedulerState
 from contracts import codec, topics
 from contracts.events import ALL_TENANTS, BackupDue, Event, MetricsDue
 from domain.schedules import Every, Schedule, due_windows, next_window, parse_schedule, tick_id
-from domain.tenant_ids import quote_ident
-from producers.leader import LeaderElection, leader_lock
+from producers.leader import leader_election
 from runtime import metrics
 from runtime.settings import Settings
 
@@ -53,8 +48,7 @@ class Scheduler:
     def __init__(self, settings: Settings, publisher: KafkaEventPublisher) -> None:
         self._s = settings
         self._publisher = publisher
-        control = quote_ident(settings.names.control_schema)
-        self._state, self._tenants = f"{control}.scheduler_state", f"{control}.tenants"
+        self._state = PostgresSchedulerState(settings.names.control_schema)
         self._metrics_schedule = Every(settings.metrics_interval)
         self._plans: dict[str, Schedule] = {
             plan: parse_schedule(expr) for plan, expr in settings.backup_schedules.items()
@@ -63,15 +57,16 @@ class Scheduler:
         self._source = f"{settings.source}/scheduler"
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._lock = leader_lock(settings, settings.names.scheduler_lock_id, "tenant-service-scheduler")
-        self.election = LeaderElection(
+        self.election = leader_election(
+            settings,
             "scheduler",
-            self._lock,
+            settings.names.scheduler_lock_id,
             self._emit_while_leader,
             poll_s=settings.scheduler_poll_s,
-            check_s=check_interval_s(settings.leader_session_timeout_s),
-            on_change=lambda leader: metrics.SCHEDULER_LEADER.set(1 if leader else 0),
+            gauge=metrics.SCHEDULER_LEADER,
         )
+        # State is read and written on the lock's own session: a deposed leader cannot advance it.
+        self._session = self.election.lock.session
 
     @property
     def is_leader(self) -> bool:
@@ -98,8 +93,7 @@ class Scheduler:
     async def _round(self, now: datetime) -> datetime:
         """Emit every due tick; returns when the next one falls due."""
         started = time.perf_counter()
-        async with self._lock.session() as conn:
-            ticks = await self._due(conn, now)
+        ticks = await self._due(now)
         batch = self._s.scheduler_batch_size
         for start in range(0, len(ticks), batch):
             await self._emit(ticks[start : start + batch])
@@ -113,13 +107,11 @@ class Scheduler:
         ]
         return min(upcoming, default=now + timedelta(seconds=self._s.metrics_interval))
 
-    async def _due(self, conn: asyncpg.Connection, now: datetime) -> list[Tick]:
+    async def _due(self, now: datetime) -> list[Tick]:
         policy, cap = self._s.scheduler_catch_up, self._s.scheduler_catch_up_max
-        last_metrics = await conn.fetchval(
-            f"SELECT last_window FROM {self._state} WHERE kind = $1 AND subject = $2",
-            METRICS_KIND,
-            ALL_TENANTS,
-        )
+        async with self._session() as conn:
+            last_metrics = await self._state.last_window(conn, METRICS_KIND, ALL_TENANTS)
+            tenants = await self._state.scheduled_tenants(conn, BACKUP_KIND)
         since = last_metrics or now - timedelta(seconds=self._s.metrics_interval)
         ticks: list[Tick] = [
             (
@@ -130,24 +122,18 @@ class Scheduler:
             )
             for w in due_windows(self._metrics_schedule, since, now, policy, cap)
         ]
-        rows = await conn.fetch(
-            f"SELECT t.tenant_id, t.plan, t.created_at, s.last_window FROM {self._tenants} t"
-            f" LEFT JOIN {self._state} s ON s.kind = $1 AND s.subject = t.tenant_id"
-            " WHERE t.status IN ('active', 'suspended') ORDER BY t.tenant_id",
-            BACKUP_KIND,
-        )
         windows: dict[tuple[str, datetime], list[datetime]] = {}
-        for row in rows:
-            key = (row["plan"], row["last_window"] or row["created_at"])
+        for tenant in tenants:
+            key = (tenant.plan, tenant.last_window or tenant.created_at)
             if key not in windows:
                 schedule = self._plans.get(key[0], self._default)
                 windows[key] = due_windows(schedule, key[1], now, policy, cap)
             ticks += [
                 (
                     BACKUP_KIND,
-                    row["tenant_id"],
+                    tenant.tenant_id,
                     w,
-                    BackupDue(tenant_id=row["tenant_id"], window_start=w, trigger="scheduled"),
+                    BackupDue(tenant_id=tenant.tenant_id, window_start=w, trigger="scheduled"),
                 )
                 for w in windows[key]
             ]
@@ -170,17 +156,8 @@ class Scheduler:
         for kind, subject, window, _ in ticks:
             latest[(kind, subject)] = max(window, latest.get((kind, subject), window))
             counts[kind] += 1
-        async with self._lock.session() as conn:
-            await conn.execute(
-                f"INSERT INTO {self._state} AS st (kind, subject, last_window)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
-                " ON CONFLICT (kind, subject) DO UPDATE"
-                " SET last_window = greatest(st.last_window, excluded.last_window),"
-                " updated_at = now()",
-                [k for k, _ in latest],
-                [s for _, s in latest],
-                list(latest.values()),
-            )
+        async with self._session() as conn:
+            await self._state.remember(conn, latest)
         for kind, n in counts.items():
             metrics.SCHEDULER_TICKS.labels(kind).inc(n)
 

@@ -16,9 +16,8 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from adapters.postgres.leader_lock import check_interval_s
 from domain.warm_pool import RefillAction, next_refill
-from producers.leader import LeaderElection, leader_lock
+from producers.leader import leader_election
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,12 +40,12 @@ class WarmPoolRefill:
         self._interval_s = settings.warm_pool_refill_interval_s
         self._stopping = asyncio.Event()
         self.done: Counter[str] = Counter()  # actions since start
-        self.election = LeaderElection(
-            "warm_pool",
-            leader_lock(settings, settings.names.warm_pool_lock_id, "tenant-service-warm-pool"),
+        self.election = leader_election(
+            settings,
+            "warm-pool",
+            settings.names.warm_pool_lock_id,
             self._refill_while_leader,
             poll_s=min(self._interval_s, settings.leader_session_timeout_s / 2),
-            check_s=check_interval_s(settings.leader_session_timeout_s),
         )
 
     async def run(self) -> None:

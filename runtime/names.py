@@ -1,6 +1,6 @@
 """Names: every physical name of one deployment, derived from its namespace in one place.
 
-Built once per process from the settings (``Settings.names``) and handed to the adapters at the
+Built from the settings (``Settings.names``) and handed to the adapters at the
 edges: Kafka (topics, groups), PostgreSQL (control schema, application role, tenant schema/role
 prefix, advisory locks, the API's read role; the restore role follows the control schema) and
 Redis (key prefixes). Use cases keep speaking logical names.
@@ -15,7 +15,6 @@ from domain import namespaces
 if TYPE_CHECKING:
     from adapters.postgres.tenant_metrics import PostgresTenantMetrics
     from adapters.postgres.tenant_store import PostgresTenantStore
-    from runtime.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,3 @@ class Names:
         from adapters.postgres.tenant_metrics import PostgresTenantMetrics  # noqa: PLC0415
 
         return PostgresTenantMetrics(self.control_schema, self.session_tag_prefix)
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "Names":
-        return cls.of(
-            settings.namespace,
-            control_schema=settings.control_schema,
-            app_role=settings.app_role,
-            outbox_lock_id=settings.outbox_lock_id,
-            scheduler_lock_id=settings.scheduler_lock_id,
-            retention_lock_id=settings.retention_lock_id,
-        )

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from adapters.kafka.config import KafkaConfig
+from adapters.postgres.pool import PoolConfig
 from domain.namespaces import validate_namespace
 from runtime.names import Names
 from runtime.settings_scheduling import SchedulingSettings
@@ -272,7 +274,38 @@ class Settings(SchedulingSettings):
     @property
     def names(self) -> Names:
         """This deployment's physical names (topics, groups, schemas, locks, Redis keys)."""
-        return Names.from_settings(self)
+        return Names.of(
+            self.namespace,
+            control_schema=self.control_schema,
+            app_role=self.app_role,
+            outbox_lock_id=self.outbox_lock_id,
+            scheduler_lock_id=self.scheduler_lock_id,
+            retention_lock_id=self.retention_lock_id,
+        )
+
+    # What the adapters take: plain values, so adapters/ never imports the settings.
+    @property
+    def kafka(self) -> KafkaConfig:
+        """The Kafka connection and topic values of this deployment."""
+        return KafkaConfig(
+            bootstrap=self.kafka_bootstrap,
+            request_timeout_ms=self.kafka_request_timeout_ms,
+            max_message_bytes=self.max_message_bytes,
+            topics=self.names.topics,
+            partitions=self.kafka_partitions,
+            replication_factor=self.kafka_replication_factor,
+        )
+
+    @property
+    def pg_pool(self) -> PoolConfig:
+        """The worker pool's DSN, sizes and statement/lock timeouts."""
+        return PoolConfig(
+            dsn=self.pg_dsn.get_secret_value(),
+            min_size=self.pg_pool_min,
+            max_size=self.pg_pool_max,
+            statement_timeout_ms=self.pg_statement_timeout_ms,
+            lock_timeout_ms=self.pg_lock_timeout_ms,
+        )
 
     @model_validator(mode="after")
     def _hs256_is_development_only(self) -> "Settings":

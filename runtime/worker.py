@@ -1,5 +1,5 @@
-"""The composition root of a worker process: builds the shared adapters once, wires the roles
-asked for, serves health and metrics, and stops gracefully on SIGTERM."""
+"""The composition root of a worker process: builds the shared resources once, assembles the
+parts the roles asked for return, serves health and metrics, and stops gracefully on SIGTERM."""
 
 import asyncio
 import contextlib
@@ -7,25 +7,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
 import structlog
-from faststream.kafka import KafkaBroker
 
-from adapters.kafka.producer import KafkaEventPublisher
-from adapters.kafka.topics import ensure_topics
-from adapters.postgres.control_schema import ensure_control_schema
-from adapters.postgres.outbox import PostgresOutbox
-from adapters.postgres.pool import create_pool
-from consumers.delivery import Delivery
 from domain.circuit_breaker import CircuitState
-from domain.errors import TransientError
+from runtime.bootstrap import Closer, Resources, RoleParts, build_resources
 from runtime.http import HealthServer
 from runtime.lag import watch_lag
-from runtime.roles import ROLE_BUILDERS, Background
+from runtime.roles import ROLE_BUILDERS
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,96 +32,49 @@ def expand_roles(names: list[str]) -> list[str]:
     return roles
 
 
-async def _until_ready(what: str, attempt: Callable[[], Awaitable[Any]], limit_s: float) -> Any:
-    """Start-up waits for dependencies that are still coming up, with backoff, then gives up."""
-    loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + limit_s, 0.5
-    while True:
-        try:
-            return await attempt()
-        except (TransientError, OSError, asyncpg.PostgresConnectionError) as e:
-            if loop.time() > deadline:
-                raise SystemExit(f"{what} not reachable after {limit_s:.0f}s: {e}") from e
-            log.warning("waiting_for_dependency", dependency=what, error=str(e))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 class Worker:
     def __init__(self, settings: Settings, roles: list[str]) -> None:
         self.settings = settings
         self.roles = roles
-        self.closers: list[Callable[[], Awaitable[None]]] = []
-        self.deliveries: list[Delivery] = []
-        self._background: list[Background] = []
+        self._closers: list[Closer] = []
+        self._resources: Resources | None = None
+        self._parts = RoleParts()  # of every role, together
         self._tasks: list[asyncio.Task[None]] = []
+        self._lag_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.failed = False
         self.abandoned_steps = 0  # shutdown steps that overran and were left running
 
     async def start(self) -> None:
         s = self.settings
-        self.pool = await _until_ready("postgres", lambda: create_pool(s), s.startup_timeout_s)
-        self.closers.append(self.pool.close)
-        async with self.pool.acquire() as conn:
-            await ensure_control_schema(
-                conn, s.names.control_schema, s.names.app_role,
-                api_reader_role=s.names.api_reader_role,
-            )
-        await _until_ready("kafka", lambda: ensure_topics(s), s.startup_timeout_s)
-        self.publisher = KafkaEventPublisher(s)
-        await _until_ready("kafka producer", self.publisher.start, s.startup_timeout_s)
-        self.closers.append(self.publisher.stop)
-        self.redis = aioredis.from_url(s.redis_url.get_secret_value())
-        self.closers.append(self.redis.aclose)
-        self.outbox = PostgresOutbox(s.names.control_schema, s.result_content_mode)
-        self.broker = KafkaBroker(
-            s.kafka_bootstrap,
-            graceful_timeout=s.shutdown_grace_s,
-            allow_auto_create_topics=False,  # ensure_topics made them with our partition count
-            # FastStream installs its own plain-text handler on "faststream"; ours is JSON.
-            logger=logging.getLogger("tenant_service.faststream"),
-            request_timeout_ms=s.kafka_request_timeout_ms,
-            # FastStream's per-message "Received"/"Processed" lines at DEBUG: Delivery logs each
-            # record once, with its ids, at INFO.
-            log_level=logging.DEBUG,
-        )
+        res = self._resources = await build_resources(s, self._closers)
         for role in self.roles:
-            self._background += await ROLE_BUILDERS[role](self)
-        await self.broker.start()
-        self._tasks = [asyncio.create_task(b.run()) for b in self._background]
+            parts = await ROLE_BUILDERS[role](res)
+            self._closers += parts.closers
+            self._parts = RoleParts(
+                deliveries=self._parts.deliveries + parts.deliveries,
+                background=self._parts.background + parts.background,
+            )
+        await res.broker.start()
+        self._tasks = [asyncio.create_task(b.run()) for b in self._parts.background]
         for task in self._tasks:
             task.add_done_callback(self._background_ended)
-        subscribers = [(getattr(sub, "group_id", ""), sub) for sub in self.broker.subscribers]
+        subscribers = [(getattr(sub, "group_id", ""), sub) for sub in res.broker.subscribers]
         self._lag_task = asyncio.create_task(watch_lag(subscribers, s.lag_interval_s))
         self.http = HealthServer(
             s.http_host,
             s.http_port,
-            {
-                "postgres": self._probe_postgres,
-                "kafka": self._probe_kafka,
-                "redis": self._probe_redis,
-                "consumers": self._probe_circuits,
-            },
+            {**res.checks, "consumers": self._probe_circuits},
             timeout_s=s.readiness_timeout_s,
         )
         await self.http.start()
-        self.closers.append(self.http.stop)
+        self._closers.append(self.http.stop)
         log.info("worker_started", roles=self.roles)
-
-    async def _probe_postgres(self) -> None:
-        async with self.pool.acquire(timeout=self.settings.readiness_timeout_s) as conn:
-            await conn.fetchval("SELECT 1")
-
-    async def _probe_kafka(self) -> None:
-        await self.publisher.ping()
-
-    async def _probe_redis(self) -> None:
-        await self.redis.ping()
 
     async def _probe_circuits(self) -> None:
         """Not ready while a consumer group's breaker is open (its dependency keeps failing)."""
-        open_ = [d.group for d in self.deliveries if d.breaker.state == CircuitState.OPEN]
+        deliveries = self._parts.deliveries
+        open_ = [d.group for d in deliveries if d.breaker.state == CircuitState.OPEN]
         if open_:
             raise RuntimeError(f"circuit open: {', '.join(open_)}")
 
@@ -162,15 +106,16 @@ class Worker:
         """
         log.info("worker_stopping")
         grace = self.settings.shutdown_grace_s
-        for delivery in self.deliveries:  # handled offsets committed; later ones commit at once
+        for delivery in self._parts.deliveries:  # handled offsets committed; later ones at once
             self._note(
                 await _bounded(f"stop consumer group {delivery.group}", delivery.stop(), grace)
             )
-        if hasattr(self, "broker"):
+        if self._resources is not None:
             # FastStream waits up to graceful_timeout for handlers in flight, then the consumers
             # leave their groups (one request each).
-            self._note(await _bounded("stop broker", self.broker.stop(), grace + _STEP_S))
-        for background in self._background:
+            broker = self._resources.broker
+            self._note(await _bounded("stop broker", broker.stop(), grace + _STEP_S))
+        for background in self._parts.background:
             background.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
@@ -184,9 +129,9 @@ class Worker:
                         _STEP_S,
                     )
                 )
-        if hasattr(self, "_lag_task"):
+        if self._lag_task is not None:
             self._lag_task.cancel()
-        for close in reversed(self.closers):
+        for close in reversed(self._closers):
             with contextlib.suppress(Exception):
                 self._note(
                     await _bounded(

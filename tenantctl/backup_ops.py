@@ -31,7 +31,7 @@ async def _request(
     if not wait:
         await publish_event(settings, envelope)
         return envelope, None
-    async with EventReader(settings) as reader, DeadLetterWatch(settings) as dead_letters:
+    async with EventReader(settings.kafka) as reader, DeadLetterWatch(settings) as dead_letters:
         await publish_event(settings, envelope)
         result = asyncio.create_task(first_result(reader, envelope.id, timeout, dead_letters))
         await _show_progress(settings, envelope.id, job_id_of(envelope.id), result, console)
@@ -114,7 +114,7 @@ async def list_backups(settings: Settings, tenant_id: str) -> list[dict[str, Any
 
 
 async def drill(settings: Settings, tenant_id: str, backup_id: str) -> dict[str, object]:
-    pool = await create_pool(settings, max_size=2)
+    pool = await create_pool(settings.pg_pool, max_size=2)
     try:
         parts = await build_backup_parts(settings, pool)
         if parts.restorer is None:

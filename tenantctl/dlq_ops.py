@@ -223,7 +223,7 @@ class _Republisher:
         if not sendable:
             return
         if self._publisher is None:
-            self._publisher = KafkaEventPublisher(self._settings, client_id="tenantctl-dlq")
+            self._publisher = KafkaEventPublisher(self._settings.kafka, client_id="tenantctl-dlq")
             await self._publisher.start()
         await self._publisher.publish_many(
             [(d.header(dlq.SOURCE_TOPIC), d.key, d.value, d.original_headers()) for d in sendable]

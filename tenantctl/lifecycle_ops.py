@@ -90,7 +90,7 @@ async def rollout(
             max_failures,
         )
         waves = [tenants[:canary], tenants[canary:]] if canary else [tenants]
-        async with EventReader(settings) as reader:
+        async with EventReader(settings.kafka) as reader:
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -130,7 +130,7 @@ async def _publish_wave(settings: Settings, tenants: list[str], goal: int, rollo
     from adapters.kafka.producer import KafkaEventPublisher
     from contracts import topics
 
-    publisher = KafkaEventPublisher(settings, client_id="tenantctl")
+    publisher = KafkaEventPublisher(settings.kafka, client_id="tenantctl")
     await publisher.start()
     try:
         batch = []

@@ -83,7 +83,7 @@ async def collect(settings: Settings, tenant_id: str, timeout: float) -> Envelop
         MetricsDue(window_start=window, interval_seconds=settings.metrics_interval),
         source=CLI_SOURCE,
     )
-    async with EventReader(settings) as reader:
+    async with EventReader(settings.kafka) as reader:
         await publish_event(settings, envelope)
 
         async def mine() -> Envelope:

@@ -24,7 +24,7 @@ CLI_SOURCE = "urn:tenantctl"
 
 
 async def publish_event(settings: Settings, envelope: Envelope) -> None:
-    publisher = KafkaEventPublisher(settings, client_id="tenantctl")
+    publisher = KafkaEventPublisher(settings.kafka, client_id="tenantctl")
     await publisher.start()
     try:
         await publish_requests(publisher, [envelope])
@@ -49,7 +49,7 @@ async def publish_and_wait(
         await publish_event(settings, envelope)
         return envelope, None
     async with (
-        EventReader(settings) as reader,  # positioned before we publish: nothing missed
+        EventReader(settings.kafka) as reader,  # positioned before we publish: nothing missed
         DeadLetterWatch(settings) as dead_letters,
     ):
         await publish_event(settings, envelope)

@@ -48,7 +48,7 @@ async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 async def _follow(settings: Settings, mode: Mode, from_beginning: bool, limit: int) -> None:
     seen = 0
-    async with EventReader(settings, from_beginning=from_beginning) as reader:
+    async with EventReader(settings.kafka, from_beginning=from_beginning) as reader:
         if mode == "live":
             await _live(reader, limit)
             return

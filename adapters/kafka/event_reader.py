@@ -5,22 +5,22 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from adapters.kafka.config import KafkaConfig
 from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
-from runtime.settings import Settings
 
 
 class EventReader:
     """Assigned to every partition; starts at the end (only what happens next) or the beginning."""
 
-    def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
+    def __init__(self, config: KafkaConfig, *, from_beginning: bool = False) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            bootstrap_servers=config.bootstrap,
             group_id=None,
             enable_auto_commit=False,
         )
         self._from_beginning = from_beginning
-        self._topic = settings.names.topics.events
+        self._topic = config.topics.events
 
     async def __aenter__(self) -> "EventReader":
         await self._consumer.start()

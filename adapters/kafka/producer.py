@@ -11,20 +11,20 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from adapters.kafka.config import KafkaConfig
 from domain.errors import TransientError
-from runtime.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 
 
 class KafkaEventPublisher:
     """Publishes to this deployment's topics: callers name a topic logically (``tenants.events``,
-    an event class's ``topic``) and it is sent to its namespaced name (settings.names); a name
+    an event class's ``topic``) and it is sent to its namespaced name (config.topics); a name
     that is not one of ours (a dead letter's physical source topic) is sent as given."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "tenant-service") -> None:
-        self._settings, self._client_id = settings, client_id
-        self._topics = settings.names.topics
+    def __init__(self, config: KafkaConfig, *, client_id: str = "tenant-service") -> None:
+        self._config, self._client_id = config, client_id
+        self._topics = config.topics
         self._producer = self._new_producer()
         self._started = False  # only a producer whose start() succeeded is ever used
         self._stopped = False
@@ -32,13 +32,13 @@ class KafkaEventPublisher:
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            bootstrap_servers=self._config.bootstrap,
             client_id=self._client_id,
             # Idempotence removes duplicates from the producer's own retries and keeps per-key
             # order across them; acks=all is implied.
             enable_idempotence=True,
-            request_timeout_ms=self._settings.kafka_request_timeout_ms,
-            max_request_size=self._settings.max_message_bytes + 64 * 1024,
+            request_timeout_ms=self._config.request_timeout_ms,
+            max_request_size=self._config.max_message_bytes + 64 * 1024,
             linger_ms=5,
         )
 

@@ -3,15 +3,15 @@
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from adapters.kafka.config import KafkaConfig
 from domain.errors import TransientError
-from runtime.settings import Settings
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(config: KafkaConfig) -> None:
     """Create this deployment's (namespaced) topics that do not exist yet."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
+        bootstrap_servers=config.bootstrap,
+        request_timeout_ms=config.request_timeout_ms,
     )
     try:
         await admin.start()
@@ -19,12 +19,12 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [
             NewTopic(
                 name=name,
-                num_partitions=settings.kafka_partitions,
-                replication_factor=settings.kafka_replication_factor,
+                num_partitions=config.partitions,
+                replication_factor=config.replication_factor,
                 # The same limit everywhere: a record a source topic accepts must fit the DLQ.
-                topic_configs={"max.message.bytes": str(settings.max_message_bytes + 64 * 1024)},
+                topic_configs={"max.message.bytes": str(config.max_message_bytes + 64 * 1024)},
             )
-            for name in settings.names.topics.all
+            for name in config.topics.all
             if name not in existing
         ]
         if missing:

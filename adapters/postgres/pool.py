@@ -1,20 +1,32 @@
 """The asyncpg pool, with timeouts that keep one slow statement from holding a tenant's lock."""
 
+from dataclasses import dataclass
+
 import asyncpg
 
-from runtime.settings import Settings
+
+@dataclass(frozen=True)
+class PoolConfig:
+    dsn: str
+    min_size: int
+    max_size: int
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+
+    def __repr__(self) -> str:  # the DSN may carry a password
+        return f"PoolConfig(min_size={self.min_size}, max_size={self.max_size})"
 
 
-async def create_pool(settings: Settings, *, max_size: int | None = None) -> asyncpg.Pool:
+async def create_pool(config: PoolConfig, *, max_size: int | None = None) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        settings.pg_dsn.get_secret_value(),
-        min_size=min(settings.pg_pool_min, max_size or settings.pg_pool_max),
-        max_size=max_size or settings.pg_pool_max,
-        command_timeout=settings.pg_statement_timeout_ms / 1000 + 5,
+        config.dsn,
+        min_size=min(config.min_size, max_size or config.max_size),
+        max_size=max_size or config.max_size,
+        command_timeout=config.statement_timeout_ms / 1000 + 5,
         server_settings={
             "application_name": "tenant-service",
-            "statement_timeout": str(settings.pg_statement_timeout_ms),
-            "lock_timeout": str(settings.pg_lock_timeout_ms),
+            "statement_timeout": str(config.statement_timeout_ms),
+            "lock_timeout": str(config.lock_timeout_ms),
         },
     )
     assert pool is not None

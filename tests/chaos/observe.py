@@ -35,7 +35,7 @@ class InputPublisher:
     keeps retrying one through a broker outage instead of skipping it."""
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = KafkaEventPublisher(settings, client_id="chaos-tests")
+        self._producer = KafkaEventPublisher(settings.kafka, client_id="chaos-tests")
         self.sent: list[Sent] = []
         self.publish_retries = 0
 

@@ -263,7 +263,7 @@ async def test_oversized_record_is_dead_lettered(private_stack: PrivateStack) ->
                 for name in (topics.LIFECYCLE, topics.DLQ)])
         finally:
             await admin.close()
-        producer = KafkaEventPublisher(settings, client_id="chaos-oversize")
+        producer = KafkaEventPublisher(settings.kafka, client_id="chaos-oversize")
         await producer.start()
         try:
             t = f"big_{secrets.token_hex(4)}"

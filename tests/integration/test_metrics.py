@@ -75,7 +75,7 @@ async def collection(
     settings: Settings, redis_server: PrivateRedis
 ) -> AsyncIterator[MetricsCollection]:
     """The service wired as metrics_role does, in this process, to count its statements."""
-    pool = await create_pool(settings, max_size=2)
+    pool = await create_pool(settings.pg_pool, max_size=2)
     client = aioredis.from_url(redis_server.url)
     s, control = settings, settings.names.control_schema
     yield MetricsCollection(

@@ -153,7 +153,7 @@ async def test_failed_canaries_halt_the_rollout_and_the_rest_stay_put(
 
 
 async def _publisher(settings: Settings) -> KafkaEventPublisher:
-    publisher = KafkaEventPublisher(settings, client_id=f"tests-{secrets.token_hex(3)}")
+    publisher = KafkaEventPublisher(settings.kafka, client_id=f"tests-{secrets.token_hex(3)}")
     await publisher.start()
     return publisher
 

@@ -31,7 +31,7 @@ async def deployment(
     worker = WorkerProcess(
         ("provisioner", "relay"), log_dir / f"ns-{namespace}.log", {"TENANT_NAMESPACE": namespace}
     )
-    publisher = KafkaEventPublisher(mine, client_id=f"tests-{namespace}")
+    publisher = KafkaEventPublisher(mine.kafka, client_id=f"tests-{namespace}")
     try:
         await worker.start()
         await publisher.start()

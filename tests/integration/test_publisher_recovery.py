@@ -56,7 +56,7 @@ async def test_a_publisher_that_could_not_start_recovers_when_kafka_answers(
     settings: Settings, scratch_topic: str, gate: TcpGate
 ) -> None:
     gated = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{gate.port}"})
-    publisher = KafkaEventPublisher(gated, client_id="test-publisher-recovery")
+    publisher = KafkaEventPublisher(gated.kafka, client_id="test-publisher-recovery")
     key = f"recovery-{secrets.token_hex(4)}".encode()
     try:
         # Kafka unreachable: every call fails fast and says so, none hangs

@@ -52,7 +52,7 @@ async def folder(settings: Settings, log_dir: Path, pg: asyncpg.Connection, tena
 async def parts(settings: Settings, folder: Path) -> AsyncIterator[BackupParts]:
     """The restore parts in this process, reading the worker's folder."""
     local = settings.model_copy(update={"backup_local_dir": folder, "backup_target": "local"})
-    pool = await create_pool(local, max_size=4)
+    pool = await create_pool(local.pg_pool, max_size=4)
     try:
         built = await build_backup_parts(local, pool)
         assert built.restorer is not None, "the test settings must give the master identity file"
@@ -269,7 +269,7 @@ async def test_the_forward_migration_waits_under_the_migration_lock_timeout_not_
     local = settings.model_copy(update={
         "backup_local_dir": folder, "backup_target": "local", "pg_lock_timeout_ms": 100,
         "migration_lock_timeout_ms": 60_000})
-    pool = await create_pool(local, max_size=4)
+    pool = await create_pool(local.pg_pool, max_size=4)
     holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
         built = await build_backup_parts(local, pool)

@@ -41,7 +41,7 @@ class ResultLog:
     """Every result on tenants.events from the moment of entry (the reader is at the end first)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._reader = EventReader(settings)
+        self._reader = EventReader(settings.kafka)
         self.seen: list[Envelope] = []
         self._task: asyncio.Task[None] | None = None
 

@@ -106,7 +106,7 @@ async def probe(
     group = probe_group()
     await start_at_end(settings, topic, group)
     pool = await asyncpg.create_pool(settings.pg_dsn.get_secret_value(), min_size=1, max_size=4)
-    publisher = KafkaEventPublisher(settings, client_id=f"{group}-dlq")
+    publisher = KafkaEventPublisher(settings.kafka, client_id=f"{group}-dlq")
     broker = KafkaBroker(settings.kafka_bootstrap, graceful_timeout=10)
     try:
         await publisher.start()

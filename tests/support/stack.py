@@ -102,7 +102,7 @@ async def session_worker(
 
 @pytest.fixture(scope="session")
 async def publisher(settings: Settings) -> AsyncIterator[KafkaEventPublisher]:
-    producer = KafkaEventPublisher(settings, client_id="tenant-service-tests")
+    producer = KafkaEventPublisher(settings.kafka, client_id="tenant-service-tests")
     await producer.start()
     yield producer
     await producer.stop()

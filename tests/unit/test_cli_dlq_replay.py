@@ -17,7 +17,7 @@ from runtime.names import Names
 from tenantctl import dlq_ops
 
 NAMES = Names.of("staging", control_schema="tenant_service", outbox_lock_id=1, scheduler_lock_id=2)
-SETTINGS: Any = SimpleNamespace(names=NAMES)  # all dlq_ops reads of the settings here
+SETTINGS: Any = SimpleNamespace(names=NAMES, kafka=None)  # all dlq_ops reads of the settings here
 DLQ = NAMES.topics.dlq
 DLQ0, DLQ1 = TopicPartition(DLQ, 0), TopicPartition(DLQ, 1)
 

@@ -164,3 +164,30 @@ async def test_steps_down_at_once_when_the_work_is_slow_to_unwind() -> None:
         loop.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_each_role_gets_its_own_lock_session_with_the_shared_timings() -> None:
+    """relay, scheduler and retention build their loop one way: a lock session named after the
+    role on the role's lock id, the check interval from the shared session timeout, a gauge."""
+    from adapters.postgres.leader_lock import check_interval_s
+    from producers.leader import leader_election
+    from runtime.settings import Settings
+
+    settings = Settings(pg_dsn="postgresql://u:p@127.0.0.1:1/db", leader_session_timeout_s=20)  # type: ignore[arg-type]
+
+    class Gauge:
+        value = -1.0
+
+        def set(self, value: float) -> None:
+            self.value = value
+
+    async def work() -> None: ...
+
+    gauge = Gauge()
+    loop = leader_election(settings, "scheduler", 4242, work, poll_s=3.0, gauge=gauge)
+    assert (loop.lock.lock_id, loop.lock._app) == (4242, "tenant-service-scheduler")
+    assert loop._check_s == check_interval_s(20) and loop._poll_s == 3.0
+    loop._set(True)
+    assert gauge.value == 1 and loop.is_leader
+    loop._set(False)
+    assert gauge.value == 0
