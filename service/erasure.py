@@ -23,7 +23,8 @@ from adapters.postgres.errors import translated
 from adapters.postgres.tenant_store import PostgresTenantStore
 from contracts.events import TenantErased
 from domain.errors import PermanentError, TransientError
-from domain.lifecycle import TenantStatus, archive_id_for, doomed_backups
+from domain.job_ids import archive_id_for
+from domain.lifecycle import TenantStatus, doomed_backups
 from domain.tenant_ids import quote_ident
 from service.backups import BackupTaker
 
