@@ -16,9 +16,10 @@ import asyncpg
 
 from bench import common, tenants
 from bench.common import Row, percentile
-from bench.workers import Results, Workers, publisher, record
-from contracts import codec, topics
+from bench.workers import Results, Workers, publisher
+from contracts import codec
 from contracts.events import TenantRequested
+from contracts.publish import record_of
 
 
 def _seconds() -> float:
@@ -43,7 +44,7 @@ async def _round(settings, ids: list[str], rate: float) -> tuple[float, list[flo
                 batch = envs[i:i + per_tick]
                 now = time.perf_counter()
                 sent.update((e.id, now) for e in batch)
-                await pub.publish_many([record(topics.LIFECYCLE, e) for e in batch])
+                await pub.publish_many([record_of(e).message for e in batch])
             seen = await results.wait_for(sent, timeout=300 + total / 10)
     finally:
         await pub.stop()
