@@ -21,8 +21,7 @@ async def ensure_topics(settings: Settings) -> None:
                 name=name,
                 num_partitions=settings.kafka_partitions,
                 replication_factor=settings.kafka_replication_factor,
-                # The same limit everywhere: a record a source topic accepts must fit the DLQ.
-                topic_configs={"max.message.bytes": str(settings.max_message_bytes + 64 * 1024)},
+                topic_configs={"max.message.bytes": str(settings.kafka_record_bytes)},
             )
             for name in settings.names.topics.all
             if name not in existing
