@@ -14,7 +14,7 @@ from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import Event, TenantMigrationDue
 from contracts.publish import record_of
-from domain.migrations import plan_migrations
+from domain.migrations import plan_migrations, rollout_id_for
 from domain.tenant_ids import quote_ident
 from migrations import TENANT_DIR
 from runtime.settings import Settings
@@ -54,7 +54,7 @@ async def rollout(
     TenantMigrationFailed{rollout_halted} without being touched. Re-running resumes.
     """
     goal = target_version(target)
-    rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
+    rollout_id = rollout_id_for(goal, uuid.uuid4().hex)
     schema = quote_ident(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
