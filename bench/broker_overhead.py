@@ -12,8 +12,6 @@ import statistics
 import sys
 import time
 
-import asyncpg
-
 from bench import common, tenants
 from bench.common import Row, percentile
 from bench.workers import Results, Workers, publisher
@@ -70,11 +68,7 @@ async def run(rate: int) -> list[Row]:
                       f" p50 {percentile(latencies, 50):.2f}s p99 {percentile(latencies, 99):.2f}s",
                       flush=True)
     finally:
-        conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
-        try:
-            await common.drop_tenants(conn, ids)
-        finally:
-            await conn.close()
+        await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
     return [Row(
         "broker overhead", f"{rate}/s offered × {_seconds():g}s", "events/s achieved", achieved,

@@ -64,11 +64,7 @@ async def _through_kafka(settings, size: int, pace: float | None) -> tuple[float
         raise RuntimeError(f"{len(failed)} requests failed: {failed[:3]}")
     latencies = [seen[i][0] - sent[i] for i in sent]
     rate = size / (max(t for t, _ in seen.values()) - start)
-    conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
-    try:
-        await common.drop_tenants(conn, ids)
-    finally:
-        await conn.close()
+    await common.drop_tenants_now(ids)
     return rate, latencies
 
 
