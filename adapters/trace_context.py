@@ -186,7 +186,7 @@ def stamp(envelope: Envelope) -> Envelope:
 
 @contextmanager
 def publish_spans(
-    records: Sequence[tuple[str, bytes, Mapping[str, str]]],
+    records: Sequence[tuple[str, bytes, Sequence[tuple[str, bytes]]]],
 ) -> Iterator[None]:
     """One producer span per (topic, value, headers) published together, each a child of the
     context the record carries. Nothing is parsed when no tracer is installed."""
@@ -196,7 +196,7 @@ def publish_spans(
     spans: list[Span] = []
     for topic, value, headers in records:
         try:
-            envelope: Envelope | None = read_envelope(value, headers_as_bytes(headers))
+            envelope: Envelope | None = read_envelope(value, headers)
         except InvalidMessage:
             envelope = None
         attributes: dict[str, str | int | bool] = {
@@ -226,6 +226,3 @@ def publish_spans(
         for s in spans:
             s.end()
 
-
-def headers_as_bytes(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode("utf-8")) for k, v in headers.items()]

@@ -25,7 +25,7 @@ from contracts.events import (
     TenantReactivated,
     TenantRequested,
 )
-from domain.migrations import plan_migrations
+from domain.migrations import plan_migrations, rollout_id_for
 from domain.operations import request_hash
 
 router = APIRouter(prefix="/v1")
@@ -215,7 +215,7 @@ async def migrate(
         tenants = await ctx.reads.below_version(conn, goal)
     if not tenants:
         raise Problem(409, "nothing_to_migrate", f"Every tenant is at version {goal} or later.")
-    rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
+    rollout_id = rollout_id_for(goal, uuid.uuid4().hex)
     events: list[Event] = [
         TenantMigrationDue(tenant_id=t, target_version=goal, rollout_id=rollout_id) for t in tenants
     ]

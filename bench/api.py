@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
@@ -177,11 +176,7 @@ async def run(commands: int) -> list[Row]:
             finally:
                 api.stop()
     finally:
-        conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
-        try:
-            await common.drop_tenants(conn, ids)
-        finally:
-            await conn.close()
+        await common.drop_tenants_now(ids)
     conc = f"{CONCURRENCY} in flight × {DURATION_S:g}s"
     return [
         Row("api GET tenant", conc, "requests/s", ours_rps, bare_rps, "bare uvicorn endpoint",

@@ -16,8 +16,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
 from adapters.age_keys import generate_identity
 from adapters.dump_pipeline import libpq_env
 from bench import common, peak_rss, tenant_data, tenants
@@ -51,11 +49,7 @@ async def fixture(size_mb: int) -> Fixture:
 
 
 async def dispose(fx: Fixture) -> None:
-    conn = await asyncpg.connect(common.dsn())
-    try:
-        await common.drop_tenants(conn, [fx.tenant_id])
-    finally:
-        await conn.close()
+    await common.drop_tenants_now([fx.tenant_id])
     for path in sorted(fx.folder.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     fx.folder.rmdir()

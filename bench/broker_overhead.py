@@ -12,13 +12,12 @@ import statistics
 import sys
 import time
 
-import asyncpg
-
 from bench import common, tenants
 from bench.common import Row, percentile
-from bench.workers import Results, Workers, publisher, record
-from contracts import codec, topics
+from bench.workers import Results, Workers, publisher
+from contracts import codec
 from contracts.events import TenantRequested
+from contracts.publish import record_of
 
 
 def _seconds() -> float:
@@ -43,7 +42,7 @@ async def _round(settings, ids: list[str], rate: float) -> tuple[float, list[flo
                 batch = envs[i:i + per_tick]
                 now = time.perf_counter()
                 sent.update((e.id, now) for e in batch)
-                await pub.publish_many([record(topics.LIFECYCLE, e) for e in batch])
+                await pub.publish_many([record_of(e).message for e in batch])
             seen = await results.wait_for(sent, timeout=300 + total / 10)
     finally:
         await pub.stop()
@@ -69,11 +68,7 @@ async def run(rate: int) -> list[Row]:
                       f" p50 {percentile(latencies, 50):.2f}s p99 {percentile(latencies, 99):.2f}s",
                       flush=True)
     finally:
-        conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
-        try:
-            await common.drop_tenants(conn, ids)
-        finally:
-            await conn.close()
+        await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
     return [Row(
         "broker overhead", f"{rate}/s offered × {_seconds():g}s", "events/s achieved", achieved,

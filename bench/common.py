@@ -78,6 +78,15 @@ async def drop_tenants(conn: asyncpg.Connection, ids: Sequence[str], batch: int 
             await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY($1::text[])", list(chunk))
 
 
+async def drop_tenants_now(ids: Sequence[str]) -> None:
+    """drop_tenants on a connection of its own, for a benchmark's clean-up at the end."""
+    conn = await asyncpg.connect(dsn())
+    try:
+        await drop_tenants(conn, ids)
+    finally:
+        await conn.close()
+
+
 async def drop_leftovers(conn: asyncpg.Connection) -> int:
     """Every tenant of the namespace's registry, plus any orphan schema or role of it."""
     names = settings().names

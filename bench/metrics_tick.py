@@ -17,9 +17,10 @@ import asyncpg
 
 from bench import common, tenants
 from bench.common import Row
-from bench.workers import Workers, publisher, record
+from bench.workers import Workers, publisher
 from contracts import codec, topics
 from contracts.events import MetricsDue
+from contracts.publish import record_of
 from domain.tenant_ids import quote_ident
 
 SIZES = (1000, 5000)
@@ -56,8 +57,7 @@ async def _tick(settings, conn: asyncpg.Connection, window: datetime) -> tuple[f
     pub = await publisher(settings)
     try:
         clock = common.Clock()
-        await pub.publish_many([record(topics.METRICS, codec.envelope_for(event,
-                                                                           source="urn:bench"))])
+        await pub.publish_many([record_of(codec.envelope_for(event, source="urn:bench")).message])
         deadline = time.monotonic() + 300
         while (row := await conn.fetchrow(
                 f"SELECT statements, tenants FROM {ticks} WHERE window_start = $1", window)) is None:

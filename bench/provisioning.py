@@ -15,9 +15,10 @@ import asyncpg
 
 from bench import common, tenants
 from bench.common import Row, percentile
-from bench.workers import Results, Workers, publisher, record
-from contracts import codec, topics
+from bench.workers import Results, Workers, publisher
+from contracts import codec
 from contracts.events import TenantRequested
+from contracts.publish import record_of
 
 PROCESSES = (1, 2, 4)
 PACED_RATE = 10.0
@@ -49,12 +50,12 @@ async def _through_kafka(settings, size: int, pace: float | None) -> tuple[float
             if pace is None:
                 for env in envelopes:
                     sent[env.id] = start
-                await pub.publish_many([record(topics.LIFECYCLE, e) for e in envelopes])
+                await pub.publish_many([record_of(e).message for e in envelopes])
             else:
                 for i, env in enumerate(envelopes):
                     await asyncio.sleep(max(0.0, start + i / pace - time.perf_counter()))
                     sent[env.id] = time.perf_counter()
-                    await pub.publish_many([record(topics.LIFECYCLE, env)])
+                    await pub.publish_many([record_of(env).message])
             seen = await results.wait_for(sent, timeout=120 + size)
     finally:
         await pub.stop()
@@ -63,11 +64,7 @@ async def _through_kafka(settings, size: int, pace: float | None) -> tuple[float
         raise RuntimeError(f"{len(failed)} requests failed: {failed[:3]}")
     latencies = [seen[i][0] - sent[i] for i in sent]
     rate = size / (max(t for t, _ in seen.values()) - start)
-    conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
-    try:
-        await common.drop_tenants(conn, ids)
-    finally:
-        await conn.close()
+    await common.drop_tenants_now(ids)
     return rate, latencies
 
 

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from adapters.kafka.event_reader import EventReader
 from adapters.kafka.producer import KafkaEventPublisher
 from bench.common import REPO, RESULTS
-from contracts import codec, topics
+from contracts import topics
 from contracts.envelope import Envelope
 from runtime.settings import Settings
 
@@ -166,11 +166,6 @@ class Results:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
         return {i: self.seen[i] for i in wanted}
-
-
-def record(topic: str, envelope: Envelope) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-    headers = [(k, v.encode()) for k, v in codec.headers_for(envelope).items()]
-    return topic, topics.partition_key(envelope.subject), codec.encode(envelope), headers
 
 
 async def publisher(settings: Settings) -> KafkaEventPublisher:

@@ -86,7 +86,7 @@ def subscribe(
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        max_partition_fetch_bytes=settings.max_message_bytes + 64 * 1024,
+        max_partition_fetch_bytes=settings.kafka_record_bytes,
         title=f"{topic}:{delivery.group}",
         description=description,
     )

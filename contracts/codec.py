@@ -1,7 +1,7 @@
 """Bytes <-> (envelope, typed event). Every way a message can be unusable has a reason code."""
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
@@ -212,6 +212,11 @@ def encode_record(envelope: Envelope, mode: ContentMode = "structured") -> tuple
     headers = {f"{_CE_PREFIX}{name}": _header_text(value) for name, value in attributes.items()}
     headers["content-type"] = content_type
     return json.dumps(data, separators=(",", ":")).encode("utf-8"), headers
+
+
+def kafka_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
+    """Headers as Kafka carries them: our header values are text, Kafka's are UTF-8 bytes."""
+    return [(name, text.encode("utf-8")) for name, text in headers.items()]
 
 
 def _header_text(value: Any) -> str:

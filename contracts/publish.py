@@ -1,4 +1,6 @@
-"""Publish an event with aiokafka or confluent-kafka, in either content mode.
+"""Publish an event with aiokafka or confluent-kafka, in either content mode; and the one rule
+that turns an envelope into the Kafka record carrying it (``record_of``), which the service's own
+publishers use too.
 
 Neither client is imported here: the helpers take the caller's producer (duck-typed by the
 protocols below), so the package depends on neither, and each is an optional extra
@@ -9,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts.codec import ContentMode, encode_record, envelope_for
+from contracts.codec import ContentMode, encode_record, envelope_for, kafka_headers
 from contracts.envelope import Envelope
-from contracts.events import Event
+from contracts.events import EVENT_TYPES, Event
 from contracts.topics import Topics, partition_key
 
 KafkaHeaders = list[tuple[str, bytes]]
@@ -36,6 +38,27 @@ class Record:
     headers: KafkaHeaders
     envelope: Envelope
 
+    @property
+    def message(self) -> tuple[str, bytes, bytes, KafkaHeaders]:
+        """(topic, key, value, headers): what a producer sends."""
+        return self.topic, self.key, self.value, self.headers
+
+
+def record_of(
+    envelope: Envelope, *, mode: ContentMode = "structured", namespace: str = ""
+) -> Record:
+    """The record that carries ``envelope``: on its type's topic, keyed by its subject, value and
+    headers in ``mode``. The topic is physical for ``namespace``; with none it is the logical
+    name, which the service's own publisher maps to its deployment's."""
+    value, headers = encode_record(envelope, mode)
+    return Record(
+        topic=Topics(namespace).topic(EVENT_TYPES[envelope.type].topic),
+        key=partition_key(envelope.subject),
+        value=value,
+        headers=kafka_headers(headers),
+        envelope=envelope,
+    )
+
 
 def record_for(
     event: Event,
@@ -53,14 +76,7 @@ def record_for(
     service treats the retry as the same request. ``namespace`` is the deployment's
     ``TENANT_NAMESPACE`` (its topics are ``<namespace>.tenants.*``); empty for none."""
     envelope = envelope_for(event, correlation_id=correlation_id, event_id=event_id, source=source)
-    value, headers = encode_record(envelope, mode)
-    return Record(
-        topic=Topics(namespace).topic(type(event).topic),
-        key=partition_key(event.subject),
-        value=value,
-        headers=[(name, text.encode("utf-8")) for name, text in headers.items()],
-        envelope=envelope,
-    )
+    return record_of(envelope, mode=mode, namespace=namespace)
 
 
 class AIOKafkaProducerLike(Protocol):

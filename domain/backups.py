@@ -1,17 +1,10 @@
-"""Backup rules: ids, artifact names, retention and retry timing. Pure."""
+"""Backup rules: artifact names, retention and retry timing. Pure."""
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-_BACKUP_NAMESPACE = uuid.UUID("1f0b7b8e-6a1c-4a43-93c5-2b7d9a0e5c11")
 ARTIFACT_SUFFIX = ".dump.zst.age"
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-def backup_id_for(event_id: str) -> str:
-    """The same BackupDue id always names the same backup, so it is never taken twice."""
-    return "b-" + uuid.uuid5(_BACKUP_NAMESPACE, event_id).hex[:20]
 
 
 def artifact_key(tenant_id: str, backup_id: str) -> str:

@@ -68,16 +68,6 @@ def decide_erase(status: TenantStatus | None) -> EraseDecision:
     return EraseDecision.START
 
 
-def erase_job_id(backup_id: str) -> str:
-    """The erase job's id, from the id a backup for the same event would get (``b-<hex>``)."""
-    return "e-" + backup_id[2:]
-
-
-def archive_id_for(erase_job: str) -> str:
-    """The archive backup's id: derived from the FIRST erase's job, recorded on the registry."""
-    return "a-" + erase_job[2:]
-
-
 def doomed_backups(backup_ids: list[str], archive_id: str | None) -> list[str]:
     """The backups an erase deletes: all of them but the first erase's archive, whichever erase
     request or job retry runs this (an archive must never be deleted by its own erase)."""

@@ -50,3 +50,9 @@ def plan_migrations(
     if goal < current:
         raise ValueError(f"downgrade from {current} to {goal} is not supported")
     return MigrationPlan(current, goal, tuple(m for m in ordered if current < m.version <= goal))
+
+
+def rollout_id_for(goal: int, nonce: str) -> str:
+    """A rollout's id: the version it goes to, readable at a glance, and the first 8 characters
+    of ``nonce`` (fresh for each rollout, e.g. a uuid4's hex) to tell apart two to one version."""
+    return f"to{goal}-{nonce[:8]}"

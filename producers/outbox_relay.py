@@ -16,6 +16,7 @@ import asyncpg
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
 from adapters.trace_context import publish_spans
+from contracts.codec import kafka_headers
 from producers.leader import leader_election
 from runtime import metrics
 from runtime.settings import Settings
@@ -70,13 +71,9 @@ class OutboxRelay:
             rows = await self._outbox.unsent(conn, self._settings.outbox_batch_size)
             if rows:
                 physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
-                with publish_spans([(physical(r.topic), r.payload, r.headers) for r in rows]):
-                    await self._publisher.publish_many(
-                        [
-                            (r.topic, r.key, r.payload, [(k, v.encode()) for k, v in r.headers.items()])
-                            for r in rows
-                        ]
-                    )
+                messages = [(r.topic, r.key, r.payload, kafka_headers(r.headers)) for r in rows]
+                with publish_spans([(physical(t), value, h) for t, _, value, h in messages]):
+                    await self._publisher.publish_many(messages)
                 await self._outbox.mark_sent(conn, [r.id for r in rows])
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
             backlog, age = await self._outbox.backlog(conn)

@@ -31,8 +31,9 @@ import structlog
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.scheduler_state import PostgresSchedulerState
-from contracts import codec, topics
+from contracts import codec
 from contracts.events import ALL_TENANTS, BackupDue, Event, MetricsDue
+from contracts.publish import record_of
 from domain.schedules import Every, Schedule, due_windows, next_window, parse_schedule, tick_id
 from producers.leader import leader_election
 from runtime import metrics
@@ -141,16 +142,11 @@ class Scheduler:
 
     async def _emit(self, ticks: list[Tick]) -> None:
         """Publish, then remember: a crash in between re-sends the same ids, never skips one."""
-        messages = []
-        for kind, subject, window, event in ticks:
-            envelope = codec.envelope_for(
-                event, event_id=tick_id(kind, subject, window), source=self._source
-            )
-            headers = [(k, v.encode()) for k, v in codec.headers_for(envelope).items()]
-            messages.append(
-                (event.topic, topics.partition_key(subject), codec.encode(envelope), headers)
-            )
-        await self._publisher.publish_many(messages)
+        envelopes = [
+            codec.envelope_for(event, event_id=tick_id(kind, subject, window), source=self._source)
+            for kind, subject, window, event in ticks
+        ]
+        await self._publisher.publish_many([record_of(e).message for e in envelopes])
         latest: dict[tuple[str, str], datetime] = {}
         counts: dict[str, int] = defaultdict(int)
         for kind, subject, window, _ in ticks:

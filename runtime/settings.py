@@ -290,7 +290,7 @@ class Settings(SchedulingSettings):
         return KafkaConfig(
             bootstrap=self.kafka_bootstrap,
             request_timeout_ms=self.kafka_request_timeout_ms,
-            max_message_bytes=self.max_message_bytes,
+            record_bytes=self.kafka_record_bytes,
             topics=self.names.topics,
             partitions=self.kafka_partitions,
             replication_factor=self.kafka_replication_factor,
@@ -332,6 +332,15 @@ class Settings(SchedulingSettings):
         if self.inbox_retention_s is None:
             return self.inbox_retention_floor_s
         return self.inbox_retention_s
+
+    @property
+    def kafka_record_bytes(self) -> int:
+        """What Kafka must take for one of our records: a value of ``max_message_bytes`` plus
+        64 KiB of headroom for its key, its headers (a dead letter adds x-dlq-* ones to the
+        original's) and the record batch's framing. The topics, the producer and the consumers'
+        fetches all use this one figure, so a record a source topic accepted fits the DLQ too
+        and is always fetched whole."""
+        return self.max_message_bytes + 64 * 1024
 
     @model_validator(mode="after")
     def _inbox_outlives_redelivery(self) -> "Settings":

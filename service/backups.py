@@ -31,6 +31,7 @@ from contracts.events import (
 )
 from domain import backups as rules
 from domain.errors import PermanentError
+from domain.job_ids import backup_id_for, restore_job_id
 from domain.lifecycle import TenantStatus
 from service.event_transaction import Accepted, EventTransaction
 from service.unit_of_work import UnitOfWork
@@ -53,7 +54,7 @@ class BackupRequests:
             if record is None or record.status == TenantStatus.ERASED:
                 return BackupFailed(tenant_id=event.tenant_id, reason="unknown_tenant", attempts=0)
             job_id = await uow.jobs.add_backup(
-                rules.backup_id_for(env.id), event.tenant_id, env.id, env.correlationid
+                backup_id_for(env.id), event.tenant_id, env.id, env.correlationid
             )
             return Accepted(job_id)
 
@@ -75,7 +76,7 @@ class BackupRequests:
                 return RestoreFailed(
                     tenant_id=event.tenant_id, backup_id=event.backup_id, reason="backup_not_found"
                 )
-            job_id = "r-" + rules.backup_id_for(env.id)[2:]
+            job_id = restore_job_id(env.id)
             await uow.jobs.add(
                 job_id,
                 "restore",

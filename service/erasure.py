@@ -17,8 +17,9 @@ import structlog
 
 from contracts.events import TenantErased
 from domain.errors import PermanentError
+from domain.job_ids import archive_id_for
 from domain.jobs import Job
-from domain.lifecycle import TenantStatus, archive_id_for, doomed_backups
+from domain.lifecycle import TenantStatus, doomed_backups
 from service.backups import BackupTaker
 from service.ports import TenantKeyspace
 from service.unit_of_work import UnitOfWork, UnitOfWorkFactory

@@ -23,14 +23,12 @@ from contracts.events import (
     TenantSuspended,
     TenantSuspendFailed,
 )
-from domain import backups as rules
 from domain.errors import PermanentError, StatementTimeout
+from domain.job_ids import archive_id_for, erase_job_id
 from domain.lifecycle import (
     EraseDecision,
     TenantStatus,
-    archive_id_for,
     decide_erase,
-    erase_job_id,
     refusal,
 )
 from domain.migrations import Migration, plan_migrations
@@ -121,7 +119,7 @@ class LifecycleService:
                     archive_backup_id=record.erase_archive_id,
                     erased=[],
                 )
-            job_id = erase_job_id(rules.backup_id_for(env.id))
+            job_id = erase_job_id(env.id)
             archive_id = record.erase_archive_id  # JOIN: the first erase decided
             if decision == EraseDecision.START:
                 await uow.tenants.revoke_access(event.tenant_id)

@@ -16,7 +16,7 @@ from adapters.postgres.pool import create_pool
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested
-from domain.backups import backup_id_for
+from domain.job_ids import backup_id_for, restore_job_id
 from runtime.backup_wiring import build_backup_parts
 from runtime.settings import Settings
 from tenantctl.dlq_ops import DeadLettered, DeadLetterWatch
@@ -93,7 +93,7 @@ async def request_restore(
     return await _request(
         settings,
         RestoreRequested(tenant_id=tenant_id, backup_id=backup_id),
-        lambda event_id: "r-" + backup_id_for(event_id)[2:],
+        restore_job_id,
         wait,
         timeout,
         console,

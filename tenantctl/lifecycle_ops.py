@@ -13,7 +13,8 @@ from adapters.migration_files import load_migrations
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import Event, TenantMigrationDue
-from domain.migrations import plan_migrations
+from contracts.publish import record_of
+from domain.migrations import plan_migrations, rollout_id_for
 from domain.tenant_ids import quote_ident
 from migrations import TENANT_DIR
 from runtime.settings import Settings
@@ -53,7 +54,7 @@ async def rollout(
     TenantMigrationFailed{rollout_halted} without being touched. Re-running resumes.
     """
     goal = target_version(target)
-    rollout_id = f"to{goal}-{uuid.uuid4().hex[:8]}"
+    rollout_id = rollout_id_for(goal, uuid.uuid4().hex)
     schema = quote_ident(settings.names.control_schema)
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
     try:
@@ -128,26 +129,18 @@ async def rollout(
 
 async def _publish_wave(settings: Settings, tenants: list[str], goal: int, rollout_id: str) -> None:
     from adapters.kafka.producer import KafkaEventPublisher
-    from contracts import topics
 
     publisher = KafkaEventPublisher(settings.kafka, client_id="tenantctl")
     await publisher.start()
     try:
-        batch = []
-        for tenant_id in tenants:
-            env = codec.envelope_for(
+        batch = [
+            codec.envelope_for(
                 TenantMigrationDue(tenant_id=tenant_id, target_version=goal, rollout_id=rollout_id),
                 source=CLI_SOURCE,
             )
-            batch.append(
-                (
-                    topics.LIFECYCLE,
-                    topics.partition_key(tenant_id),
-                    codec.encode(env),
-                    [(k, v.encode()) for k, v in codec.headers_for(env).items()],
-                )
-            )
-        await publisher.publish_many(batch)
+            for tenant_id in tenants
+        ]
+        await publisher.publish_many([record_of(env).message for env in batch])
     finally:
         await publisher.stop()
 

@@ -18,9 +18,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from adapters.kafka.producer import KafkaEventPublisher
-from contracts import codec, topics
+from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import MetricsDue
+from contracts.publish import record_of
 from domain.tenant_ids import quote_ident
 from tests.support import names as ns
 from tests.support.waiting import wait_until
@@ -88,10 +89,7 @@ def metrics_due(window_start: datetime, interval_s: int = 300) -> Envelope:
 
 
 async def publish_tick(publisher: KafkaEventPublisher, envelope: Envelope) -> None:
-    headers = [(k, v.encode()) for k, v in codec.headers_for(envelope).items()]
-    await publisher.publish(
-        topics.METRICS, topics.partition_key(envelope.subject), codec.encode(envelope), headers
-    )
+    await publisher.publish(*record_of(envelope).message)
 
 
 async def tick_row(pg: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:

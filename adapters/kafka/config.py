@@ -9,7 +9,7 @@ from contracts.topics import Topics
 class KafkaConfig:
     bootstrap: str
     request_timeout_ms: int
-    max_message_bytes: int  # the largest record value a client may send
+    record_bytes: int  # the largest record Kafka must take (Settings.kafka_record_bytes)
     topics: Topics  # this deployment's (namespaced) topic names
     partitions: int = 6  # for topics created at start-up
     replication_factor: int = 1

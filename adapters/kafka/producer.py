@@ -38,7 +38,7 @@ class KafkaEventPublisher:
             # order across them; acks=all is implied.
             enable_idempotence=True,
             request_timeout_ms=self._config.request_timeout_ms,
-            max_request_size=self._config.max_message_bytes + 64 * 1024,
+            max_request_size=self._config.record_bytes,
             linger_ms=5,
         )
 

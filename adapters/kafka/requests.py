@@ -8,9 +8,8 @@ from collections.abc import Sequence
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.trace_context import publish_spans, stamp, trace_of
-from contracts import codec, topics
 from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
+from contracts.publish import record_of
 
 
 async def publish_requests(publisher: KafkaEventPublisher, envelopes: Sequence[Envelope]) -> None:
@@ -18,15 +17,7 @@ async def publish_requests(publisher: KafkaEventPublisher, envelopes: Sequence[E
 
     A request already stamped keeps its context, so publishing it again (the API's recovery of
     an operation whose publish may have failed) sends the same bytes under the same id."""
-    records = []
-    for e in envelopes:
-        e = e if trace_of(e)[0] is not None else stamp(e)
-        records.append((EVENT_TYPES[e.type].topic, topics.partition_key(e.subject), codec.encode(e),
-                        codec.headers_for(e)))
-    with publish_spans([(topic, value, headers) for topic, _, value, headers in records]):
-        await publisher.publish_many(
-            [
-                (topic, key, value, [(k, v.encode()) for k, v in headers.items()])
-                for topic, key, value, headers in records
-            ]
-        )
+    messages = [record_of(e if trace_of(e)[0] is not None else stamp(e)).message
+                for e in envelopes]
+    with publish_spans([(topic, value, headers) for topic, _, value, headers in messages]):
+        await publisher.publish_many(messages)

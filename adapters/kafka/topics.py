@@ -22,7 +22,7 @@ async def ensure_topics(config: KafkaConfig) -> None:
                 num_partitions=config.partitions,
                 replication_factor=config.replication_factor,
                 # The same limit everywhere: a record a source topic accepts must fit the DLQ.
-                topic_configs={"max.message.bytes": str(config.max_message_bytes + 64 * 1024)},
+                topic_configs={"max.message.bytes": str(config.record_bytes)},
             )
             for name in config.topics.all
             if name not in existing

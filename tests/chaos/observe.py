@@ -15,9 +15,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.kafka.producer import KafkaEventPublisher
-from contracts import codec, topics
+from contracts import topics
 from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
+from contracts.publish import record_of
 from domain.errors import TransientError
 from runtime.settings import Settings
 from tests.support.waiting import wait_until
@@ -54,10 +54,7 @@ class InputPublisher:
         await self._producer.stop()
 
     async def send(self, env: Envelope, limit_s: float = 120.0) -> Sent:
-        topic = EVENT_TYPES[env.type].topic
-        headers = [(k, v.encode()) for k, v in codec.headers_for(env).items()]
-        await self.raw(topic, topics.partition_key(env.subject), codec.encode(env), headers,
-                       limit_s)
+        await self.raw(*record_of(env).message, limit_s)
         sent = Sent(env, time.time())
         self.sent.append(sent)
         return sent

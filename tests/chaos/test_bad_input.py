@@ -31,6 +31,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import TenantRequested
+from contracts.publish import record_of
 from runtime.settings import Settings
 from tests.chaos.observe import group_lag, read_topic
 from tests.chaos.private_stack import PrivateStack
@@ -272,8 +273,7 @@ async def test_oversized_record_is_dead_lettered(private_stack: PrivateStack) ->
             assert len(big) > 1 << 20
             env = requested(f"after_{secrets.token_hex(4)}")
             await producer.publish(topics.LIFECYCLE, t.encode(), big, [])
-            await producer.publish(topics.LIFECYCLE, env.subject.encode(), codec.encode(env),
-                                   [(k, v.encode()) for k, v in codec.headers_for(env).items()])
+            await producer.publish(*record_of(env).message)
         finally:
             await producer.stop()
 

@@ -4,7 +4,7 @@ is SIGKILLed every few seconds (and restarted), the broker and PostgreSQL are ea
 and the backup target is unavailable for a while. Then everything is checked from the outside.
 
 Replay a run with ``TENANT_CHAOS_SEED=<seed>`` (printed). Scale: ``TENANT_CHAOS_SCALE`` (1.0 = the
-issue's 200 tenants / >= 1,000 events, the default; 0.5 = 100 / ~500); to iterate, e.g.
+full 200 tenants / >= 1,000 events, the default; 0.5 = 100 / ~500); to iterate, e.g.
 ``TENANT_CHAOS_SCALE=0.2 TENANT_CHAOS_FAULT_WINDOW_S=45``. ``TENANT_CHAOS_RESTORES``: how many
 tenants get a backup, post-backup writes and a restore under the faults (default 3% of them, >= 2).
 Erasures, archives, repeated erasures and restores: see erase_restore.py.
@@ -60,7 +60,7 @@ SETTLE_S = 240.0
 RESTORES = os.environ.get("TENANT_CHAOS_RESTORES")  # default: 3% of the tenants, at least 2
 
 LIFECYCLE_GROUP, BACKUP_GROUP = topics.PROVISIONER_GROUP, topics.BACKUP_GROUP
-# name -> roles; "every worker of the issue", each its own process
+# name -> roles: every kind of worker, each its own process
 FLEET = {"prov-1": ["provisioner"], "prov-2": ["provisioner"], "prov-3": ["provisioner"],
          "backup-1": ["backup"], "backup-2": ["backup"], "relay": ["relay"],
          "scheduler": ["scheduler"], "metrics": ["metrics"]}

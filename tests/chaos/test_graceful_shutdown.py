@@ -13,7 +13,7 @@ import pytest
 
 from contracts import codec
 from contracts.events import BackupDue, TenantRequested
-from domain import backups as rules
+from domain.job_ids import backup_id_for
 from tests.chaos.observe import EventsTail, InputPublisher
 from tests.chaos.private_stack import PrivateStack
 from tests.support import names as ns
@@ -41,7 +41,7 @@ async def test_sigterm_hands_back_a_long_backup(stack_workers: PrivateStack,
 
         slow = await s.worker(["backup"], "graceful-slow", SLOW)
         due = (await pub.send(codec.envelope_for(BackupDue(tenant_id=t)))).envelope
-        job_id = rules.backup_id_for(due.id)
+        job_id = backup_id_for(due.id)
 
         async def in_flight() -> bool:
             row = await pg.fetchrow(

@@ -3,8 +3,8 @@ backoff, the circuit breaker opens (``tenant_circuit_open{group}`` = 1, ``/ready
 dependency or the open circuit) and closes again, and after recovery every event has its one
 result and one inbox row.
 
-Outage length: ``TENANT_CHAOS_OUTAGE_S`` (default 10 s here, to keep CI short; the issue's 30 s is
-``TENANT_CHAOS_OUTAGE_S=30``).
+Outage length: ``TENANT_CHAOS_OUTAGE_S`` (default 10 s here, to keep CI short; a full
+30 s outage is ``TENANT_CHAOS_OUTAGE_S=30``).
 """
 
 # ruff: noqa: S608

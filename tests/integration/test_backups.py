@@ -15,7 +15,7 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts.events import BackupDue, TenantDeactivated
-from domain.backups import backup_id_for
+from domain.job_ids import backup_id_for
 from runtime.backup_target import backup_target
 from runtime.settings import Settings
 from tests.support import backups as bk

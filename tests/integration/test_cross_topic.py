@@ -11,7 +11,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
 from adapters.postgres.tenant_store import _TENANT_LOCK_CLASS
 from contracts.events import BackupDue, RestoreRequested, TenantEraseRequested, TenantMigrationDue
-from domain.backups import backup_id_for
+from domain.job_ids import backup_id_for
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tests.support import backups as bk

@@ -12,7 +12,7 @@ import pytest
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from contracts.events import BackupDue
-from domain.backups import backup_id_for
+from domain.job_ids import backup_id_for
 from runtime.settings import Settings
 from tests.support import backups as bk
 from tests.support import names as ns

@@ -16,7 +16,7 @@ from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.trace_context import continued_span
 from contracts.events import BackupDue
 from contracts.tracecontext import TraceParent, trace_of
-from domain.backups import backup_id_for
+from domain.job_ids import backup_id_for
 from runtime.settings import Settings
 from tests.integration.test_tracing import _spans as console_spans
 from tests.support import backups as bk

@@ -24,6 +24,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import BackupDue, Event, RestoreRequested, TenantRequested
+from contracts.publish import record_of
 from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from tests.support import names as ns
@@ -60,11 +61,7 @@ def envelope(event: Event, *, event_id: str | None = None) -> Envelope:
 
 async def send(publisher: KafkaEventPublisher, env: Envelope) -> Envelope:
     """Publish an input event on its own topic, keyed by its subject, as upstream does."""
-    from contracts.events import EVENT_TYPES
-
-    topic = EVENT_TYPES[env.type].topic
-    headers = [(k, v.encode()) for k, v in codec.headers_for(env).items()]
-    await publisher.publish(topic, topics.partition_key(env.subject), codec.encode(env), headers)
+    await publisher.publish(*record_of(env).message)
     return env
 
 

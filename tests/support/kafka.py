@@ -16,6 +16,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from contracts.events import TenantRequested
+from contracts.publish import record_of
 from runtime.settings import Settings
 from tests.support.waiting import wait_until
 
@@ -31,10 +32,7 @@ def requested(tenant_id: str, plan: str = "free", *, event_id: str | None = None
 
 async def publish(publisher: KafkaEventPublisher, envelope: Envelope) -> None:
     """Publish an input event the way upstream does: keyed by subject, with our headers."""
-    headers = [(k, v.encode()) for k, v in codec.headers_for(envelope).items()]
-    await publisher.publish(
-        topics.LIFECYCLE, topics.partition_key(envelope.subject), codec.encode(envelope), headers
-    )
+    await publisher.publish(*record_of(envelope).message)
 
 
 class ResultLog:

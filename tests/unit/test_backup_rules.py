@@ -6,7 +6,6 @@ from domain.backups import (
     CatalogEntry,
     RetentionPolicy,
     artifact_key,
-    backup_id_for,
     expired,
     manifest_key,
     retry_delay,
@@ -18,12 +17,6 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def _hourly(n: int, start: datetime = NOW) -> list[CatalogEntry]:
     """n backups, one per hour back from ``start``; b0 is the newest."""
     return [CatalogEntry(f"b{i}", start - timedelta(hours=i)) for i in range(n)]
-
-
-def test_backup_ids_are_deterministic_per_event_and_distinct_across_events() -> None:
-    assert backup_id_for("event-1") == backup_id_for("event-1")
-    assert backup_id_for("event-1") != backup_id_for("event-2")
-    assert backup_id_for("event-1").startswith("b-") and len(backup_id_for("event-1")) == 22
 
 
 def test_artifact_and_manifest_live_side_by_side_under_the_tenant() -> None:

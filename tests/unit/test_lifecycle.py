@@ -10,11 +10,9 @@ from domain.lifecycle import (
     EraseDecision,
     Refusal,
     TenantStatus,
-    archive_id_for,
     can_transition,
     decide_erase,
     doomed_backups,
-    erase_job_id,
     refusal,
     session_tag,
 )
@@ -74,11 +72,6 @@ def test_only_the_first_erase_request_starts_an_erase(
     status: TenantStatus | None, decision: EraseDecision
 ) -> None:
     assert decide_erase(status) == decision
-
-
-def test_ids_of_an_erase_derive_from_its_event() -> None:
-    job = erase_job_id("b-0123abcd")
-    assert (job, archive_id_for(job)) == ("e-0123abcd", "a-0123abcd")
 
 
 def test_an_erase_deletes_every_backup_but_the_first_archive() -> None:

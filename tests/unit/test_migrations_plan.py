@@ -3,7 +3,12 @@
 import pytest
 
 from adapters.migration_files import load_migrations, required_extensions
-from domain.migrations import Migration, parse_migration_filename, plan_migrations
+from domain.migrations import (
+    Migration,
+    parse_migration_filename,
+    plan_migrations,
+    rollout_id_for,
+)
 from migrations import CONTROL_DIR, TENANT_DIR
 
 
@@ -77,3 +82,8 @@ def test_shipped_tenant_template_plans_from_zero() -> None:
 
 def test_shipped_control_migrations_are_contiguous() -> None:
     assert not plan_migrations(load_migrations(CONTROL_DIR), current=0).is_noop
+
+
+def test_a_rollout_id_names_its_version_and_eight_characters_of_its_nonce() -> None:
+    assert rollout_id_for(7, "0123456789abcdef") == "to7-01234567"
+    assert rollout_id_for(7, "0123456789abcdef") != rollout_id_for(7, "fedcba9876543210")

@@ -73,3 +73,14 @@ def test_default_plan_outside_plans_is_named(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SystemExit) as exc:
         load_settings()
     assert "TENANT_DEFAULT_PLAN" in _message(exc)
+
+
+async def test_the_producer_sends_a_whole_record_of_the_largest_value() -> None:
+    """One figure, max_message_bytes plus 64 KiB for key, headers and framing, sizes the
+    producer's requests (and the topics and the consumers' fetches, which read the same one)."""
+    from adapters.kafka.producer import KafkaEventPublisher
+
+    settings = Settings(pg_dsn=DSN, max_message_bytes=2_000_000)  # type: ignore[arg-type]
+    assert settings.kafka_record_bytes == 2_000_000 + 64 * 1024
+    producer = KafkaEventPublisher(settings.kafka, client_id="t")._new_producer()
+    assert producer._max_request_size == settings.kafka_record_bytes
