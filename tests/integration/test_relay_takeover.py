@@ -75,8 +75,11 @@ async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
     tenants: TenantIds,
     log_dir: Path,
 ) -> None:
-    leader = WorkerProcess(["relay"], log_dir / "takeover-relay-1.log")
-    standby = WorkerProcess(["relay"], log_dir / "takeover-relay-2.log")
+    # The leader's mark waits on our row lock for as long as the test needs (the default lock
+    # timeout would make it step down after 5 s: on a loaded machine, before the standby is up).
+    patient = {"TENANT_PG_LOCK_TIMEOUT_MS": "600000"}
+    leader = WorkerProcess(["relay"], log_dir / "takeover-relay-1.log", env=patient)
+    standby = WorkerProcess(["relay"], log_dir / "takeover-relay-2.log", env=patient)
     provisioner = WorkerProcess(["provisioner"], log_dir / "takeover-provisioner.log")
     first = requested(tenants.new())
     first_id = result_event_id(first.id, "TenantProvisioned")

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.postgres.control_schema import ensure_control_schema
 from runtime.settings import Settings, load_settings
 from tests.support.kafka import ResultLog
 from tests.support.postgres import drop_namespace, drop_tenants
@@ -76,6 +77,12 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def pg(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    # The session's control schema exists before any test reads it, whichever test runs first
+    # (a worker would create it on start; a test may need it before one starts).
+    names = settings.names
+    await ensure_control_schema(
+        conn, names.control_schema, names.app_role, api_reader_role=names.api_reader_role
+    )
     yield conn
     await conn.close()
 
