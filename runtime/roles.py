@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
+from adapters.postgres.job_leases import PostgresJobLeases
 from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
 from adapters.redis_keyspace import RedisTenantKeyspace
@@ -97,10 +98,8 @@ async def backup_role(worker: "Worker") -> list[Background]:
     return [
         Redriver(delivery, s.parked_poll_s),
         JobRunner(
-            pool=worker.pool,
-            jobs=parts.jobs,
-            outbox=worker.outbox,
-            store=parts.store,
+            uows=transaction(worker, backups.GROUP).uows,
+            leases=PostgresJobLeases(worker.pool, parts.jobs),
             taker=parts.taker,
             restorer=parts.restorer,
             eraser=Eraser(

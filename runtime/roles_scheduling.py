@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
+from adapters.postgres.tenant_figures import PostgresTenantFigures
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from adapters.redis_usage import RedisTenantUsage
 from consumers import metrics as metrics_consumer
@@ -22,7 +23,7 @@ async def scheduler_role(worker: "Worker") -> list["Background"]:
 
 async def metrics_role(worker: "Worker") -> list["Background"]:
     s = worker.settings
-    figures = s.names.tenant_metrics()
+    figures = PostgresTenantFigures(worker.pool, s.names.tenant_metrics())
     collection = MetricsCollection(
         EventTransaction(
             PostgresUnitOfWorks(
@@ -39,7 +40,6 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
             sample_keys=s.metrics_redis_sample_keys,
             prefix=s.names.redis_prefix,
         ),
-        worker.outbox,
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),
         snapshot_ttl_s=s.metrics_redis_ttl_s,
         history_length=s.metrics_history_length,
@@ -48,4 +48,4 @@ async def metrics_role(worker: "Worker") -> list["Background"]:
     worker.deliveries.append(
         metrics_consumer.register(worker.broker, s, collection, KafkaDeadLetters(worker.publisher))
     )
-    return [BackupFreshness(worker.pool, figures, s.backup_rpo_s, s.backup_freshness_interval_s)]
+    return [BackupFreshness(figures, s.backup_rpo_s, s.backup_freshness_interval_s)]
