@@ -9,9 +9,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from adapters.dump_pipeline import libpq_env
-from adapters.postgres.restore_swap import LEASE_LOST
 from adapters.processes import StderrTail, child_env, kill_and_reap
-from domain.errors import PermanentError, TransientError
+from domain.errors import LEASE_LOST, PermanentError, TransientError
 
 
 class PsqlTransaction:

@@ -21,3 +21,8 @@ class PermanentError(TenantServiceError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+#: the reason of a PermanentError raised when a job's lease is no longer its runner's (a fenced
+#: write refused): the runner abandons the job, it reports nothing
+LEASE_LOST = "lease_lost"

@@ -1,14 +1,21 @@
 """Builds the backup and restore parts from settings, for workers and for tenantctl alike."""
 
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from adapters.age_keys import PostgresTenantKeys
 from adapters.backup_targets.base import BackupTarget
+from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
+from adapters.postgres.backup_snapshots import PostgresBackupKeyring, PostgresBackupSnapshots
+from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.restore_database import PostgresRestoreDatabase
 from adapters.postgres.tenant_store import PostgresTenantStore
+from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from domain.backups import RetentionPolicy
+from migrations import TENANT_DIR
 from runtime.backup_target import backup_target
 from runtime.settings import Settings, SettingsError
 from service.backups import BackupTaker
@@ -43,12 +50,14 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         )
     target = await backup_target(s)
     dsn = s.pg_dsn.get_secret_value()
+    outbox = PostgresOutbox(s.names.control_schema, s.result_content_mode)
+    uows = PostgresUnitOfWorks(pool, PostgresStores.of(s.names.control_schema, store, outbox))
+    keyring = PostgresBackupKeyring(pool, keys, s.backup_master_identity_file)
     taker = BackupTaker(
         dsn=dsn,
-        pool=pool,
-        store=store,
-        keys=keys,
-        jobs=jobs,
+        uows=uows,
+        keyring=keyring,
+        snapshots=PostgresBackupSnapshots(pool, s.backup_count_budget_ms),
         target=target,
         archive_recipients=s.erase_archive_recipients,
         retention={plan: RetentionPolicy(*spec) for plan, spec in s.backup_retention.items()},
@@ -56,18 +65,18 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
         zstd_threads=s.backup_zstd_threads,
         chunk_bytes=s.backup_chunk_bytes,
         rate_limit=s.backup_rate_limit_bytes,
-        count_budget_ms=s.backup_count_budget_ms,
     )
     restorer = None
     if s.backup_master_identity_file is not None:
         restorer = Restorer(
             dsn=dsn,
-            pool=pool,
-            store=store,
-            keys=keys,
-            jobs=jobs,
+            uows=uows,
+            keyring=keyring,
+            database=PostgresRestoreDatabase(
+                pool, dsn, s.names.control_schema, unquote(urlsplit(dsn).password or "")
+            ),
             target=target,
-            master_identity_file=s.backup_master_identity_file,
+            migrations=load_migrations(TENANT_DIR),
             grace_s=s.restore_grace_s,
             chunk_bytes=s.backup_chunk_bytes,
             control_schema=s.names.control_schema,

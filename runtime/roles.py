@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
+from adapters.postgres.job_leases import PostgresJobLeases
 from adapters.postgres.parked_events import PostgresParkedEvents
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
 from adapters.postgres.warm_pool import PostgresWarmPool
@@ -97,10 +98,8 @@ async def backup_role(res: Resources) -> RoleParts:
     # A job in flight at shutdown is cancelled: its partial artifact is aborted, its lease
     # lapses, and another runner (or this one after a restart) takes it again.
     runner = JobRunner(
-        pool=res.pool,
-        jobs=parts.jobs,
-        outbox=res.outbox,
-        store=parts.store,
+        uows=transaction(res, backups.GROUP).uows,
+        leases=PostgresJobLeases(res.pool, parts.jobs),
         taker=parts.taker,
         restorer=parts.restorer,
         eraser=Eraser(

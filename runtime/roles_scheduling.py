@@ -1,6 +1,7 @@
 """Roles ``scheduler`` (the tick producer) and ``metrics`` (group tenant-metrics)."""
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
+from adapters.postgres.tenant_figures import PostgresTenantFigures
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from adapters.redis_usage import RedisTenantUsage
 from consumers import metrics as metrics_consumer
@@ -17,7 +18,7 @@ async def scheduler_role(res: Resources) -> RoleParts:
 
 async def metrics_role(res: Resources) -> RoleParts:
     s = res.settings
-    figures = s.names.tenant_metrics()
+    figures = PostgresTenantFigures(res.pool, s.names.tenant_metrics())
     collection = MetricsCollection(
         EventTransaction(
             PostgresUnitOfWorks(
@@ -34,7 +35,6 @@ async def metrics_role(res: Resources) -> RoleParts:
             sample_keys=s.metrics_redis_sample_keys,
             prefix=s.names.redis_prefix,
         ),
-        res.outbox,
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),
         snapshot_ttl_s=s.metrics_redis_ttl_s,
         history_length=s.metrics_history_length,
@@ -43,5 +43,5 @@ async def metrics_role(res: Resources) -> RoleParts:
     delivery = metrics_consumer.register(
         res.broker, s, collection, KafkaDeadLetters(res.publisher)
     )
-    freshness = BackupFreshness(res.pool, figures, s.backup_rpo_s, s.backup_freshness_interval_s)
+    freshness = BackupFreshness(figures, s.backup_rpo_s, s.backup_freshness_interval_s)
     return RoleParts(deliveries=(delivery,), background=(freshness,))

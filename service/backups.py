@@ -10,16 +10,10 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import asyncpg
 import structlog
 
-from adapters.age_keys import PostgresTenantKeys
 from adapters.backup_targets.base import BackupTarget
 from adapters.dump_pipeline import dump
-from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
-from adapters.postgres.errors import translated
-from adapters.postgres.row_counts import row_counts
-from adapters.postgres.tenant_store import PostgresTenantStore
 from adapters.processes import run
 from contracts.codec import Decoded
 from contracts.events import (
@@ -32,9 +26,11 @@ from contracts.events import (
 from domain import backups as rules
 from domain.errors import PermanentError
 from domain.job_ids import backup_id_for, restore_job_id
+from domain.jobs import CatalogRow, Job
 from domain.lifecycle import TenantStatus
 from service.event_transaction import Accepted, EventTransaction
-from service.unit_of_work import UnitOfWork
+from service.ports import BackupKeyring, BackupSnapshots
+from service.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
@@ -97,10 +93,9 @@ class BackupTaker:
         self,
         *,
         dsn: str,
-        pool: asyncpg.Pool,
-        store: PostgresTenantStore,
-        keys: PostgresTenantKeys,
-        jobs: PostgresBackupJobs,
+        uows: UnitOfWorkFactory,
+        keyring: BackupKeyring,
+        snapshots: BackupSnapshots,
         target: BackupTarget,
         archive_recipients: tuple[str, ...],
         retention: dict[str, rules.RetentionPolicy],
@@ -108,11 +103,9 @@ class BackupTaker:
         zstd_threads: int,
         chunk_bytes: int,
         rate_limit: int,
-        count_budget_ms: int = 10_000,
     ) -> None:
-        self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
-        self._count_budget_ms = count_budget_ms
-        self._jobs, self._target = jobs, target
+        self._dsn, self._uows, self._keyring = dsn, uows, keyring
+        self._snapshots, self._target = snapshots, target
         self._operators = archive_recipients
         self._retention = retention
         self._zstd = (zstd_level, zstd_threads)
@@ -144,56 +137,51 @@ class BackupTaker:
         if swept:
             log.info("stale_partials_discarded", count=swept)
         started = datetime.now(UTC)
-        async with self._pool.acquire() as conn:
-            with translated("backup preparation"):
-                record = await self._store.get(conn, tenant_id)
-                if record is None or record.status == TenantStatus.ERASED:
-                    raise PermanentError("unknown_tenant", tenant_id)
-                if record.status == TenantStatus.ERASING and not operators_only:
-                    # Its data and key are about to go; only the erase's own archive is taken.
-                    raise PermanentError("erasing", tenant_id)
-                if operators_only:
-                    if not self._operators:
-                        raise PermanentError(
-                            "archive_unavailable", "no TENANT_ERASE_ARCHIVE_RECIPIENTS configured"
-                        )
-                    recipients = list(self._operators)
-                else:
-                    # The tenant's key alone: destroying it must make every copy unreadable.
-                    recipients = [await self._keys.recipient(conn, tenant_id)]
-            # One REPEATABLE READ snapshot shared with pg_dump: the exact row counts in the
-            # manifest describe exactly the data in the artifact, whatever the tenant writes
-            # meanwhile. They run under their own budget (not the pool's statement timeout);
-            # a table too slow to count gets an estimate, listed apart (row_counts_estimated).
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                with translated("backup snapshot"):
-                    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-                    counts = await row_counts(conn, record.schema_name, self._count_budget_ms)
-                writer = await self._target.open_writer(akey)
-                sent = 0
+        async with self._uows(f"backup {tenant_id}") as uow:
+            record = await uow.tenants.get(tenant_id)
+        if record is None or record.status == TenantStatus.ERASED:
+            raise PermanentError("unknown_tenant", tenant_id)
+        if record.status == TenantStatus.ERASING and not operators_only:
+            # Its data and key are about to go; only the erase's own archive is taken.
+            raise PermanentError("erasing", tenant_id)
+        if operators_only:
+            if not self._operators:
+                raise PermanentError(
+                    "archive_unavailable", "no TENANT_ERASE_ARCHIVE_RECIPIENTS configured"
+                )
+            recipients = list(self._operators)
+        else:
+            # The tenant's key alone: destroying it must make every copy unreadable.
+            recipients = [await self._keyring.recipient(tenant_id)]
+        # One snapshot shared with pg_dump: the exact row counts in the manifest describe
+        # exactly the data in the artifact, whatever the tenant writes meanwhile; a table too
+        # slow to count gets an estimate, listed apart (row_counts_estimated).
+        async with self._snapshots.snapshot(record.schema_name) as snapshot:
+            writer = await self._target.open_writer(akey)
+            sent = 0
 
-                async def sink(chunk: bytes) -> None:
-                    nonlocal sent
-                    await writer.write(chunk)
-                    sent += len(chunk)
-                    progress(sent)
+            async def sink(chunk: bytes) -> None:
+                nonlocal sent
+                await writer.write(chunk)
+                sent += len(chunk)
+                progress(sent)
 
-                try:
-                    stats = await dump(
-                        self._dsn,
-                        record.schema_name,
-                        recipients,
-                        sink,
-                        snapshot=snapshot,
-                        zstd_level=self._zstd[0],
-                        zstd_threads=self._zstd[1],
-                        chunk_size=self._chunk,
-                        rate_limit=self._rate,
-                    )
-                    await writer.commit()
-                except BaseException:
-                    await asyncio.shield(writer.abort())  # a half-written artifact never stays
-                    raise
+            try:
+                stats = await dump(
+                    self._dsn,
+                    record.schema_name,
+                    recipients,
+                    sink,
+                    snapshot=snapshot.id,
+                    zstd_level=self._zstd[0],
+                    zstd_threads=self._zstd[1],
+                    chunk_size=self._chunk,
+                    rate_limit=self._rate,
+                )
+                await writer.commit()
+            except BaseException:
+                await asyncio.shield(writer.abort())  # a half-written artifact never stays
+                raise
         manifest = {
             "tenant_id": tenant_id,
             "backup_id": backup_id,
@@ -206,8 +194,8 @@ class BackupTaker:
             "pg_dump_version": await self._version(),
             "recipients": recipients,
             # Exact counts only: a restore drill compares these. Estimates are kept apart.
-            "row_counts": counts.exact,
-            "row_counts_estimated": counts.estimated,
+            "row_counts": snapshot.exact,
+            "row_counts_estimated": snapshot.estimated,
             "format": "pg_dump custom (uncompressed) | zstd | age",
         }
         try:
@@ -264,12 +252,12 @@ class BackupTaker:
             sha256=row.sha256,
         ), row
 
-    async def expire(self, conn: asyncpg.Connection, tenant_id: str, plan: str) -> list[CatalogRow]:
-        """Apply the plan's retention inside the caller's transaction; returns rows dropped."""
+    async def expire(self, uow: UnitOfWork, tenant_id: str, plan: str) -> list[CatalogRow]:
+        """Apply the plan's retention inside the caller's unit of work; returns rows dropped."""
         policy = self._retention.get(plan)
         if policy is None:
             return []
-        rows = await self._jobs.backups(conn, tenant_id)
+        rows = await uow.jobs.backups(tenant_id)
         gone = set(
             rules.expired(
                 [rules.CatalogEntry(r.backup_id, r.finished_at) for r in rows],
@@ -278,7 +266,7 @@ class BackupTaker:
             )
         )
         if gone:
-            await self._jobs.forget(conn, list(gone))
+            await uow.jobs.forget(list(gone))
         return [r for r in rows if r.backup_id in gone]
 
     async def delete_artifacts(self, rows: list[CatalogRow]) -> None:

@@ -19,22 +19,20 @@ import random
 import socket
 import uuid
 
-import asyncpg
 import structlog
 
-from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
-from adapters.postgres.outbox import PostgresOutbox
-from adapters.postgres.restore_swap import LEASE_LOST
-from adapters.postgres.tenant_store import PostgresTenantStore
 from adapters.trace_context import continued_span
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
 from contracts.events import BackupFailed, RestoreFailed, Result, TenantEraseFailed
 from domain.backups import retry_delay
-from domain.errors import PermanentError, TransientError
+from domain.errors import LEASE_LOST, PermanentError, TenantServiceError, TransientError
+from domain.jobs import CatalogRow, Job
 from service.backups import BackupTaker
 from service.erasure import Eraser
+from service.ports import JobLeases
 from service.restores import Restorer
+from service.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +41,8 @@ class JobRunner:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        jobs: PostgresBackupJobs,
-        outbox: PostgresOutbox,
-        store: PostgresTenantStore,
+        uows: UnitOfWorkFactory,
+        leases: JobLeases,
         taker: BackupTaker,
         restorer: Restorer | None,
         eraser: Eraser,
@@ -57,7 +53,7 @@ class JobRunner:
         retry_max_s: float,
         source: str,
     ) -> None:
-        self._pool, self._jobs, self._outbox, self._store = pool, jobs, outbox, store
+        self._uows, self._leases = uows, leases
         self._taker, self._restorer, self._eraser = taker, restorer, eraser
         self._lease, self._poll = lease_s, poll_s
         # The watchdog's margin before the lease would lapse: room to kill and reap the job's
@@ -77,9 +73,7 @@ class JobRunner:
         while not self._stopping.is_set():
             job = None
             try:
-                job = await self._jobs.claim(
-                    self._pool, self.owner, self._kinds, self._lease, self._attempts
-                )
+                job = await self._leases.claim(self.owner, self._kinds, self._lease, self._attempts)
                 if job is not None:
                     await self.run_job(job)
                     continue
@@ -127,13 +121,9 @@ class JobRunner:
                 log.warning("job_abandoned_lease_lost")
             else:
                 raise
-        except (
-            TransientError,
-            OSError,
-            asyncpg.InterfaceError,
-            asyncpg.PostgresConnectionError,
-        ) as e:
-            # A dropped connection mid-job is as transient as a network error on the target.
+        except (TransientError, OSError) as e:
+            # A dropped connection mid-job (translated by the adapters) is as transient as a
+            # network error on the target.
             await self._transient(job, f"{type(e).__name__}: {e}")
         except PermanentError as e:
             if e.reason == LEASE_LOST:  # the fenced swap refused: the job is not ours any more
@@ -176,11 +166,10 @@ class JobRunner:
             sent = loop.time()
             try:
                 async with asyncio.timeout(deadline - sent):
-                    async with self._pool.acquire() as conn:
-                        alive = await self._jobs.renew(
-                            conn, job.job_id, self.owner, self._lease, progress["bytes"]
-                        )
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                    alive = await self._leases.renew(
+                        job.job_id, self.owner, self._lease, progress["bytes"]
+                    )
+            except (OSError, TimeoutError, TenantServiceError) as e:
                 log.warning("lease_renewal_failed", error=repr(e))
                 continue  # the watchdog stops the job if no renewal succeeds in time
             if not alive:
@@ -197,16 +186,16 @@ class JobRunner:
 
     async def _succeed(self, job: Job, result: Result, row: object) -> None:
         expired: list[CatalogRow] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await self._jobs.finish(conn, job.job_id, self.owner, "succeeded"):
+        async with self._uows(f"finish job {job.job_id}") as uow:
+            if not await uow.jobs.finish(job.job_id, self.owner, "succeeded"):
                 log.warning("job_result_dropped_lease_lost")
                 raise asyncio.CancelledError  # rolls back; the artifact is uncatalogued
-            if row is not None:
-                await self._jobs.catalogue(conn, row)  # type: ignore[arg-type]
-                record = await self._store.get(conn, job.tenant_id)
+            if isinstance(row, CatalogRow):
+                await uow.jobs.catalogue(row)
+                record = await uow.tenants.get(job.tenant_id)
                 if record is not None:
-                    expired = await self._taker.expire(conn, job.tenant_id, record.plan)
-            await self._answer(conn, job, result)
+                    expired = await self._taker.expire(uow, job.tenant_id, record.plan)
+            await self._answer(uow, job, result)
         log.info("job_succeeded", result=type(result).__name__, expired=len(expired))
         await self._taker.delete_artifacts(expired)
 
@@ -218,8 +207,8 @@ class JobRunner:
         log.warning(
             "job_retry_scheduled", error=error, attempt=job.attempts, delay_s=round(delay, 2)
         )
-        async with self._pool.acquire() as conn:
-            await self._jobs.retry_later(conn, job.job_id, self.owner, delay, error[:1000])
+        async with self._uows(f"retry job {job.job_id}") as uow:
+            await uow.jobs.retry_later(job.job_id, self.owner, delay, error[:1000])
 
     async def _fail(self, job: Job, reason: str, detail: str) -> None:
         failed: Result
@@ -231,28 +220,28 @@ class JobRunner:
             failed = RestoreFailed(
                 tenant_id=job.tenant_id, backup_id=job.backup_id or "latest", reason=reason
             )
-        async with self._pool.acquire() as conn, conn.transaction():
-            if await self._jobs.finish(conn, job.job_id, self.owner, "failed", detail[:1000]):
-                await self._answer(conn, job, failed)
+        async with self._uows(f"fail job {job.job_id}") as uow:
+            if await uow.jobs.finish(job.job_id, self.owner, "failed", detail[:1000]):
+                await self._answer(uow, job, failed)
         log.warning("job_failed", reason=reason, detail=detail[:300])
 
-    async def _answer(self, conn: asyncpg.Connection, job: Job, result: Result) -> None:
+    async def _answer(self, uow: UnitOfWork, job: Job, result: Result) -> None:
         """One result per request: the job's own cause and every request riding on it, each
         written under a span of its request's trace (the outbox stamps the current span)."""
         def envelope(cause_id: str, correlation_id: str) -> Envelope:
             cause = _cause(job.tenant_id, job.kind, cause_id, correlation_id)
             return envelope_for(result, cause=cause, source=self._source)
 
-        await self._outbox.add_many(conn, [envelope(job.cause_id, job.correlation_id)])
+        await uow.outbox.add_many([envelope(job.cause_id, job.correlation_id)])
         if job.kind != "backup":
             return
-        riders = await self._jobs.riders_of(conn, job.job_id)
+        riders = await uow.jobs.riders_of(job.job_id)
         if riders:
             log.info("job_answers_riders", riders=len(riders))
         for rider in riders:
             with continued_span(f"answer {job.kind}", rider.traceparent, rider.tracestate,
                                 {"job.id": job.job_id, "messaging.message.id": rider.cause_id}):
-                await self._outbox.add_many(conn, [envelope(rider.cause_id, rider.correlation_id)])
+                await uow.outbox.add_many([envelope(rider.cause_id, rider.correlation_id)])
 
     async def _housekeeping(self) -> None:
         if self._restorer is None:

@@ -18,20 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import structlog
 from pydantic import TypeAdapter
 
-from adapters.postgres.errors import translated
-from adapters.postgres.outbox import PostgresOutbox
-from adapters.postgres.tenant_metrics import FIGURES, PostgresTenantMetrics
-from adapters.postgres.unit_of_work import PostgresUnitOfWork
-from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts.codec import Decoded, envelope_for
 from contracts.envelope import Envelope, now, result_event_id
 from contracts.events import MetricsDue, Result, TenantMetricsCollected, TenantQuotaExceeded
 from runtime import metrics
 from service.event_transaction import EventTransaction, Staged
+from service.ports import TenantFigures, TenantUsage, Usage
+from service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +54,9 @@ class TickStats:
 class MetricsCollection:
     def __init__(
         self,
-        transaction: EventTransaction[PostgresUnitOfWork],
-        figures: PostgresTenantMetrics,
-        usage: RedisTenantUsage,
-        outbox: PostgresOutbox,
+        transaction: EventTransaction[UnitOfWork],
+        figures: TenantFigures,
+        usage: TenantUsage,
         quotas: Quotas,
         *,
         snapshot_ttl_s: int,
@@ -69,16 +64,15 @@ class MetricsCollection:
         source: str,
     ) -> None:
         self._transaction, self._figures, self._usage = transaction, figures, usage
-        self._outbox, self._quotas = outbox, quotas
+        self._quotas = quotas
         self._ttl, self._keep, self._source = snapshot_ttl_s, history_length, source
         self.last_tick: TickStats | None = None
 
     async def metrics_due(self, decoded: Decoded[MetricsDue]) -> Staged | None:
         env, event = decoded.envelope, decoded.event
 
-        async def effect(uow: PostgresUnitOfWork) -> Staged:
-            # Not on the ports yet: the tick pipelines its statements on the connection itself.
-            return await self._collect(uow.connection, env, event)
+        async def effect(uow: UnitOfWork) -> Staged:
+            return await self._collect(uow, env, event)
 
         started = time.perf_counter()
         result = await self._transaction.run(env, effect, source=self._source)
@@ -86,19 +80,12 @@ class MetricsCollection:
             metrics.METRICS_TICK_SECONDS.observe(time.perf_counter() - started)
         return result
 
-    async def _collect(self, conn: asyncpg.Connection, env: Envelope, event: MetricsDue) -> Staged:
-        statements = 0
-
-        def count(query: asyncpg.connection.LoggedQuery) -> None:
-            nonlocal statements
-            statements += not _driver_internal(query.query)
-
+    async def _collect(self, uow: UnitOfWork, env: Envelope, event: MetricsDue) -> Staged:
         started = time.perf_counter()
-        conn.add_query_logger(count)
-        try:
+        async with self._figures.within(uow) as store:
             # Redis's SCAN needs no tenant list: it runs while Postgres computes the figures.
-            figures, scanned = await _together(self._figures.collect(conn), self._usage.scan())
-            ids = [f[0] for f in figures]  # FIGURES[0] is tenant_id
+            figures, scanned = await _together(store.collect(), self._usage.scan())
+            ids = [f[0] for f in figures]  # the first column is tenant_id
             usage = await self._usage.measure(ids, scanned)
             collected_at = datetime.now(UTC)
             redis = [usage[t] for t in ids]
@@ -106,8 +93,7 @@ class MetricsCollection:
             # statements and the three of record() are added before they run. The results are
             # built while Postgres inserts the history.
             recorded, envelopes = await _together(
-                self._figures.record(
-                    conn,
+                store.record(
                     window_start=event.window_start,
                     event_id=env.id,
                     collected_at=collected_at,
@@ -117,21 +103,21 @@ class MetricsCollection:
                         [u.keys for u in redis],
                         [u.estimated for u in redis],
                     ],
-                    statements=statements + 5,
+                    statements=store.statements() + 5,
                     duration_s=time.perf_counter() - started,
                     keep_ticks=self._keep,
                 ),
                 self._envelopes(figures, redis, env, collected_at),
             )
             if recorded:
-                snapshots = _snapshots(figures, redis, event.window_start, collected_at)
+                snapshots = _snapshots(
+                    self._figures.columns, figures, redis, event.window_start, collected_at
+                )
                 await _together(
-                    self._outbox.add_many(conn, envelopes),
+                    uow.outbox.add_many(envelopes),
                     self._usage.store_snapshots(snapshots, self._ttl),
                 )
-        finally:
-            await asyncio.sleep(0)  # the driver calls query loggers with call_soon
-            conn.remove_query_logger(count)
+        statements = store.statements()  # once the block is left: every statement is counted
         exceeded = len(envelopes) - len(figures)
         self.last_tick = TickStats(event.window_start, len(figures), statements, exceeded)
         metrics.METRICS_TENANTS.set(len(figures))
@@ -148,8 +134,8 @@ class MetricsCollection:
 
     async def _envelopes(
         self,
-        figures: Sequence[asyncpg.Record],
-        redis: Sequence[RedisUsage],
+        figures: Sequence[Sequence[Any]],
+        redis: Sequence[Usage],
         cause: Envelope,
         collected_at: datetime,
     ) -> list[Envelope]:
@@ -226,15 +212,6 @@ async def _together(*steps: Awaitable[Any]) -> list[Any]:
         raise
 
 
-def _driver_internal(query: str) -> bool:
-    """asyncpg's own statements: type introspection on a connection's first use of a type."""
-    return (
-        "typeinfo_tree" in query
-        or "current_setting('jit')" in query
-        or ("set_config('jit'" in query)
-    )
-
-
 def _envelope(result: Result, cause: Envelope, source: str) -> Envelope:
     """One id per (tick, result type, tenant[, quota]): a re-run stages the same rows."""
     name = type(result).__name__
@@ -246,8 +223,9 @@ def _envelope(result: Result, cause: Envelope, source: str) -> Envelope:
 
 
 def _snapshots(
-    figures: Sequence[asyncpg.Record],
-    redis: Sequence[RedisUsage],
+    columns: Sequence[str],
+    figures: Sequence[Sequence[Any]],
+    redis: Sequence[Usage],
     window_start: datetime,
     collected_at: datetime,
 ) -> dict[str, dict[str, Any]]:
@@ -255,7 +233,7 @@ def _snapshots(
     window, collected = window_start.isoformat(), collected_at.isoformat()
     return {
         f[0]: {
-            **dict(zip(FIGURES, f, strict=True)),
+            **dict(zip(columns, f, strict=True)),
             "window_start": window,
             "collected_at": collected,
             "redis_bytes": u.bytes,
@@ -270,10 +248,8 @@ class BackupFreshness:
     """Every metrics worker refreshes the backup-age gauges from Postgres, so all instances
     export the same aggregate (see runtime/metrics.py for why there is no per-tenant series)."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, figures: PostgresTenantMetrics, rpo_s: float, interval_s: float
-    ) -> None:
-        self._pool, self._figures, self._rpo, self._interval = pool, figures, rpo_s, interval_s
+    def __init__(self, figures: TenantFigures, rpo_s: float, interval_s: float) -> None:
+        self._figures, self._rpo, self._interval = figures, rpo_s, interval_s
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -282,11 +258,9 @@ class BackupFreshness:
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
-                with translated("backup freshness"):
-                    async with self._pool.acquire() as conn:
-                        oldest, _, over, le_counts = await self._figures.backup_freshness(
-                            conn, self._rpo, FRESHNESS_BUCKETS_S
-                        )
+                oldest, _, over, le_counts = await self._figures.backup_freshness(
+                    self._rpo, FRESHNESS_BUCKETS_S
+                )
                 metrics.BACKUP_OLDEST_AGE.set(oldest)
                 metrics.BACKUP_OVER_RPO.set(over)
                 for le, n in zip(FRESHNESS_BUCKETS_S, le_counts, strict=True):

@@ -12,40 +12,32 @@ on the job (fenced again, against the clock) before COMMIT. A retry after a comm
 period ends.
 """
 
-import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import asyncpg
 import structlog
 
-from adapters.age_keys import PostgresTenantKeys
 from adapters.backup_targets.base import BackupTarget
 from adapters.dump_pipeline import restore_sql, verified_spool, with_login
-from adapters.migration_files import load_migrations
-from adapters.postgres.backup_jobs import CatalogRow, Job, PostgresBackupJobs
-from adapters.postgres.control_schema import ensure_extensions
-from adapters.postgres.errors import translated
 from adapters.postgres.restore_swap import (
-    allow_restore_into,
-    ensure_restore_role,
     restore_role_name,
     restore_role_password,
     swap_in_sql,
     swap_out_sql,
-    terminate_sessions,
 )
-from adapters.postgres.tenant_store import PostgresTenantStore, tenant_lock_sql
+from adapters.postgres.tenant_store import tenant_lock_sql
 from adapters.psql import PsqlTransaction
 from contracts.events import RestoreCompleted
 from domain.errors import PermanentError
+from domain.jobs import CatalogRow, Job
 from domain.lifecycle import TenantStatus
-from domain.migrations import plan_migrations
-from domain.tenant_ids import quote_ident
-from migrations import TENANT_DIR
+from domain.migrations import Migration, plan_migrations
+from service.ports import BackupKeyring, RestoreDatabase
+from service.unit_of_work import UnitOfWorkFactory
 
 __all__ = ["Restorer", "restore_role_name"]
 
@@ -57,12 +49,11 @@ class Restorer:
         self,
         *,
         dsn: str,
-        pool: asyncpg.Pool,
-        store: PostgresTenantStore,
-        keys: PostgresTenantKeys,
-        jobs: PostgresBackupJobs,
+        uows: UnitOfWorkFactory,
+        keyring: BackupKeyring,
+        database: RestoreDatabase,
         target: BackupTarget,
-        master_identity_file: Path,
+        migrations: Sequence[Migration],
         grace_s: float,
         chunk_bytes: int,
         control_schema: str,
@@ -74,9 +65,8 @@ class Restorer:
         self.arguments: dict[str, Any] = {
             k: v for k, v in locals().items() if k not in ("self", "__class__")
         }
-        self._dsn, self._pool, self._store, self._keys = dsn, pool, store, keys
-        self._jobs, self._target = jobs, target
-        self._master = master_identity_file
+        self._dsn, self._uows, self._keyring, self._db = dsn, uows, keyring, database
+        self._target, self._migrations = target, list(migrations)
         self._grace_s = grace_s
         self._chunk = chunk_bytes
         self._control = control_schema
@@ -85,26 +75,24 @@ class Restorer:
         self._role: str | None = None
 
     async def _resolve(self, tenant_id: str, backup_id: str) -> tuple[CatalogRow, str, int]:
-        async with self._pool.acquire() as conn:
-            with translated("restore preparation"):
-                record = await self._store.get(conn, tenant_id)
-                if record is None or record.status == TenantStatus.ERASED:
-                    raise PermanentError("unknown_tenant", tenant_id)
-                if record.status == TenantStatus.ERASING:  # the cut-off holds: no data comes back
-                    raise PermanentError("erasing", tenant_id)
-                backup = await self._jobs.backup(conn, tenant_id, backup_id)
-                if backup is None:
-                    raise PermanentError("backup_not_found", backup_id)
-                identity = await self._keys.identity(conn, tenant_id, self._master)
+        async with self._uows("restore preparation") as uow:
+            record = await uow.tenants.get(tenant_id)
+            if record is None or record.status == TenantStatus.ERASED:
+                raise PermanentError("unknown_tenant", tenant_id)
+            if record.status == TenantStatus.ERASING:  # the cut-off holds: no data comes back
+                raise PermanentError("erasing", tenant_id)
+            backup = await uow.jobs.backup(tenant_id, backup_id)
+            if backup is None:
+                raise PermanentError("backup_not_found", backup_id)
+        identity = await self._keyring.identity(tenant_id)
         if identity is None:
             raise PermanentError("key_destroyed", "the tenant's backup key no longer exists")
         return backup, identity, record.schema_version
 
     async def restore(self, job: Job, owner: str) -> RestoreCompleted:
         """Restore ``job``'s backup for a runner holding the job's lease as ``owner``."""
-        async with self._pool.acquire() as conn:
-            with translated("restore preparation"):
-                swapped = await self._jobs.swap_of(conn, job.job_id)
+        async with self._uows("restore preparation") as uow:
+            swapped = await uow.jobs.swap_of(job.job_id)
         if swapped is None:
             backup, identity, _ = await self._resolve(job.tenant_id, job.backup_id or "latest")
             replaced = f"replaced_{uuid.uuid4().hex[:16]}"
@@ -133,31 +121,13 @@ class Restorer:
         backup, identity, _ = await self._resolve(tenant_id, backup_id)
         manifest = json.loads(b"".join([c async for c in self._target.read(backup.manifest_key)]))
         scratch = f"tenant_drill_{uuid.uuid4().hex[:12]}"
-        async with self._pool.acquire() as conn:
-            with translated("drill database"):
-                await conn.execute(f"CREATE DATABASE {quote_ident(scratch)}")
-                await allow_restore_into(conn, scratch, await self._restore_role())
-        scratch_dsn = self._dsn.rsplit("/", 1)[0] + "/" + scratch
+        scratch_dsn = await self._db.create_scratch(scratch, await self._restore_role())
         report: dict[str, object] = {"backup_id": backup.backup_id, "tenant_id": tenant_id}
         try:
-            conn = await asyncpg.connect(scratch_dsn)
-            try:
-                await ensure_extensions(conn)
-            finally:
-                await conn.close()
             await self._run(backup, identity, "", "", database=scratch_dsn)
-            conn = await asyncpg.connect(scratch_dsn)
-            try:
-                counts = {
-                    t: int(
-                        await conn.fetchval(
-                            f"SELECT count(*) FROM {quote_ident(manifest['schema'])}.{quote_ident(t)}"
-                        )
-                    )
-                    for t in manifest["row_counts"]
-                }
-            finally:
-                await conn.close()
+            counts = await self._db.count_rows(
+                scratch_dsn, manifest["schema"], list(manifest["row_counts"])
+            )
             report.update(
                 sha256_ok=True,  # _run refuses anything else before restoring a byte
                 expected=manifest["row_counts"],
@@ -167,29 +137,25 @@ class Restorer:
         except PermanentError as e:
             report.update(ok=False, error=str(e))
         finally:
-            async with self._pool.acquire() as conn:
-                await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)")
-        async with self._pool.acquire() as conn:
-            await self._jobs.record_drill(
-                conn, backup.backup_id, tenant_id, bool(report["ok"]), json.dumps(report)
+            await self._db.drop_scratch(scratch)
+        async with self._uows("record the drill") as uow:
+            await uow.jobs.record_drill(
+                backup.backup_id, tenant_id, bool(report["ok"]), json.dumps(report)
             )
         return report
 
     async def drop_expired_replaced(self) -> list[str]:
-        dropped = []
-        async with self._pool.acquire() as conn:
-            for schema in await self._jobs.expired_replaced(conn):
-                async with conn.transaction():
-                    await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
-                    await self._jobs.forget_replaced(conn, schema)
-                dropped.append(schema)
-        return dropped
+        """Drop the schemas restores replaced whose grace period has ended, one per unit."""
+        async with self._uows("expired replaced schemas") as uow:
+            expired = await uow.jobs.expired_replaced()
+        for schema in expired:
+            async with self._uows(f"drop replaced {schema}") as uow:
+                await uow.jobs.drop_replaced(schema)
+        return expired
 
     async def _restore_role(self) -> str:
         if self._role is None:
-            async with self._pool.acquire() as conn:
-                with translated("restore role"):
-                    self._role = await ensure_restore_role(conn, self._control, self._password)
+            self._role = await self._db.restore_role()
         return self._role
 
     @property
@@ -220,37 +186,21 @@ class Restorer:
                 await psql.kill()
                 # A backend waiting on a lock does not notice its client died: end it now, so
                 # nothing of this attempt outlives it (the role's connection check is the backstop).
-                await self._terminate(role, tag)
+                await self._db.terminate(role, tag)
                 raise
-
-    async def _terminate(self, role: str, tag: str) -> None:
-        try:
-            async with asyncio.timeout(5):
-                async with self._pool.acquire() as conn:
-                    await terminate_sessions(conn, role, tag)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            log.warning("restore_session_not_terminated", error=repr(e))
-
-    async def _schema(self, tenant_id: str) -> str:
-        async with self._pool.acquire() as conn:
-            record = await self._store.get(conn, tenant_id)
-        assert record is not None
-        return record.schema_name
 
     async def _migrate_forward(self, tenant_id: str) -> int:
         """A backup taken at version N restored into a service at M > N gets N+1..M applied."""
         lock_ms, statement_ms = self._timeouts
-        async with self._pool.acquire() as conn, conn.transaction():
-            with translated(f"migrate {tenant_id} after restore"):
-                # As a rollout's migration: never block tenant traffic for long. A timeout is
-                # transient, and the retry resumes here (the swap is recorded on the job).
-                await conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
-                await conn.execute(f"SET LOCAL statement_timeout = {int(statement_ms)}")
-                await conn.execute(tenant_lock_sql(tenant_id))
-                record = await self._store.get(conn, tenant_id)
-                assert record is not None
-                plan = plan_migrations(load_migrations(TENANT_DIR), record.schema_version)
-                if plan.is_noop:
-                    return record.schema_version
-                await self._store.migrate(conn, tenant_id, list(plan.steps))
-            return plan.target
+        async with self._uows(f"migrate {tenant_id} after restore") as uow:
+            # As a rollout's migration: never block tenant traffic for long. A timeout is
+            # transient, and the retry resumes here (the swap is recorded on the job).
+            await uow.limit_time(lock_timeout_ms=lock_ms, statement_timeout_ms=statement_ms)
+            await uow.tenants.lock(tenant_id)
+            record = await uow.tenants.get(tenant_id)
+            assert record is not None
+            plan = plan_migrations(self._migrations, record.schema_version)
+            if plan.is_noop:
+                return record.schema_version
+            await uow.tenants.migrate(tenant_id, plan.steps)
+        return plan.target

@@ -19,10 +19,10 @@ import hmac
 
 import asyncpg
 
+from domain.errors import LEASE_LOST
 from domain.tenant_ids import quote_ident, quote_literal
 
 _SETUP_LOCK = 7_311_008
-LEASE_LOST = "lease_lost"
 
 
 def restore_role_name(control_schema: str) -> str:

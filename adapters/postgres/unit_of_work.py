@@ -14,7 +14,7 @@ from typing import Self
 import asyncpg
 
 from adapters.age_keys import PostgresTenantKeys
-from adapters.postgres.backup_jobs import CatalogRow, PostgresBackupJobs
+from adapters.postgres.backup_jobs import CatalogRow, PostgresBackupJobs, Rider
 from adapters.postgres.errors import translated
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
@@ -250,6 +250,36 @@ class BoundJobs:
     async def drop_replaced(self, schema: str) -> None:
         with translated(f"drop replaced {schema}"):
             await self._jobs.drop_replaced(self._conn, schema)
+
+    async def expired_replaced(self) -> list[str]:
+        with translated("expired replaced schemas"):
+            return await self._jobs.expired_replaced(self._conn)
+
+    async def backup(self, tenant_id: str, backup_id: str) -> CatalogRow | None:
+        with translated(f"find backup {backup_id}"):
+            return await self._jobs.backup(self._conn, tenant_id, backup_id)
+
+    async def record_drill(self, backup_id: str, tenant_id: str, ok: bool, report: str) -> None:
+        with translated(f"record the drill of {backup_id}"):
+            await self._jobs.record_drill(self._conn, backup_id, tenant_id, ok, report)
+
+    async def finish(
+        self, job_id: str, owner: str, status: str, error: str | None = None
+    ) -> bool:
+        with translated(f"finish job {job_id}"):
+            return await self._jobs.finish(self._conn, job_id, owner, status, error)
+
+    async def retry_later(self, job_id: str, owner: str, delay_s: float, error: str) -> bool:
+        with translated(f"retry job {job_id} later"):
+            return await self._jobs.retry_later(self._conn, job_id, owner, delay_s, error)
+
+    async def riders_of(self, job_id: str) -> list[Rider]:
+        with translated(f"riders of job {job_id}"):
+            return await self._jobs.riders_of(self._conn, job_id)
+
+    async def swap_of(self, job_id: str) -> tuple[str, str] | None:
+        with translated(f"swap of job {job_id}"):
+            return await self._jobs.swap_of(self._conn, job_id)
 
 
 class BoundInbox:

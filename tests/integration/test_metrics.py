@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
+from adapters.postgres.tenant_figures import PostgresTenantFigures
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from adapters.redis_usage import RedisTenantUsage, RedisUsage
 from contracts import codec, topics
@@ -85,11 +86,10 @@ async def collection(
             ),
             "tenant-metrics-statements-test",
         ),
-        settings.names.tenant_metrics(),
+        PostgresTenantFigures(pool, settings.names.tenant_metrics()),
         RedisTenantUsage(client, scan_count=s.metrics_redis_scan_count,
                          max_keys=s.metrics_redis_max_keys,
                          sample_keys=s.metrics_redis_sample_keys, prefix=s.names.redis_prefix),
-        PostgresOutbox(control),
         Quotas(size_bytes=s.quota_size_bytes, connections=s.quota_connections),
         snapshot_ttl_s=60, history_length=s.metrics_history_length, source="urn:tests",
     )

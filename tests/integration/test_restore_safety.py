@@ -17,6 +17,7 @@ import pytest
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import Job
+from adapters.postgres.job_leases import PostgresJobLeases
 from adapters.postgres.pool import create_pool
 from adapters.postgres.tenant_store import tenant_lock_sql
 from domain.errors import PermanentError, TransientError
@@ -318,8 +319,10 @@ async def test_a_runner_whose_renewals_hang_stops_its_psql_before_the_lease_laps
     await bk.provision(publisher, results, tenant_id)
     await bk.add_users(pg, tenant_id, ["kept"])
     backup_id = await _backed_up(publisher, results, folder, tenant_id)
+    assert parts.restorer is not None
     runner = JobRunner(
-        pool=parts.restorer._pool, jobs=parts.jobs, outbox=None, store=parts.store,  # type: ignore[arg-type, union-attr]
+        uows=parts.restorer.arguments["uows"],
+        leases=PostgresJobLeases(parts.restorer.arguments["uows"].pool, parts.jobs),
         taker=parts.taker, restorer=parts.restorer, eraser=None,  # type: ignore[arg-type]
         lease_s=6, poll_s=1, max_attempts=3, retry_base_s=1, retry_max_s=1, source="test")
     job = await _held_job(pg, tenant_id, runner.owner, backup_id)

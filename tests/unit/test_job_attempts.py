@@ -3,55 +3,13 @@ once its attempts are spent (one result per request, riders too), and a holder s
 soon as its lease is gone by its own clock, even when it cannot reach PostgreSQL to learn so."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.postgres.backup_jobs import Job, Rider
 from domain.backups import attempts_spent
+from domain.errors import TransientError
+from domain.jobs import Job
 from service.job_runner import JobRunner
-
-
-class FakeConnection:
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        yield
-
-
-class FakePool:
-    def __init__(self, *, down: bool = False) -> None:
-        self.down = down
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[FakeConnection]:
-        if self.down:
-            raise OSError("connection refused")
-        yield FakeConnection()
-
-
-class FakeBackupJobs:
-    def __init__(self, riders: list[tuple[str, str]]) -> None:
-        self.riders = riders
-        self.finished: list[tuple[str, str, str | None]] = []
-
-    async def finish(self, conn: Any, job_id: str, owner: str, status: str,
-                     error: str | None = None) -> bool:
-        self.finished.append((job_id, status, error))
-        return True
-
-    async def riders_of(self, conn: Any, job_id: str) -> list[Rider]:
-        return [Rider(*r) for r in self.riders]
-
-    async def renew(self, *args: Any) -> bool:
-        return True
-
-
-class FakeOutbox:
-    def __init__(self) -> None:
-        self.added: list[Any] = []
-
-    async def add_many(self, conn: Any, envelopes: list[Any]) -> None:
-        self.added += envelopes
+from tests.unit.fakes import FakeJobLeases, FakeStores
 
 
 class FailingWork:
@@ -61,19 +19,32 @@ class FailingWork:
         raise AssertionError(f"{name} called for a job whose attempts are spent")
 
 
-def _runner(pool: FakePool, jobs: FakeBackupJobs, outbox: FakeOutbox, *, lease_s: float = 30.0,
-            max_attempts: int = 3) -> JobRunner:
-    work: Any = FailingWork()
-    return JobRunner(pool=pool, jobs=jobs, outbox=outbox, store=work, taker=work,  # type: ignore[arg-type]
+def _runner(stores: FakeStores, *, lease_s: float = 30.0, max_attempts: int = 3,
+            work: Any = None, leases: FakeJobLeases | None = None) -> JobRunner:
+    work = work if work is not None else FailingWork()
+    return JobRunner(uows=stores, leases=leases or FakeJobLeases(stores), taker=work,
                      restorer=work, eraser=work, lease_s=lease_s, poll_s=1.0,
                      max_attempts=max_attempts, retry_base_s=0.1, retry_max_s=1.0,
                      source="urn:tests")
 
 
-def _job(kind: str, attempts: int, *, spent: bool = True) -> Job:
-    """A job as claim() returns it past the limit (``spent``: see attempts_spent)."""
-    return Job("job-1", kind, "acme", "cause-1", "corr-1", "latest" if kind == "restore" else None,
-               attempts, spent=spent)
+async def _claimed(stores: FakeStores, kind: str, *, owner: str, claims: int,
+                   riders: list[tuple[str, str]] = (), max_attempts: int = 3) -> Job:  # type: ignore[assignment]
+    """A job queued (with riders) and claimed ``claims`` times, its earlier holders dead."""
+    uow = stores("queue")
+    async with uow:
+        await uow.jobs.add("job-1", kind, "acme", "cause-1", "corr-1",
+                           backup_id="latest" if kind == "restore" else None)
+        for cause, corr in riders:
+            assert await uow.jobs.add_backup("job-2", "acme", cause, corr) == "job-1"
+    leases, job = FakeJobLeases(stores), None
+    for _ in range(claims):
+        job = await leases.claim(owner, [kind], 30.0, max_attempts)
+        assert job is not None
+        stores.now += 31  # the holder dies: its lease lapses
+    stores.now -= 31
+    assert job is not None
+    return job
 
 
 def test_attempts_are_spent_only_once_a_claim_exceeds_the_limit() -> None:
@@ -83,35 +54,44 @@ def test_attempts_are_spent_only_once_a_claim_exceeds_the_limit() -> None:
 
 
 async def test_a_spent_backup_fails_once_per_request_without_running() -> None:
-    jobs, outbox = FakeBackupJobs([("rider-1", "corr-r1")]), FakeOutbox()
-    runner = _runner(FakePool(), jobs, outbox, max_attempts=3)
+    stores = FakeStores()
+    runner = _runner(stores, max_attempts=3)
+    job = await _claimed(stores, "backup", owner=runner.owner, claims=4,
+                         riders=[("rider-1", "corr-r1")])
+    assert job.spent
 
-    await runner.run_job(_job("backup", 4))
+    await runner.run_job(job)
+    await runner.run_job(job)  # a second answer is fenced off: the job is not running any more
 
-    assert [status for _, status, _ in jobs.finished] == ["failed"]
-    assert sorted(e.causationid for e in outbox.added) == ["cause-1", "rider-1"]
-    assert {e.type for e in outbox.added} == {"BackupFailed"}
-    assert {e.data["reason"] for e in outbox.added} == {"attempts"}
-    assert {e.data["attempts"] for e in outbox.added} == {3}
+    assert stores.state.jobs["job-1"]["status"] == "failed"
+    assert sorted(e.causationid for e in stores.results) == ["cause-1", "rider-1"]
+    assert {e.type for e in stores.results} == {"BackupFailed"}
+    assert {e.data["reason"] for e in stores.results} == {"attempts"}
+    assert {e.data["attempts"] for e in stores.results} == {3}
 
 
 async def test_a_spent_restore_or_erase_fails_with_its_own_result() -> None:
     for kind, result in (("restore", "RestoreFailed"), ("erase", "TenantEraseFailed")):
-        jobs, outbox = FakeBackupJobs([]), FakeOutbox()
-        await _runner(FakePool(), jobs, outbox, max_attempts=2).run_job(_job(kind, 3))
-        assert [(e.type, e.data["reason"]) for e in outbox.added] == [(result, "attempts")]
+        stores = FakeStores()
+        runner = _runner(stores, max_attempts=2)
+        job = await _claimed(stores, kind, owner=runner.owner, claims=3, max_attempts=2)
+        await runner.run_job(job)
+        assert [(e.type, e.data["reason"]) for e in stores.results] == [(result, "attempts")]
 
 
 async def test_a_holder_that_cannot_renew_stops_when_its_lease_runs_out() -> None:
-    runner = _runner(FakePool(down=True), FakeBackupJobs([]), FakeOutbox(), lease_s=0.3)
+    stores = FakeStores()
+    leases = FakeJobLeases(stores)
+    leases.renew_fault = TransientError("renew: connection refused")
+    runner = _runner(stores, lease_s=0.3, leases=leases)
     work: asyncio.Task[None] = asyncio.create_task(asyncio.Event().wait())
-    heartbeat = asyncio.create_task(
-        runner._heartbeat(_job("backup", 1, spent=False), work, {"bytes": 0})  # noqa: SLF001
-    )
+    job = Job("job-1", "backup", "acme", "cause-1", "corr-1", None, 1)
+    heartbeat = asyncio.create_task(runner._heartbeat(job, work, {"bytes": 0}))  # noqa: SLF001
     try:
         done, _ = await asyncio.wait({work}, timeout=10)
         assert done, "the work went on after its lease had run out unrenewed"
         assert work.cancelled()
+        assert leases.renewals >= 1
     finally:
         heartbeat.cancel()
         work.cancel()

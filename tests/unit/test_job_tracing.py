@@ -9,10 +9,11 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters import trace_context
-from adapters.postgres.backup_jobs import Job
 from contracts.tracecontext import TraceParent, trace_of
+from domain.jobs import Job, Rider
 from tests.support.tracing import captured_spans
-from tests.unit.test_job_attempts import FakeBackupJobs, FakeOutbox, FakePool, _runner
+from tests.unit.fakes import FakeJobLeases, FakeStores
+from tests.unit.test_job_attempts import _runner
 
 JOB_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 RIDER_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -20,24 +21,25 @@ JOB_PARENT = f"00-{JOB_TRACE}-00f067aa0ba902b7-01"
 RIDER_PARENT = f"00-{RIDER_TRACE}-b7ad6b7169203331-01"
 
 
-class StampingOutbox(FakeOutbox):
-    """Stamps like PostgresOutbox: each result carries the span current when it is added."""
-
-    async def add_many(self, conn: Any, envelopes: list[Any]) -> None:
-        self.added += [trace_context.stamp(e) for e in envelopes]
+async def _results(job: Job) -> dict[str, Any]:
+    """The results of a spent backup (answered at once, no backup work is needed) claimed by
+    the runner, with two riders; FakeOutbox stamps each with the span current when added."""
+    stores = FakeStores()
+    runner = _runner(stores)
+    async with stores("queue") as uow:
+        await uow.jobs.add(job.job_id, "backup", "acme", "cause-1", "corr-1")
+    stores.state.riders.update({"rider-1": job.job_id, "rider-2": job.job_id})
+    stores.state.rider_rows["rider-1"] = Rider("rider-1", "corr-r1", RIDER_PARENT, None)
+    stores.state.rider_rows["rider-2"] = Rider("rider-2", "corr-r2")
+    claimed = await FakeJobLeases(stores).claim(runner.owner, ["backup"], 30.0, 3)
+    assert claimed is not None
+    await runner.run_job(job)
+    return {e.causationid: e for e in stores.results}
 
 
 def _spent_backup(traceparent: str | None) -> Job:
-    # Spent: the runner answers at once (BackupFailed "attempts"), no backup work is needed.
     return Job("job-1", "backup", "acme", "cause-1", "corr-1", None, 4, spent=True,
                traceparent=traceparent, tracestate="team=a" if traceparent else None)
-
-
-async def _results(job: Job) -> dict[str, Any]:
-    jobs = FakeBackupJobs([("rider-1", "corr-r1", RIDER_PARENT, None), ("rider-2", "corr-r2")])
-    outbox = StampingOutbox()
-    await _runner(FakePool(), jobs, outbox).run_job(job)
-    return {e.causationid: e for e in outbox.added}
 
 
 async def test_without_a_tracer_each_result_continues_its_own_requests_trace() -> None:

@@ -2,7 +2,6 @@
 never repeated, fenced swap SQL, forward migrations under the migration timeouts."""
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import stat
@@ -13,11 +12,14 @@ from typing import Any
 import pytest
 
 from adapters.dump_pipeline import verified_spool
-from adapters.postgres.backup_jobs import Job
 from adapters.postgres.restore_swap import restore_role_name, swap_in_sql, swap_out_sql
-from domain.errors import PermanentError
+from domain.errors import PermanentError, TransientError
+from domain.jobs import Job
+from domain.migrations import Migration
 from service.job_runner import JobRunner
 from service.restores import Restorer
+from tests.unit.fakes import FakeJobLeases, FakeStores, catalogued, tenant
+from tests.unit.fakes.backups import FakeKeyring, FakeRestoreDatabase
 
 JOB = Job("r-1", "restore", "t_acme", "c-1", "c-1", "b-1", 1)
 
@@ -73,56 +75,28 @@ def test_the_restore_role_name_fits_postgres_limit() -> None:
     assert len(restore_role_name("x" * 63).encode()) <= 63
 
 
-class _Conn:
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        self.log.append(sql)
-        return "OK"
-
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return contextlib.nullcontext()  # type: ignore[return-value]
-
-
-class _Pool:
-    def __init__(self) -> None:
-        self.log: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[_Conn]:
-        yield _Conn(self.log)
-
-
-class _Jobs:
-    def __init__(self, swapped: tuple[str, str] | None) -> None:
-        self.swapped = swapped
-
-    async def swap_of(self, conn: object, job_id: str) -> tuple[str, str] | None:
-        return self.swapped
-
-
-class _Record:
-    schema_version = 2
-
-
-class _Store:
-    async def get(self, conn: object, tenant_id: str) -> _Record:
-        return _Record()
-
-
-def _restorer(jobs: _Jobs, pool: _Pool) -> Restorer:
+def _restorer(stores: FakeStores, database: FakeRestoreDatabase | None = None) -> Restorer:
     return Restorer(
-        dsn="postgresql://svc:pw@db/tenants", pool=pool, store=_Store(), keys=None,  # type: ignore[arg-type]
-        jobs=jobs, target=None, master_identity_file=Path("/nonexistent"),  # type: ignore[arg-type]
+        dsn="postgresql://svc:pw@db/tenants", uows=stores, keyring=FakeKeyring(),
+        database=database or FakeRestoreDatabase(), target=None,  # type: ignore[arg-type]
+        migrations=[Migration(1, "m1", "-- 1"), Migration(2, "m2", "-- 2")],
         grace_s=60, chunk_bytes=1 << 16, control_schema="tenant_service",
         migration_lock_timeout_ms=1234, migration_statement_timeout_ms=56789,
     )
 
 
+def _swapped(version: int = 1) -> FakeStores:
+    """A tenant at ``version`` whose restore job r-1 has its swap recorded (a retry's state)."""
+    stores = FakeStores()
+    stores.state.tenants["t_acme"] = tenant("t_acme", version=version)
+    stores.state.jobs["r-1"] = {"job_id": "r-1", "kind": "restore", "tenant_id": "t_acme",
+                                "swapped": ("b-1", "replaced_0123456789abcdef")}
+    return stores
+
+
 async def test_a_retry_after_a_recorded_swap_resumes_without_restoring_again() -> None:
-    pool = _Pool()
-    restorer = _restorer(_Jobs(("b-1", "replaced_0123456789abcdef")), pool)
+    stores = _swapped(version=2)
+    restorer = _restorer(stores)
 
     async def must_not_run(*args: object, **kw: object) -> None:
         pytest.fail("the swap already committed: it must not run again")
@@ -133,18 +107,39 @@ async def test_a_retry_after_a_recorded_swap_resumes_without_restoring_again() -
 
 
 async def test_the_forward_migration_runs_under_the_migration_timeouts() -> None:
-    pool = _Pool()
-    restorer = _restorer(_Jobs(("b-1", "replaced_0123456789abcdef")), pool)
-    await restorer.restore(JOB, "me")
-    assert pool.log[:2] == ["SET LOCAL lock_timeout = 1234", "SET LOCAL statement_timeout = 56789"]
-    assert "pg_advisory_xact_lock" in pool.log[2]  # the tenant's lock is awaited under them
+    stores = _swapped(version=1)
+    result = await _restorer(stores).restore(JOB, "me")
+    (migrating,) = [u for u in stores.units if u.time_limits is not None]
+    assert migrating.time_limits == (1234, 56789)
+    assert stores.locked == ["t_acme"]  # the tenant's lock is awaited under them
+    assert result.schema_version == 2 and stores.state.tenants["t_acme"].schema_version == 2
+
+
+async def test_a_restore_of_a_tenant_whose_key_is_destroyed_fails_before_any_byte() -> None:
+    stores = _swapped()
+    stores.state.jobs["r-1"]["swapped"] = None
+    stores.state.catalogue["b-1"] = catalogued("t_acme", "b-1")
+    restorer = _restorer(stores)
+    restorer._keyring = FakeKeyring(destroyed=["t_acme"])  # noqa: SLF001
+    with pytest.raises(PermanentError) as failure:
+        await restorer.restore(JOB, "me")
+    assert failure.value.reason == "key_destroyed"
+
+
+async def test_expired_replaced_schemas_are_dropped_and_forgotten() -> None:
+    stores = FakeStores()
+    stores.state.replaced.update({"replaced_old": "t_acme", "replaced_new": "t_acme"})
+    stores.expired_schemas.add("replaced_old")
+    assert await _restorer(stores).drop_expired_replaced() == ["replaced_old"]
+    assert stores.state.replaced == {"replaced_new": "t_acme"}
 
 
 # ---- the lease watchdog --------------------------------------------------------------------------
 
 
-class _LeaseJobs:
+class _LeaseJobs(FakeJobLeases):
     def __init__(self, renew: Any) -> None:
+        super().__init__(FakeStores())
         self._renew = renew
 
     async def renew(self, *args: object) -> bool:
@@ -153,7 +148,7 @@ class _LeaseJobs:
 
 def _runner(jobs: _LeaseJobs, lease_s: float) -> JobRunner:
     return JobRunner(
-        pool=_Pool(), jobs=jobs, outbox=None, store=None, taker=None,  # type: ignore[arg-type]
+        uows=FakeStores(), leases=jobs, taker=None,  # type: ignore[arg-type]
         restorer=None, eraser=None, lease_s=lease_s, poll_s=1, max_attempts=3,  # type: ignore[arg-type]
         retry_base_s=1, retry_max_s=1, source="test",
     )
@@ -181,7 +176,7 @@ async def _watched(runner: JobRunner) -> bool:
 
 async def test_the_watchdog_stops_the_job_when_renewals_keep_failing() -> None:
     async def fails() -> bool:
-        raise OSError("connection refused")
+        raise TransientError("renew: connection refused")
 
     assert await _watched(_runner(_LeaseJobs(fails), lease_s=0.4))
 

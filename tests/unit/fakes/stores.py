@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from adapters.trace_context import stamp
 from contracts.envelope import Envelope
+from domain.backups import attempts_spent
 from domain.errors import PermanentError, TenantServiceError
-from domain.jobs import CatalogRow
+from domain.jobs import CatalogRow, Job, Rider
 from domain.lifecycle import TenantStatus
 from domain.migrations import Migration
 from domain.tenants import TenantRecord
@@ -32,6 +34,8 @@ class FakeState:
     access: dict[str, bool] = field(default_factory=dict)  # tenant id -> app role has its role
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     riders: dict[str, str] = field(default_factory=dict)  # cause id -> host job id
+    rider_rows: dict[str, Rider] = field(default_factory=dict)  # cause id -> its Rider
+    drills: list[tuple[str, bool]] = field(default_factory=list)  # (backup id, ok)
     catalogue: dict[str, CatalogRow] = field(default_factory=dict)  # backup id -> row
     tables: dict[str, list[str]] = field(default_factory=dict)  # tenant id -> its tables
     replaced: dict[str, str] = field(default_factory=dict)  # replaced schema -> tenant id
@@ -149,7 +153,8 @@ class FakeJobs:
             job_id,
             {"job_id": job_id, "kind": kind, "tenant_id": tenant_id, "cause_id": cause_id,
              "correlation_id": correlation_id, "backup_id": backup_id, "archive": archive,
-             "status": "pending"},
+             "status": "pending", "owner": None, "lease_until": None, "not_before": 0.0,
+             "attempts": 0, "last_error": None, "swapped": None},
         )
 
     async def add_backup(
@@ -165,6 +170,7 @@ class FakeJobs:
             await self.add(job_id, "backup", tenant_id, cause_id, correlation_id)
             return job_id
         self._s.state.riders.setdefault(cause_id, host)
+        self._s.state.rider_rows.setdefault(cause_id, Rider(cause_id, correlation_id))
         return str(host)
 
     async def has_backup(self, tenant_id: str, backup_id: str) -> bool:
@@ -189,6 +195,47 @@ class FakeJobs:
 
     async def drop_replaced(self, schema: str) -> None:
         self._s.state.replaced.pop(schema, None)
+
+    async def expired_replaced(self) -> list[str]:
+        return [s for s in self._s.state.replaced if s in self._s.expired_schemas]
+
+    async def backup(self, tenant_id: str, backup_id: str) -> CatalogRow | None:
+        rows = await self.backups(tenant_id)
+        return next((r for r in rows if backup_id in ("latest", r.backup_id)), None)
+
+    async def record_drill(self, backup_id: str, tenant_id: str, ok: bool, report: str) -> None:
+        self._s.state.drills.append((backup_id, ok))
+
+    def _held(self, job_id: str, owner: str) -> dict[str, Any] | None:
+        job = self._s.state.jobs.get(job_id)
+        if job is None or job["owner"] != owner or job["status"] != "running":
+            return None
+        return job if job["lease_until"] is not None and job["lease_until"] >= self._s.now else None
+
+    async def finish(
+        self, job_id: str, owner: str, status: str, error: str | None = None
+    ) -> bool:
+        job = self._held(job_id, owner)
+        if job is None:
+            return False
+        job.update(status=status, last_error=error, owner=None, lease_until=None)
+        return True
+
+    async def retry_later(self, job_id: str, owner: str, delay_s: float, error: str) -> bool:
+        job = self._held(job_id, owner)
+        if job is None:
+            return False
+        job.update(status="pending", last_error=error, owner=None, lease_until=None,
+                   not_before=self._s.now + delay_s)
+        return True
+
+    async def riders_of(self, job_id: str) -> list[Rider]:
+        return [self._s.state.rider_rows[c] for c, host in self._s.state.riders.items()
+                if host == job_id]
+
+    async def swap_of(self, job_id: str) -> tuple[str, str] | None:
+        job = self._s.state.jobs.get(job_id)
+        return None if job is None else job["swapped"]
 
 
 class FakeKeys:
@@ -239,8 +286,8 @@ class FakeOutbox:
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
         if self._s.faults.outbox is not None:
             raise self._s.faults.outbox
-        for e in envelopes:
-            self._s.state.outbox.setdefault(e.id, e)
+        for e in envelopes:  # stamped with the current span, as PostgresOutbox does
+            self._s.state.outbox.setdefault(e.id, stamp(e))
 
 
 class FakeRollouts:
@@ -261,6 +308,8 @@ class FakeStores:
     locked: list[str] = field(default_factory=list)  # every tenant lock taken, in order
     dropped_batches: list[list[str]] = field(default_factory=list)  # each drop_tables call
     units: list["FakeUnitOfWork"] = field(default_factory=list)  # every unit opened
+    now: float = 0.0  # the database's clock (leases, not_before), moved by the test
+    expired_schemas: set[str] = field(default_factory=set)  # replaced schemas past their grace
 
     def __call__(self, what: str = "transaction") -> "FakeUnitOfWork":
         """The factory an EventTransaction is given."""
@@ -363,3 +412,41 @@ def catalogued(tenant_id: str, backup_id: str, *, day: int = 1) -> CatalogRow:
         manifest_key=f"{tenant_id}/{backup_id}.manifest.json", bytes=1, sha256="0" * 64,
         schema_version=1, started_at=at, finished_at=at, last_drill_at=None, last_drill_ok=None,
     )
+
+
+class FakeJobLeases:
+    """See service.ports.JobLeases: claims and renewals on the same FakeStores, committed at
+    once (each is its own transaction)."""
+
+    def __init__(self, stores: FakeStores) -> None:
+        self._s = stores
+        self.renew_fault: BaseException | None = None
+        self.renewals = 0
+
+    async def claim(
+        self, owner: str, kinds: Sequence[str], lease_s: float, max_attempts: int
+    ) -> Job | None:
+        now, jobs = self._s.now, self._s.state.jobs.values()
+        busy = {j["tenant_id"] for j in jobs if j["status"] == "running"
+                and j["lease_until"] is not None and j["lease_until"] >= now}
+        ready = [j for j in jobs if j["status"] in ("pending", "running") and j["kind"] in kinds
+                 and j["not_before"] <= now and j["tenant_id"] not in busy
+                 and (j["lease_until"] is None or j["lease_until"] < now)]
+        if not ready:
+            return None
+        j = min(ready, key=lambda j: j["not_before"])  # stable: the oldest of equals first
+        j.update(status="running", owner=owner, lease_until=now + lease_s,
+                 attempts=j["attempts"] + 1)
+        return Job(j["job_id"], j["kind"], j["tenant_id"], j["cause_id"], j["correlation_id"],
+                   j["backup_id"], j["attempts"], j["archive"],
+                   attempts_spent(j["attempts"], max_attempts))
+
+    async def renew(self, job_id: str, owner: str, lease_s: float, progress_bytes: int) -> bool:
+        self.renewals += 1
+        if self.renew_fault is not None:
+            raise self.renew_fault
+        job = FakeJobs(self._s)._held(job_id, owner)  # noqa: SLF001
+        if job is None:
+            return False
+        job.update(lease_until=self._s.now + lease_s, progress_bytes=progress_bytes)
+        return True
