@@ -65,7 +65,8 @@ async def provisioner_role(worker: "Worker") -> list[Background]:
     )
     parking = PostgresParkedEvents(worker.pool, s.names.control_schema)
     delivery = provisioner.register(
-        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking
+        worker.broker, s, service, lifecycle, KafkaDeadLetters(worker.publisher), parking,
+        batches=transaction(worker, provisioner.GROUP).batch,
     )
     worker.deliveries.append(delivery)
     return [Redriver(delivery, s.parked_poll_s)]
