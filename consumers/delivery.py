@@ -120,32 +120,41 @@ class Delivery:
         self._handbacks: dict[tuple[str, int, int], tuple[int, float]] = {}
 
     async def __call__(self, msg: AckableMessage) -> None:
+        await self.deliver(msg)
+
+    async def deliver(self, msg: AckableMessage, decoded: Decoded[Any] | None = None) -> None:
+        """The per-record path; ``decoded``: the record's event, when a batch decoded it."""
         try:
-            await self._deliver(msg)
+            await self._deliver(msg, decoded)
         except Exception:
             # Under MANUAL acks an escaped error would let the next record's commit skip this
             # one; seeking back keeps it (e.g. the dead-letter topic was unreachable).
             log.exception("delivery_failed")
             await msg.nack()
 
-    async def _deliver(self, msg: AckableMessage) -> None:
+    def decode(self, record: Any) -> Decoded[Any]:
+        """The record's event, checked against this group's limits (raises InvalidMessage)."""
+        return decode(
+            record.value or b"",
+            key=record.key,
+            topic=self.topics.logical(record.topic),
+            limits=self.limits,
+            headers=record.headers or (),
+        )
+
+    async def _deliver(self, msg: AckableMessage, decoded: Decoded[Any] | None) -> None:
         record = msg.raw_message
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             group=self.group, topic=record.topic, partition=record.partition, offset=record.offset
         )
-        try:
-            decoded = decode(
-                record.value or b"",
-                key=record.key,
-                topic=self.topics.logical(record.topic),
-                limits=self.limits,
-                headers=record.headers or (),
-            )
-        except InvalidMessage as e:
-            with consume_span(self.group, record, None):
-                await self._dead_letter(msg, "invalid", e.reason, e.detail)
-            return
+        if decoded is None:
+            try:
+                decoded = self.decode(record)
+            except InvalidMessage as e:
+                with consume_span(self.group, record, None):
+                    await self._dead_letter(msg, "invalid", e.reason, e.detail)
+                return
         with consume_span(self.group, record, decoded.envelope):
             await self._dispatch(msg, decoded)
 
@@ -209,20 +218,22 @@ class Delivery:
                 await msg.nack()
                 return "handed_back"
             else:
+                # Per-event lines are DEBUG: at thousands of events/s an INFO line each would
+                # cost more than the event (outcomes are counted in metrics.EVENTS).
                 self.breaker.record_success()
                 metrics.CIRCUIT_OPEN.labels(self.group).set(0)
                 self._handbacks.pop(slot, None)
                 await self._commit(msg)
                 if result is None:
-                    log.info("duplicate_skipped")
+                    log.debug("duplicate_skipped")
                     return "duplicate"
                 if isinstance(result, Accepted):
-                    log.info("accepted", job_id=result.job_id)
+                    log.debug("accepted", job_id=result.job_id)
                     return "accepted"
                 if isinstance(result, Staged):
-                    log.info("handled", results=result.results)
+                    log.debug("handled", results=result.results)
                     return "processed"
-                log.info("handled", result=type(result).__name__)
+                log.debug("handled", result=type(result).__name__)
                 return "processed"
         raise AssertionError("unreachable")
 

@@ -6,12 +6,14 @@ Contract of every implementation (PostgresParkedEvents; FakeParkedEvents in the 
 - ``holds`` is True while the tenant has parked events in the group (a later event must queue
   behind them) or when this very record was parked before, whatever became of it (a
   redelivery must not run it a second time).
+- ``holding`` answers ``holds`` for a whole batch at once.
 - ``claim_due`` yields the oldest parked event of one tenant whose next attempt is due, or None,
   and holds it exclusively (no other process can claim any event of that tenant) until the
   block ends. The claim's decision (done, retry later, dead-lettered) is written when the block
   ends normally; if the block raises, nothing is written and the event stays as it was.
 """
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,6 +68,13 @@ class ParkedEvents(Protocol):
 
     async def holds(self, group: str, tenant_id: str, event_id: str, record: ParkedRecord) -> bool:
         """Must this record wait (or be skipped) instead of running now? See the module doc."""
+        ...
+
+    async def holding(
+        self, group: str, entries: Sequence[tuple[str, str, ParkedRecord]]
+    ) -> set[int]:
+        """``holds`` for a batch of (tenant id, event id, record) in one lookup: the positions
+        in ``entries`` of those that must wait."""
         ...
 
     def claim_due(self, group: str) -> AbstractAsyncContextManager[Claim | None]:

@@ -2,6 +2,7 @@
 
 from faststream.kafka import KafkaBroker
 
+from consumers.batch_delivery import Batches
 from consumers.delivery import DeadLetters, Delivery
 from consumers.parking import ParkedEvents
 from consumers.subscriptions import subscribe
@@ -20,6 +21,7 @@ def register(
     lifecycle: LifecycleService,
     dead_letters: DeadLetters,
     parking: ParkedEvents | None = None,
+    batches: Batches | None = None,
 ) -> Delivery:
     return subscribe(
         broker,
@@ -36,5 +38,16 @@ def register(
         },
         dead_letters=dead_letters,
         parking=parking,
+        batches=batches,
+        # Effects that can share a transaction (a savepoint each). Migrations set time limits
+        # for their whole transaction, so they run one by one.
+        batchable=frozenset(
+            {
+                events.TenantRequested,
+                events.TenantDeactivated,
+                events.TenantReactivated,
+                events.TenantEraseRequested,
+            }
+        ),
         description="Tenant lifecycle: provision, suspend, resume, erase (as a job), migrate",
     )

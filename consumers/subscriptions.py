@@ -8,6 +8,7 @@ from faststream import AckPolicy, StreamMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from consumers.batch_delivery import BatchDelivery, Batches
 from consumers.delivery import DeadLetters, Delivery, Handler, RetryPolicy
 from consumers.offsets import FlushOnRevoke
 from consumers.parking import ParkedEvents
@@ -33,6 +34,21 @@ async def keep_binary_headers(
     return message
 
 
+async def keep_binary_headers_batch(
+    records: tuple[Any, ...], original: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """keep_binary_headers for a fetched batch. FastStream's batch parser decodes the headers of
+    every record; we read none of its results but the consumer, so it is given only the first
+    record, sanitised (cheap), and the message carries the records exactly as received."""
+    first = records[0]
+    safe = dataclasses.replace(
+        first, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in first.headers or ()]
+    )
+    message = await original((safe,))
+    message.raw_message = records
+    return message
+
+
 async def raw_body(msg: StreamMessage[Any]) -> bytes:
     """Hand the handler the bytes as received: decoding (and its failures) is ours, not FastStream's."""
     return msg.body
@@ -48,13 +64,19 @@ def subscribe(
     dead_letters: DeadLetters,
     description: str,
     parking: ParkedEvents | None = None,
+    batches: Batches | None = None,
+    batchable: frozenset[type[Event]] = frozenset(),
 ) -> Delivery:
     """One consumer group on one topic: its Delivery (the same policy for every group) wired to a
     FastStream subscriber. Returns the Delivery (its breaker feeds readiness). With ``parking``,
     records that keep failing wait there (run a consumers.redriver.Redriver beside it).
 
     ``group`` and ``topic`` are logical names; the subscriber joins this deployment's namespaced
-    ones (settings.names), and the Delivery checks events against the logical topic."""
+    ones (settings.names), and the Delivery checks events against the logical topic.
+
+    With ``batches`` (and TENANT_CONSUMER_BATCH_MAX_RECORDS > 1) records are consumed in fetched
+    batches (consumers/batch_delivery.py): events of the ``batchable`` types share a
+    transaction, a savepoint each; every other record takes the per-record path in order."""
     names = settings.names.topics
     topic, group = names.topic(topic), names.group(group)
     delivery = Delivery(
@@ -71,6 +93,9 @@ def subscribe(
         commit_interval_s=settings.kafka_commit_interval_ms / 1000,
         parking=parking,
     )
+    if batches is not None and settings.consumer_batch_max_records > 1:
+        _subscribe_batches(broker, settings, topic, delivery, batches, batchable, description)
+        return delivery
     subscriber = broker.subscriber(
         topic,
         group_id=delivery.group,
@@ -96,3 +121,48 @@ def subscribe(
         await delivery(msg)
 
     return delivery
+
+
+def _subscribe_batches(
+    broker: KafkaBroker,
+    settings: Settings,
+    topic: str,
+    delivery: Delivery,
+    batches: Batches,
+    batchable: frozenset[type[Event]],
+    description: str,
+) -> None:
+    batch = BatchDelivery(
+        delivery,
+        batches,
+        batchable=frozenset(t.__name__ for t in batchable),
+        max_transaction_s=settings.consumer_batch_max_ms / 1000,
+    )
+    # FastStream's batch subscriber is one consumer (it ignores max_workers), so the group gets
+    # N of them in this process, each owning whole partitions as the per-record ones do: a
+    # partition's retries never stall another consumer's partitions.
+    for n in range(settings.consumer_concurrency):
+        subscriber = broker.subscriber(
+            topic,
+            batch=True,
+            max_records=settings.consumer_batch_max_records,
+            batch_timeout_ms=settings.consumer_batch_timeout_ms,
+            group_id=delivery.group,
+            # MANUAL: BatchDelivery commits per partition once effects are durable, or seeks.
+            ack_policy=AckPolicy.MANUAL,
+            listener=FlushOnRevoke(delivery.offsets),
+            auto_offset_reset="earliest",
+            parser=keep_binary_headers_batch,
+            decoder=raw_body,
+            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            # as the per-record subscriber's fetch size, above
+            max_partition_fetch_bytes=settings.kafka_record_bytes,
+            title=f"{topic}:{delivery.group}:{n}",
+            description=description,
+        )
+
+        @subscriber
+        async def on_batch(body: Any, msg: KafkaMessage) -> None:
+            await batch(msg.raw_message, msg.consumer)

@@ -50,15 +50,17 @@ async def provisioner_role(res: Resources) -> RoleParts:
         if s.warm_pool_size
         else None
     )
+    # One event transaction for the group: a batch's unit of work is the one both use cases see.
+    tx = transaction(res, provisioner.GROUP, warm_pool)
     service = ProvisioningService(
-        transaction(res, provisioner.GROUP, warm_pool),
+        tx,
         load_migrations(TENANT_DIR),
         plans=s.plans,
         max_tenants=s.max_tenants,
         source=s.source,
     )
     lifecycle = LifecycleService(
-        transaction(res, provisioner.GROUP),
+        tx,
         load_migrations(TENANT_DIR),
         migration_lock_timeout_ms=s.migration_lock_timeout_ms,
         migration_statement_timeout_ms=s.migration_statement_timeout_ms,
@@ -66,7 +68,8 @@ async def provisioner_role(res: Resources) -> RoleParts:
     )
     parking = PostgresParkedEvents(res.pool, s.names.control_schema)
     delivery = provisioner.register(
-        res.broker, s, service, lifecycle, KafkaDeadLetters(res.publisher), parking
+        res.broker, s, service, lifecycle, KafkaDeadLetters(res.publisher), parking,
+        batches=tx.batch,
     )
     refill = (WarmPoolRefill(s, res.pool, warm_pool),) if warm_pool is not None else ()
     return RoleParts(

@@ -60,6 +60,13 @@ class Settings(SchedulingSettings):
     consumer_concurrency: int = Field(default=3, ge=1, le=64)
     # Handled offsets are committed in batches this often; 0 = one synchronous commit per record.
     kafka_commit_interval_ms: int = Field(default=100, ge=0, le=10_000)
+    # Batched consumption (consumers/batch_delivery.py): up to this many records per fetch share
+    # one transaction, a savepoint per event; 1 = the per-record path only. A fetch waits at most
+    # the timeout for records; a batch transaction commits once it has run the max ms (the
+    # rest of the fetch goes on in the next), so slow effects never make one huge transaction.
+    consumer_batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    consumer_batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    consumer_batch_max_ms: int = Field(default=200, ge=1, le=60_000)
 
     # PostgreSQL: the DSN carries the password, so it has no default.
     pg_dsn: SecretStr

@@ -1,6 +1,7 @@
 """The transaction every handler shares: inbox row + effect + outbox row, one unit of work."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -8,6 +9,7 @@ from adapters.trace_context import span
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
+from service.event_batch import EventBatch, current_batch_unit
 from service.unit_of_work import UnitOfWork
 
 
@@ -47,8 +49,12 @@ class EventTransaction(Generic[U]):
         """Run ``effect`` once per event id; None means the id was already processed.
 
         Anything raised rolls the whole transaction back, inbox row included, so a redelivery
-        tries again from scratch.
+        tries again from scratch. Inside an event of a batch (``batch``), the effect runs in
+        the batch's transaction, in that event's savepoint.
         """
+        shared = current_batch_unit()
+        if shared is not None:
+            return await self.run_in(shared, cause, effect, source=source)  # type: ignore[arg-type]
         attributes = {"db.system.name": "postgresql", "tenant.group": self.group}
         with span("db.transaction", attributes):
             async with self.uows(f"{self.group} {cause.type}") as uow:
@@ -70,3 +76,12 @@ class EventTransaction(Generic[U]):
         if isinstance(result, Result):
             await uow.outbox.add(envelope_for(result, cause=cause, source=source))
         return result
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[EventBatch]:
+        """A batch of this group's events in one new unit of work (see service.event_batch):
+        committed when the block ends cleanly, rolled back if it raises."""
+        async with self.uows(f"{self.group} batch") as uow:
+            batch = EventBatch(uow, self.group)
+            yield batch
+            await batch.finish()

@@ -142,6 +142,14 @@ class Inbox(Protocol):
         """Record that ``group`` acts on this event id; False means it already has. Exactly
         one of two concurrent claimers of one id sees True."""
 
+    async def claim_many(self, group: str, envelopes: Sequence[Envelope]) -> set[str]:
+        """``claim`` for many events in one go: the ids claimed now (an id given twice is
+        claimed once)."""
+
+    async def release(self, group: str, event_ids: Sequence[str]) -> None:
+        """Undo this transaction's claims of ``event_ids`` (events it will not act on after
+        all); the transaction's other claims stand."""
+
 
 class Outbox(Protocol):
     async def add(self, envelope: Envelope) -> None:

@@ -1,5 +1,7 @@
 """The inbox: an event id is acted on once per consumer group."""
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from contracts.envelope import Envelope
@@ -26,3 +28,30 @@ class PostgresInbox:
             envelope.subject.replace("\x00", "\ufffd"),
         )
         return row is not None
+
+    async def claim_many(
+        self, conn: asyncpg.Connection, group: str, envelopes: Sequence[Envelope]
+    ) -> set[str]:
+        """``claim`` for a batch in ONE statement; the ids claimed now (duplicates, in the table
+        or within the batch, are not)."""
+        if not envelopes:
+            return set()
+        rows = await conn.fetch(
+            f"INSERT INTO {self._table} (consumer_group, event_id, event_type, tenant_id)"
+            " SELECT $1, e.id, e.type, e.tenant"
+            " FROM unnest($2::text[], $3::text[], $4::text[]) AS e(id, type, tenant)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            group,
+            [e.id for e in envelopes],
+            [e.type for e in envelopes],
+            [e.subject.replace("\x00", "\ufffd") for e in envelopes],
+        )
+        return {r["event_id"] for r in rows}
+
+    async def release(self, conn: asyncpg.Connection, group: str, event_ids: Sequence[str]) -> None:
+        """Delete this transaction's claims of ``event_ids`` (see service.ports.Inbox)."""
+        await conn.execute(
+            f"DELETE FROM {self._table} WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
+            group,
+            list(event_ids),
+        )

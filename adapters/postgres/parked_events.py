@@ -6,7 +6,7 @@ claimed, so one process at a time drives a tenant's parked events, in order. A p
 mid-claim loses its connection and with it the lock; the row is claimable again.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -82,6 +82,30 @@ class PostgresParkedEvents:
                     _text(event_id),
                 )
             )
+
+    async def holding(
+        self, group: str, entries: Sequence[tuple[str, str, ParkedRecord]]
+    ) -> set[int]:
+        """``holds`` for a batch, one statement: the positions of the entries that must wait."""
+        if not entries:
+            return set()
+        with translated("parked events lookup"):
+            rows = await self._pool.fetch(
+                "SELECT e.n FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],"
+                " $6::bigint[]) WITH ORDINALITY AS e(tenant, id, topic, part, off, n)"
+                f" WHERE EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
+                "   AND p.tenant_id = e.tenant AND p.status = 'parked')"
+                f" OR EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
+                "   AND p.topic = e.topic AND p.kafka_partition = e.part"
+                "   AND p.kafka_offset = e.off AND p.event_id = e.id)",
+                group,
+                [_text(t) for t, _, _ in entries],
+                [_text(i) for _, i, _ in entries],
+                [r.topic for _, _, r in entries],
+                [r.partition for _, _, r in entries],
+                [r.offset for _, _, r in entries],
+            )
+        return {int(r["n"]) - 1 for r in rows}
 
     @asynccontextmanager
     async def claim_due(self, group: str) -> AsyncIterator[Claim | None]:

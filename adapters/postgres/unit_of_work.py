@@ -290,6 +290,14 @@ class BoundInbox:
         with translated(f"inbox {group}"):
             return await self._inbox.claim(self._conn, group, envelope)
 
+    async def claim_many(self, group: str, envelopes: Sequence[Envelope]) -> set[str]:
+        with translated(f"inbox {group}"):
+            return await self._inbox.claim_many(self._conn, group, envelopes)
+
+    async def release(self, group: str, event_ids: Sequence[str]) -> None:
+        with translated(f"inbox {group}"):
+            await self._inbox.release(self._conn, group, event_ids)
+
 
 class BoundOutbox:
     def __init__(self, outbox: PostgresOutbox, conn: asyncpg.Connection) -> None:

@@ -41,9 +41,13 @@ class FakeConsumer:
 
     def __init__(self) -> None:
         self.commits: list[int] = []
+        self.seeks: list[tuple[int, int]] = []  # (partition, offset)
 
     async def commit(self, offsets: dict[Any, int]) -> None:
         self.commits += list(offsets.values())
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp.partition, offset))
 
 
 class FakeMessage:
@@ -119,6 +123,7 @@ class FakeParkedEvents(ParkedEvents):
         self.rows: list[_Row] = []
         self._clock = clock
         self.failing = False
+        self.lookups = 0  # batch lookups (holding)
 
     async def park(self, group: str, tenant_id: str, event_id: str, record: ParkedRecord, *,
                    attempts: int, age_s: float, delay_s: float, error: str) -> bool:
@@ -139,6 +144,11 @@ class FakeParkedEvents(ParkedEvents):
             (r.tenant_id == tenant_id and r.status == "parked")
             or (r.record.offset == record.offset and r.record.partition == record.partition
                 and r.event_id == event_id)) for r in self.rows)
+
+    async def holding(self, group: str, entries: Any) -> set[int]:
+        self.lookups += 1
+        return {n for n, (tenant, event_id, record) in enumerate(entries)
+                if await self.holds(group, tenant, event_id, record)}
 
     @contextlib.asynccontextmanager
     async def claim_due(self, group: str) -> AsyncIterator[Claim | None]:
@@ -205,14 +215,15 @@ def deactivated(tenant_id: str) -> Envelope:
 class Partition:
     """One partition of tenants.lifecycle: hands out messages at increasing offsets."""
 
-    def __init__(self) -> None:
-        self.consumer = FakeConsumer()
+    def __init__(self, number: int = 0, consumer: FakeConsumer | None = None) -> None:
+        self.consumer = consumer or FakeConsumer()
+        self.number = number
         self._next = 0
 
     def message(self, envelope: Envelope | bytes, key: bytes = b"acme") -> FakeMessage:
         value = envelope if isinstance(envelope, bytes) else codec.encode(envelope)
         if not isinstance(envelope, bytes):
             key = envelope.subject.encode()
-        record = FakeRecord(topics.LIFECYCLE, 0, self._next, key, value, [("h", b"\xff")])
+        record = FakeRecord(topics.LIFECYCLE, self.number, self._next, key, value, [("h", b"\xff")])
         self._next += 1
         return FakeMessage(record, self.consumer)

@@ -275,6 +275,12 @@ class FakeInbox:
         self._s.state.inbox.add(key)
         return True
 
+    async def claim_many(self, group: str, envelopes: Sequence[Envelope]) -> set[str]:
+        return {e.id for e in envelopes if await self.claim(group, e)}
+
+    async def release(self, group: str, event_ids: Sequence[str]) -> None:
+        self._s.state.inbox -= {(group, i) for i in event_ids}
+
 
 class FakeOutbox:
     def __init__(self, stores: "FakeStores") -> None:
