@@ -100,6 +100,9 @@ async def drop_leftovers(conn: asyncpg.Connection) -> int:
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)}
     names_ |= {r[0] for r in await conn.fetch(
         "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)}
+    # The deployment's own objects can share the tenant prefix (``<ns>_tenant_service``,
+    # ``<ns>_tenant_api_reader``...): they are not tenants, and dropping them is not ours to do.
+    names_ -= {names.control_schema, names.app_role, names.api_reader_role, names.restore_role}
     pooled = {n for n in names_ if is_pooled_name(prefix, n)}  # the warm pool's: no tenant id
     for name in sorted(pooled):
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
