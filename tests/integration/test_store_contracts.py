@@ -26,7 +26,7 @@ async def postgres_uows(
     await ensure_control_schema(
         pg, names.control_schema, names.app_role, api_reader_role=names.api_reader_role
     )
-    pool = await create_pool(settings, max_size=2)
+    pool = await create_pool(settings.pg_pool, max_size=2)
     stores = PostgresStores.of(
         names.control_schema, names.tenant_store(), PostgresOutbox(names.control_schema)
     )
