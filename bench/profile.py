@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -107,9 +106,10 @@ async def run(rate: int) -> None:
             await _round(settings, ids, 20 / _seconds())  # warm-up
             (pid,) = workers.pids
             groups = {"worker": [pid], **{k: [v] for k, v in cpu.stack_pids().items()}}
-            spy = subprocess.Popen(  # noqa: S603  # our own argv, no shell[py_spy(), "record", "--pid", str(pid), "--rate", "100",
-                                    "--format", "raw", "--nonblocking", "--output", str(raw)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            argv = [py_spy(), "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+                    "--nonblocking", "--output", str(raw)]
+            spy = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                       stderr=asyncio.subprocess.DEVNULL)
             clock = common.Clock()
             with cpu.CpuMeter(groups) as meter:
                 for _ in range(common.REPS):
@@ -118,7 +118,7 @@ async def run(rate: int) -> None:
                     latencies += lat
             wall = clock.elapsed
             spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            spy.wait(60)
+            await asyncio.wait_for(spy.wait(), 60)
     finally:
         conn = await asyncpg.connect(common.dsn())
         try:
