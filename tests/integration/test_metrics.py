@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
@@ -78,6 +79,10 @@ async def collection(
     pool = await create_pool(settings, max_size=2)
     client = aioredis.from_url(redis_server.url)
     s, control = settings, settings.names.control_schema
+    # Run alone (-k), no worker has made the session's control schema yet: make it as one does.
+    async with pool.acquire() as conn:
+        await ensure_control_schema(conn, control, s.names.app_role,
+                                    api_reader_role=s.names.api_reader_role)
     yield MetricsCollection(
         EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
                          "tenant-metrics-statements-test"),
