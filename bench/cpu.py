@@ -73,6 +73,13 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process, every user), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICK
+
+
 class CpuMeter:
     """``with CpuMeter({"worker": [pid], ...}) as m: ...`` then ``m.seconds`` per group.
 
@@ -84,6 +91,7 @@ class CpuMeter:
         self.groups["bench"] = [os.getpid()]
         self.seconds: dict[str, float] = {}
         self._start: dict[str, float] = {}
+        self.machine, self._machine = 0.0, 0.0
 
     def _now(self) -> dict[str, float]:
         tree = _children()
@@ -91,12 +99,13 @@ class CpuMeter:
                 for name, pids in self.groups.items()}
 
     def __enter__(self) -> "CpuMeter":
-        self._start = self._now()
+        self._start, self._machine = self._now(), machine_busy()
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self._now()
         self.seconds = {k: max(0.0, end[k] - self._start[k]) for k in self.groups}
+        self.machine = machine_busy() - self._machine  # ours and everyone else's
 
 
 def split(seconds: Mapping[str, float], events: int) -> str:

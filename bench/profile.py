@@ -140,7 +140,8 @@ async def run(rate: int) -> None:
           for k, v in sorted(meter.seconds.items(), key=lambda kv: -kv[1])),
         f"| all | {sum(meter.seconds.values()):.2f} | "
         f"{1000 * sum(meter.seconds.values()) / events:.2f} |", "",
-        f"CPU busy: {sum(meter.seconds.values()) / wall:.2f} of {os.cpu_count()} cores.", "",
+        f"CPU busy: ours {sum(meter.seconds.values()) / wall:.2f} of {os.cpu_count()} cores, the"
+        f" machine (everyone's) {meter.machine / wall:.2f}.", "",
         f"## Worker: py-spy --gil, {total} samples at 100 Hz", "",
         "Samples are taken only while a thread holds the GIL (Python running; waits in epoll and"
         " in socket calls release it and are left out). Shares are of those samples; ms per event"
