@@ -74,7 +74,8 @@ async def run(rate: int) -> list[Row]:
         notes=f"{CORES} cores; CPU busy (ours: workers + stack + bench, ÷ wall) median"
               f" {statistics.median(busy[1]):.2f} at 1 proc, {statistics.median(busy[2]):.2f}"
               f" at 2; the machine (everyone's) {statistics.median(machine[1]):.2f} and"
-              f" {statistics.median(machine[2]):.2f}; CPU per event at 1 proc: {median_split(1)}; at 2 procs: {median_split(2)}",
+              f" {statistics.median(machine[2]):.2f}; CPU per event at 1 proc: {median_split(1)};"
+              f" at 2 procs: {median_split(2)}",
     )]
 
 
