@@ -94,7 +94,9 @@ async def _measure(size: int, settings, conn: asyncpg.Connection) -> Row:  # typ
               f" over {len(sample)})", flush=True)
     return Row("metrics tick", f"{size} tenants", "s per tick", ticks, loop,
                "one catalog query per tenant", higher_is_better=False,
-               goal="≤ 2 s, constant statements", met=statistics.median(ticks) <= 2.0,
+               # the ≤ 2 s goal is set at 5,000 tenants; beyond, the row shows how it grows
+               goal="≤ 2 s, constant statements" if size <= 5000 else "constant statements",
+               met=statistics.median(ticks) <= 2.0 if size <= 5000 else len(set(stmts)) == 1,
                notes=f"statements per tick {sorted(set(stmts))} vs {len(names)} in the loop"
                      f" (timed over {min(len(names), LOOP_SAMPLE)} tenants, scaled);"
                      " tick = publish → tick row committed")
