@@ -24,6 +24,7 @@ from contracts import codec, topics
 from contracts.codec import Decoded
 from contracts.envelope import result_event_id
 from contracts.events import MetricsDue, TenantMetricsCollected, TenantQuotaExceeded
+from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from service.event_transaction import EventTransaction
 from service.metrics_collection import MetricsCollection, Quotas
@@ -294,3 +295,31 @@ async def _inbox(pg: asyncpg.Connection, event_id: str) -> int:
         topics.METRICS_GROUP, event_id,
     ))
 
+
+
+async def test_size_is_pg_total_relation_size_of_every_relation_sequences_included(
+    collection: MetricsCollection, pg: asyncpg.Connection, redis_server: PrivateRedis,
+) -> None:
+    """collect() sizes sequences without reading their files (one block, two when unlogged):
+    the figure must still be exactly the catalogue's, table, index, TOAST and sequences."""
+    tenant = f"{new_prefix()}seq"
+    await create_tenants(pg, [tenant], "free")
+    schema = quote_ident(ns.tenant(tenant))
+    try:
+        await pg.execute(
+            f"CREATE TABLE {schema}.docs (id bigserial PRIMARY KEY, body text);"
+            f" INSERT INTO {schema}.docs (body) SELECT repeat('x', 3000) FROM generate_series(1, 50);"
+            f" CREATE UNLOGGED SEQUENCE {schema}.u; CREATE SEQUENCE {schema}.l;"
+        )
+        expected = await pg.fetchval(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm', 'S')",
+            ns.tenant(tenant),
+        )
+        async with pg.transaction():
+            rows = await collection._figures.collect(pg)
+        (mine,) = [r for r in rows if r["tenant_id"] == tenant]
+        assert mine["size_bytes"] == expected, (mine["size_bytes"], expected)
+        assert mine["table_count"] == 2
+    finally:
+        await drop_tenants(pg, [tenant], redis_server.url)
