@@ -68,22 +68,13 @@ class Clock:
 async def drop_tenants(conn: asyncpg.Connection, ids: Sequence[str], batch: int = 20) -> None:
     """Schemas, roles and registry rows of ``ids``; small transactions keep lock counts low."""
     table = f"{quote_ident(settings().names.control_schema)}.tenants"
-    registry = await conn.fetchval("SELECT to_regclass($1)", table)  # gone after a failed run
     for i in range(0, len(ids), batch):
         chunk = ids[i:i + batch]
         async with conn.transaction():
             for tid in chunk:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema(tid))} CASCADE")
                 await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(schema(tid))}")
-            if registry:
-                await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY($1::text[])",
-                                   list(chunk))
-
-
-def deployment_roles() -> list[str]:
-    """The run's application, API reader and restore roles (not tenants')."""
-    names = settings().names
-    return [names.app_role, names.api_reader_role, names.restore_role]
+            await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY($1::text[])", list(chunk))
 
 
 async def drop_leftovers(conn: asyncpg.Connection) -> int:
@@ -96,13 +87,9 @@ async def drop_leftovers(conn: asyncpg.Connection) -> int:
     if await conn.fetchval("SELECT to_regclass($1)", table):
         ids |= {r[0] for r in await conn.fetch(f"SELECT tenant_id FROM {table}")}
     ids |= {r[0][len(prefix):] for r in await conn.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)
-        if r[0] != names.control_schema}  # <ns>_tenant_service has the prefix too
-    # The deployment's own roles share the prefix (<ns>_tenant_app, …): the runner drops them
-    # after the control schema whose privileges they hold.
-    own = set(deployment_roles())
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", like)}
     ids |= {r[0][len(prefix):] for r in await conn.fetch(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like) if r[0] not in own}
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", like)}
     await drop_tenants(conn, sorted(ids))
     return len(ids)
 

@@ -91,8 +91,6 @@ async def cleanup() -> None:
     try:
         dropped = await common.drop_leftovers(conn)
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.names.control_schema)} CASCADE")
-        for role in common.deployment_roles():  # after the schema their privileges were on
-            await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(role)}")
         for (name,) in await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_restore\\_%'"):
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")

@@ -15,7 +15,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.inbox import PostgresInbox
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
@@ -24,7 +23,6 @@ from contracts import codec, topics
 from contracts.codec import Decoded
 from contracts.envelope import result_event_id
 from contracts.events import MetricsDue, TenantMetricsCollected, TenantQuotaExceeded
-from domain.tenant_ids import quote_ident
 from runtime.settings import Settings
 from service.event_transaction import EventTransaction
 from service.metrics_collection import MetricsCollection, Quotas
@@ -80,10 +78,6 @@ async def collection(
     pool = await create_pool(settings, max_size=2)
     client = aioredis.from_url(redis_server.url)
     s, control = settings, settings.names.control_schema
-    # Run alone (-k), no worker has made the session's control schema yet: make it as one does.
-    async with pool.acquire() as conn:
-        await ensure_control_schema(conn, control, s.names.app_role,
-                                    api_reader_role=s.names.api_reader_role)
     yield MetricsCollection(
         EventTransaction(pool, PostgresInbox(control), PostgresOutbox(control),
                          "tenant-metrics-statements-test"),
@@ -298,10 +292,16 @@ async def _inbox(pg: asyncpg.Connection, event_id: str) -> int:
 
 
 async def test_size_is_pg_total_relation_size_of_every_relation_sequences_included(
-    collection: MetricsCollection, pg: asyncpg.Connection, redis_server: PrivateRedis,
+    settings: Settings, pg: asyncpg.Connection, redis_server: PrivateRedis,
 ) -> None:
     """collect() sizes sequences without reading their files (one block, two when unlogged):
     the figure must still be exactly the catalogue's, table, index, TOAST and sequences."""
+    from adapters.postgres.control_schema import ensure_control_schema  # noqa: PLC0415
+    from domain.tenant_ids import quote_ident  # noqa: PLC0415
+
+    names = settings.names  # run alone, nothing may have made the control schema yet
+    await ensure_control_schema(pg, names.control_schema, names.app_role,
+                                api_reader_role=names.api_reader_role)
     tenant = f"{new_prefix()}seq"
     await create_tenants(pg, [tenant], "free")
     schema = quote_ident(ns.tenant(tenant))
@@ -317,7 +317,7 @@ async def test_size_is_pg_total_relation_size_of_every_relation_sequences_includ
             ns.tenant(tenant),
         )
         async with pg.transaction():
-            rows = await collection._figures.collect(pg)
+            rows = await names.tenant_metrics().collect(pg)
         (mine,) = [r for r in rows if r["tenant_id"] == tenant]
         assert mine["size_bytes"] == expected, (mine["size_bytes"], expected)
         assert mine["table_count"] == 2
