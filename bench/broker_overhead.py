@@ -3,7 +3,8 @@
 TenantRequested for tenants that already exist with the same plan: consume -> inbox row ->
 registry read -> outbox row -> relay -> TenantProvisioned seen on tenants.events; no DDL.
 Offered load ``rate`` events/s for BENCH_BROKER_SECONDS (10); one provisioner+relay process.
-The ratio is achieved / offered.
+The ratio is achieved / offered. The notes give the CPU per event of every process group over
+the measured rounds (bench/cpu.py): the worker, PostgreSQL, Kafka, Redis and this bench client.
 """
 
 import asyncio
@@ -12,7 +13,7 @@ import statistics
 import sys
 import time
 
-from bench import common, tenants
+from bench import common, cpu, tenants
 from bench.common import Row, percentile
 from bench.workers import Results, Workers, publisher
 from contracts import codec
@@ -58,15 +59,17 @@ async def run(rate: int) -> list[Row]:
     achieved: list[float] = []
     lat: list[list[float]] = []
     try:
-        async with Workers(settings, 1):
+        async with Workers(settings, 1) as workers:
             await _round(settings, ids, 20 / _seconds())  # warm-up
-            for rep in range(common.REPS):
-                got, latencies = await _round(settings, ids, rate)
-                achieved.append(got)
-                lat.append(latencies)
-                print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
-                      f" p50 {percentile(latencies, 50):.2f}s p99 {percentile(latencies, 99):.2f}s",
-                      flush=True)
+            groups = {"worker": workers.pids, **{k: [v] for k, v in cpu.stack_pids().items()}}
+            with cpu.CpuMeter(groups) as meter:
+                for rep in range(common.REPS):
+                    got, latencies = await _round(settings, ids, rate)
+                    achieved.append(got)
+                    lat.append(latencies)
+                    print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
+                          f" p50 {percentile(latencies, 50):.2f}s"
+                          f" p99 {percentile(latencies, 99):.2f}s", flush=True)
     finally:
         await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
@@ -75,7 +78,8 @@ async def run(rate: int) -> list[Row]:
         [float(rate)] * len(achieved), "offered load", goal="keeps up with offered load",
         met=statistics.median(achieved) >= 0.95 * rate,
         notes=f"no-op TenantRequested; latency p50 {percentile(flat, 50):.2f}s"
-              f" p95 {percentile(flat, 95):.2f}s p99 {percentile(flat, 99):.2f}s",
+              f" p95 {percentile(flat, 95):.2f}s p99 {percentile(flat, 99):.2f}s;"
+              f" CPU per event: {cpu.split(meter.seconds, len(flat))}",
     )]
 
 

@@ -3,11 +3,15 @@
 ours: a ``tenantctl run metrics`` worker handles one MetricsDue per tick (inbox transaction,
 the collect statement, Redis usage, history, outbox); time = publish -> its metrics_ticks row
 visible (polled every 20 ms), statements = what the tick recorded about itself. baseline: the
-same catalog figures with one query per tenant in a loop. Fixture tenants are cheap: schema +
-template tables + registry row, no role or RLS (the tick reads neither), not timed.
+same catalog figures with one query per tenant in a loop, timed over at most
+BENCH_METRICS_LOOP_SAMPLE (1,000) tenants spread over the registry and scaled to all of them (it
+is linear by construction: at 5,000 tenants the whole loop took 140 s a repetition). Fixture
+tenants are cheap: schema + template tables + registry row, no role or RLS (the tick reads
+neither), not timed.
 """
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -23,7 +27,8 @@ from contracts.events import MetricsDue
 from contracts.publish import record_of
 from domain.tenant_ids import quote_ident
 
-SIZES = (1000, 5000)
+SIZES = (1000, 5000, 10_000)
+LOOP_SAMPLE = int(os.environ.get("BENCH_METRICS_LOOP_SAMPLE", "1000"))
 # The cheapest honest per-tenant query: the pg_stat_get_* functions on the schema's own
 # relations (the pg_stat_user_tables view computes every table of the database per call, which
 # made a 1,000-tenant loop take 40 s: not a fair baseline).
@@ -79,16 +84,21 @@ async def _measure(size: int, settings, conn: asyncpg.Connection) -> Row:  # typ
         names = [r[0] for r in await conn.fetch(
             f"SELECT schema_name FROM {tenants.store(settings).table}"
             " WHERE status IN ('active', 'suspended')")]
+        sample = names[::max(1, -(-len(names) // LOOP_SAMPLE))]  # evenly spread
         clock = common.Clock()
-        for name in names:
+        for name in sample:
             await conn.fetchrow(_PER_TENANT, name)
-        loop.append(clock.elapsed)
+        loop.append(clock.elapsed * len(names) / len(sample))
         print(f"  {size} rep {rep}: tick {ticks[-1]:.2f}s ({statements} statements, {seen}"
-              f" tenants), per-tenant loop {loop[-1]:.2f}s ({len(names)} statements)", flush=True)
+              f" tenants), per-tenant loop {loop[-1]:.2f}s ({len(names)} statements; timed"
+              f" over {len(sample)})", flush=True)
     return Row("metrics tick", f"{size} tenants", "s per tick", ticks, loop,
                "one catalog query per tenant", higher_is_better=False,
-               goal="≤ 2 s, constant statements", met=statistics.median(ticks) <= 2.0,
-               notes=f"statements per tick {sorted(set(stmts))} vs {len(names)} in the loop;"
+               # the ≤ 2 s goal is set at 5,000 tenants; beyond, the row shows how it grows
+               goal="≤ 2 s, constant statements" if size <= 5000 else "constant statements",
+               met=statistics.median(ticks) <= 2.0 if size <= 5000 else len(set(stmts)) == 1,
+               notes=f"statements per tick {sorted(set(stmts))} vs {len(names)} in the loop"
+                     f" (timed over {min(len(names), LOOP_SAMPLE)} tenants, scaled);"
                      " tick = publish → tick row committed")
 
 

@@ -9,7 +9,7 @@ from bench.common import RESULTS, Row, load_rows
 MARKDOWN = RESULTS / "latest.md"
 CHART = RESULTS / "latest.png"
 ORDER = ("provisioning", "rollout", "metrics_tick", "backup", "restore", "broker_overhead",
-         "retention", "api", "warm_pool")
+         "floor", "scaleout", "retention", "api", "warm_pool")
 
 
 def _rows() -> list[tuple[str, Row]]:

@@ -3,7 +3,9 @@
 NAME: all (default: 200 / 300 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
 full (500 / 1,000 / 1,000+5,000 / 300 MB / 1,000 events/s for 10 s; ~40 min),
 small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker,
-warm_pool.
+warm_pool, floor (the plain aiokafka + asyncpg floor, then the broker round trip against it), scaleout
+(the broker round trip on 2 worker processes against 1), profile (py-spy on the consumer path;
+writes results/consumer_profile.md, no table row).
 Each run gets its own namespace (topics, groups, control schema, relay lock), removed at the end
 together with every tenant it made.
 """
@@ -21,27 +23,32 @@ from bench import (
     backup,
     broker_overhead,
     common,
+    floor,
     metrics_tick,
     provisioning,
     report,
     restore,
     retention,
     rollout,
+    scaleout,
     warm_pool,
 )
+from bench import profile as consumer_profile
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
-        "retention": 10_000, "api": 30, "warm_pool": 500}
+        "retention": 10_000, "api": 30, "warm_pool": 500, "floor": 20_000, "scaleout": 1000}
 DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000,
-           "retention": 1000, "api": 30, "warm_pool": 200}
+           "retention": 1000, "api": 30, "warm_pool": 200, "floor": 10_000, "scaleout": 1000}
 SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
-         "retention": 100, "api": 10, "warm_pool": 20}
+         "retention": 100, "api": 10, "warm_pool": 20, "floor": 2000, "scaleout": 100}
 SINGLE = {"provisioning": provisioning.run, "rollout": rollout.run, "migration": rollout.run,
           "metrics": metrics_tick.run, "backup": backup.run, "restore": restore.run,
           "broker": broker_overhead.run, "retention": retention.run, "api": api.run,
-          "warm_pool": warm_pool.run}
+          "warm_pool": warm_pool.run, "scaleout": scaleout.run}
 FILES = {"migration": "rollout", "metrics": "metrics_tick", "broker": "broker_overhead"}
+# ``floor N``: N records for the floor; the broker round trip it is compared with runs at this.
+BROKER_RATE = int(os.environ.get("BENCH_BROKER_RATE", "1000"))
 
 
 async def _backup_and_restore(size: int) -> None:
@@ -53,14 +60,25 @@ async def _backup_and_restore(size: int) -> None:
         await backup.dispose(fx)
 
 
+async def _broker_and_floor(rate: int, records: int) -> None:
+    """Our consumer path (the broker round trip), then the floor, in the same run: the ratios."""
+    print(f"== broker {rate}/s", flush=True)
+    broker = await broker_overhead.run(rate)
+    common.save("broker_overhead", broker)
+    print(f"== floor {records} records", flush=True)
+    figures = await floor.measure(records)
+    common.save("floor", floor.rows(records, figures, broker[0].ours, broker[0].size))
+
+
 async def _all(sizes: dict[str, int]) -> None:
     for name in ("provisioning", "rollout", "metrics"):
         print(f"== {name} {sizes[name] or ''}", flush=True)
         common.save(FILES.get(name, name), await SINGLE[name](sizes[name]))
     print(f"== backup + restore {sizes['backup']} MB", flush=True)
     await _backup_and_restore(sizes["backup"])
-    print(f"== broker {sizes['broker']}/s", flush=True)
-    common.save("broker_overhead", await broker_overhead.run(sizes["broker"]))
+    await _broker_and_floor(sizes["broker"], sizes["floor"])
+    print(f"== scale-out {sizes['scaleout']}/s", flush=True)
+    common.save("scaleout", await scaleout.run(sizes["scaleout"]))
     print(f"== retention {sizes['retention']} rows per tick", flush=True)
     common.save("retention", await retention.run(sizes["retention"]))
     print(f"== api {sizes['api']} commands", flush=True)
@@ -101,12 +119,18 @@ async def main(argv: list[str]) -> None:
             if name == "all":  # 1,000/s offered for 2 s: the backlog, not the offer, sets the time
                 os.environ.setdefault("BENCH_BROKER_SECONDS", "2")
             await _all({"all": DEFAULT, "full": FULL, "small": SMALL}[name])
+        elif name == "floor":
+            os.environ.setdefault("BENCH_BROKER_SECONDS", "2")
+            await _broker_and_floor(BROKER_RATE, int(argv[1]) if len(argv) > 1 else FULL["floor"])
+        elif name == "profile":
+            os.environ.setdefault("BENCH_BROKER_SECONDS", "2")
+            await consumer_profile.run(int(argv[1]) if len(argv) > 1 else BROKER_RATE)
         elif name in SINGLE:
             size = int(argv[1]) if len(argv) > 1 else FULL.get(name, FULL["backup"])
             common.save(FILES.get(name, name), await SINGLE[name](size))
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from all, full, small, "
-                             + ", ".join(SINGLE))
+            raise SystemExit(f"unknown benchmark {name!r}; choose from all, full, small, floor,"
+                             " profile, " + ", ".join(SINGLE))
     finally:
         await cleanup()
     report.write()

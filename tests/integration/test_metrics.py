@@ -293,3 +293,37 @@ async def _inbox(pg: asyncpg.Connection, event_id: str) -> int:
         topics.METRICS_GROUP, event_id,
     ))
 
+
+
+async def test_size_is_pg_total_relation_size_of_every_relation_sequences_included(
+    settings: Settings, pg: asyncpg.Connection, redis_server: PrivateRedis,
+) -> None:
+    """collect() sizes sequences without reading their files (one block, two when unlogged):
+    the figure must still be exactly the catalogue's, table, index, TOAST and sequences."""
+    from adapters.postgres.control_schema import ensure_control_schema  # noqa: PLC0415
+    from domain.tenant_ids import quote_ident  # noqa: PLC0415
+
+    names = settings.names  # run alone, nothing may have made the control schema yet
+    await ensure_control_schema(pg, names.control_schema, names.app_role,
+                                api_reader_role=names.api_reader_role)
+    tenant = f"{new_prefix()}seq"
+    await create_tenants(pg, [tenant], "free")
+    schema = quote_ident(ns.tenant(tenant))
+    try:
+        await pg.execute(
+            f"CREATE TABLE {schema}.docs (id bigserial PRIMARY KEY, body text);"
+            f" INSERT INTO {schema}.docs (body) SELECT repeat('x', 3000) FROM generate_series(1, 50);"
+            f" CREATE UNLOGGED SEQUENCE {schema}.u; CREATE SEQUENCE {schema}.l;"
+        )
+        expected = await pg.fetchval(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm', 'S')",
+            ns.tenant(tenant),
+        )
+        async with pg.transaction():
+            rows = await names.tenant_metrics().collect(pg)
+        (mine,) = [r for r in rows if r["tenant_id"] == tenant]
+        assert mine["size_bytes"] == expected, (mine["size_bytes"], expected)
+        assert mine["table_count"] == 2
+    finally:
+        await drop_tenants(pg, [tenant], redis_server.url)
