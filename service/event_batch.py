@@ -85,6 +85,10 @@ class _EventUnit:
     def keys(self) -> Any:
         return self._uow.keys
 
+    @property
+    def warm_pool(self) -> Any:
+        return self._uow.warm_pool
+
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         return self._uow.savepoint()
 

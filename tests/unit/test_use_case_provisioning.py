@@ -146,3 +146,32 @@ async def test_a_failed_claim_gives_the_pooled_schema_back() -> None:
     outcome = await service(stores).handle(decoded(TenantRequested(tenant_id="acme", plan="pro")))
     assert isinstance(outcome, TenantProvisioningFailed)
     assert stores.state.pooled == [list(TEMPLATE)] and stores.state.claimed == []
+
+
+@pytest.mark.parametrize("pooled", [0, 1])
+async def test_a_new_tenant_is_provisioned_inside_a_batch_as_on_its_own(pooled: int) -> None:
+    stores = FakeStores()
+    stores.state.pooled = [list(TEMPLATE)] * pooled
+    tx = transaction(stores)
+    provisioning = ProvisioningService(
+        tx, TEMPLATE, plans=frozenset({"pro"}), max_tenants=10, source="urn:tests"
+    )
+    event = decoded(TenantRequested(tenant_id="acme", plan="pro"))
+    async with tx.batch() as batch:
+        assert await batch.claim([event.envelope]) == {event.envelope.id}
+        async with batch.event(event.envelope):
+            outcome = await provisioning.handle(event)
+    assert isinstance(outcome, TenantProvisioned)
+    assert stores.state.claimed == ["acme"] * pooled
+    assert result_types(stores) == ["TenantProvisioned"]
+    assert len(stores.units) == 1  # one transaction: the batch's
+
+
+def test_an_event_of_a_batch_sees_every_store_a_unit_of_work_has() -> None:
+    from service.event_batch import _EventUnit
+    from service.unit_of_work import UnitOfWork
+
+    stores = [n for n, v in vars(UnitOfWork).items() if isinstance(v, property)]
+    assert stores, "the UnitOfWork protocol names no stores"
+    missing = [n for n in stores if not isinstance(getattr(_EventUnit, n, None), property)]
+    assert not missing, f"a batch's event unit lacks {missing}"
