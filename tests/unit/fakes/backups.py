@@ -1,9 +1,13 @@
-"""Fakes of the ports a backup and a restore use outside a unit of work."""
+"""Fakes of the ports a backup and a restore use outside a unit of work, and of the dump
+pipeline the backup streams through."""
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from adapters.dump_pipeline import StreamStats
 from service.ports import Snapshot
 
 
@@ -61,3 +65,36 @@ class FakeRestoreDatabase:
 
     async def drop_scratch(self, name: str) -> None:
         self.scratches.remove(name)
+
+
+class FakeDump:
+    """Stands in for adapters.dump_pipeline.dump (pg_dump | zstd | age): streams ``chunks`` to
+    the sink and returns their size and sha256, or raises ``fault`` after the first chunk (a
+    pipeline dying mid-stream). Records each call, and whether it ran inside a snapshot."""
+
+    def __init__(self, snapshots: FakeSnapshots, chunks: Sequence[bytes] = (b"age:", b"dump")):
+        self._snapshots, self.chunks = snapshots, list(chunks)
+        self.fault: BaseException | None = None
+        self.calls: list[dict[str, Any]] = []
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def __call__(
+        self,
+        dsn: str,
+        schema: str,
+        recipients: list[str],
+        sink: Callable[[bytes], Awaitable[None]],
+        *,
+        snapshot: str | None = None,
+        **options: Any,
+    ) -> StreamStats:
+        self.calls.append({"schema": schema, "recipients": list(recipients),
+                           "snapshot": snapshot, "in_snapshot": self._snapshots.open})
+        for n, chunk in enumerate(self.chunks):
+            await sink(chunk)
+            if self.fault is not None and n == 0:
+                raise self.fault
+        return StreamStats(len(self.data), hashlib.sha256(self.data).hexdigest())
