@@ -2,7 +2,9 @@
 backup catalogue) and the JobLeases port (claims and renewals, outside any unit of work), both on
 the same FakeStores."""
 
+import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.backups import attempts_spent
@@ -84,6 +86,11 @@ class FakeJobs:
 
     async def record_drill(self, backup_id: str, tenant_id: str, ok: bool, report: str) -> None:
         self._s.state.drills.append((backup_id, ok))
+        row = self._s.state.catalogue.get(backup_id)
+        if row is not None:  # as PostgreSQL, the backup's row shows its last drill
+            self._s.state.catalogue[backup_id] = dataclasses.replace(
+                row, last_drill_at=datetime.now(UTC), last_drill_ok=ok
+            )
 
     def _held(self, job_id: str, owner: str) -> dict[str, Any] | None:
         job = self._s.state.jobs.get(job_id)
