@@ -1,10 +1,12 @@
-"""The contract of the job side's stores (service.ports.Jobs' holder writes and JobLeases),
-written once and run on the in-memory fakes (tests/unit) and on PostgreSQL (tests/integration).
+"""The contract of the job side's stores (service.ports.Jobs' holder writes, JobLeases, the
+BackupKeyring), written once and run on the in-memory fakes (tests/unit) and on PostgreSQL
+(tests/integration).
 
-Subclasses provide three fixtures on one store: ``uows`` (the unit-of-work factory), ``leases``
-(its JobLeases) and ``clock`` (lets the store's clock pass: moved on the fake, waited for on
-PostgreSQL). Jobs are committed here, since a claim is its own transaction: the PostgreSQL
-subclass gives them a control schema of their own and ends what a test leaves pending.
+Subclasses provide fixtures on one store: ``uows`` (the unit-of-work factory), ``leases`` (its
+JobLeases), ``clock`` (lets the store's clock pass: moved on the fake, waited for on PostgreSQL)
+and ``keyring`` (its BackupKeyring). Jobs are committed here, since a claim is its own
+transaction: the PostgreSQL subclass gives them a control schema of their own and ends what a
+test leaves pending.
 """
 
 import secrets
@@ -15,7 +17,7 @@ import pytest
 
 from domain.errors import PermanentError
 from domain.jobs import CatalogRow
-from service.ports import JobLeases
+from service.ports import BackupKeyring, JobLeases
 from tests.support.store_contracts import Rollback, Uows, fresh
 
 Clock = Callable[[float], Awaitable[None]]  # ``await clock(s)``: s seconds pass on the store
@@ -202,3 +204,42 @@ class JobsRecordsContract:
                 assert schema not in await uow.jobs.expired_replaced()
                 await uow.jobs.drop_replaced(schema)  # none: nothing to do, no error
                 raise Rollback
+
+
+class BackupKeyringContract:
+    """BackupKeyring (outside a unit) and the unit's BackupKeys on one store: needs ``uows``
+    and ``keyring``."""
+
+    async def test_a_key_is_made_once_and_readable_until_destroyed(
+        self, uows: Uows, keyring: BackupKeyring
+    ) -> None:
+        tenant_id = fresh()
+        recipient = await keyring.recipient(tenant_id)
+        assert recipient.startswith("age1")
+        assert await keyring.recipient(tenant_id) == recipient  # made on first use only
+        identity = await keyring.identity(tenant_id)
+        assert identity is not None and identity.startswith("AGE-SECRET-KEY-")
+        async with uows("destroy") as uow:
+            assert await uow.keys.destroy(tenant_id) is True
+        assert await keyring.identity(tenant_id) is None  # crypto-shredded
+        async with uows("destroy again") as uow:
+            assert await uow.keys.destroy(tenant_id) is False
+
+    async def test_a_rolled_back_destroy_keeps_the_key(
+        self, uows: Uows, keyring: BackupKeyring
+    ) -> None:
+        tenant_id = fresh()
+        await keyring.recipient(tenant_id)
+        with pytest.raises(Rollback):
+            async with uows("destroy") as uow:
+                assert await uow.keys.destroy(tenant_id) is True
+                raise Rollback
+        assert await keyring.identity(tenant_id) is not None
+
+    async def test_a_tenant_without_a_key_has_no_identity(
+        self, uows: Uows, keyring: BackupKeyring
+    ) -> None:
+        tenant_id = fresh()
+        assert await keyring.identity(tenant_id) is None
+        async with uows("destroy") as uow:
+            assert await uow.keys.destroy(tenant_id) is False

@@ -2,13 +2,19 @@
 
 import pytest
 
-from service.ports import JobLeases
-from tests.support.job_store_contracts import Clock, JobLeasesContract, JobsRecordsContract
+from service.ports import BackupKeyring, JobLeases
+from tests.support.job_store_contracts import (
+    BackupKeyringContract,
+    Clock,
+    JobLeasesContract,
+    JobsRecordsContract,
+)
 from tests.support.store_contracts import Uows
 from tests.unit.fakes import FakeJobLeases, FakeStores
+from tests.unit.fakes.backups import FakeKeyring
 
 
-class TestFakeJobStores(JobLeasesContract, JobsRecordsContract):
+class TestFakeJobStores(JobLeasesContract, JobsRecordsContract, BackupKeyringContract):
     @pytest.fixture
     def stores(self) -> FakeStores:
         return FakeStores()
@@ -27,3 +33,7 @@ class TestFakeJobStores(JobLeasesContract, JobsRecordsContract):
             stores.now += seconds
 
         return passes
+
+    @pytest.fixture
+    def keyring(self, stores: FakeStores) -> BackupKeyring:
+        return FakeKeyring(stores=stores)

@@ -5,22 +5,33 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.dump_pipeline import StreamStats
 from service.ports import Snapshot
 
+if TYPE_CHECKING:
+    from tests.unit.fakes.stores import FakeStores
+
 
 class FakeKeyring:
-    """Tenant keys: a recipient made on first use; an identity only while the key exists."""
+    """Tenant keys: a recipient made on first use; an identity only while the key exists.
 
-    def __init__(self, destroyed: Sequence[str] = ()) -> None:
-        self.destroyed = set(destroyed)
+    Given ``stores``, the keys are FakeStores' (``state.backup_keys``, which a unit's
+    ``keys.destroy`` removes), as on PostgreSQL; without, every tenant not ``destroyed`` has one.
+    """
+
+    def __init__(self, destroyed: Sequence[str] = (), stores: "FakeStores | None" = None) -> None:
+        self.destroyed, self._stores = set(destroyed), stores
 
     async def recipient(self, tenant_id: str) -> str:
+        if self._stores is not None:  # its own short transaction: committed at once
+            self._stores.state.backup_keys.add(tenant_id)
         return f"age1{tenant_id}"
 
     async def identity(self, tenant_id: str) -> str | None:
+        if self._stores is not None and tenant_id not in self._stores.state.backup_keys:
+            return None
         return None if tenant_id in self.destroyed else f"AGE-SECRET-KEY-{tenant_id}"
 
 
