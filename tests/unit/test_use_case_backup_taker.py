@@ -106,7 +106,7 @@ async def test_a_backup_is_catalogued_with_its_checksum_size_and_counts_and_answ
     assert (call["snapshot"], call["in_snapshot"], call["schema"]) == ("snap-1", True, "tenant_acme")
 
     results = s.stores.results
-    assert sorted(e.causationid for e in results) == ["cause-1", "rider-0"]
+    assert sorted(str(e.causationid) for e in results) == ["cause-1", "rider-0"]
     assert {(e.type, e.data["sha256"], e.data["bytes"]) for e in results} == {
         ("BackupCompleted", row.sha256, row.bytes)
     }
