@@ -125,6 +125,15 @@ class BackupTaker:
             rules.artifact_key(tenant_id, backup_id),
             rules.manifest_key(tenant_id, backup_id),
         )
+        # The tenant first, even for a retry whose earlier attempt wrote everything: an erase
+        # may have run since, and its requests must not be answered with a backup of its data.
+        async with self._uows(f"backup {tenant_id}") as uow:
+            record = await uow.tenants.get(tenant_id)
+        if record is None or record.status == TenantStatus.ERASED:
+            raise PermanentError("unknown_tenant", tenant_id)
+        if record.status == TenantStatus.ERASING and not operators_only:
+            # Its data and key are about to go; only the erase's own archive is taken.
+            raise PermanentError("erasing", tenant_id)
         if await self._target.exists(mkey):  # an earlier attempt finished but lost its lease
             return await self._from_manifest(mkey, akey)
         if await self._target.exists(akey):  # artifact without manifest: incomplete, redo
@@ -137,13 +146,6 @@ class BackupTaker:
         if swept:
             log.info("stale_partials_discarded", count=swept)
         started = datetime.now(UTC)
-        async with self._uows(f"backup {tenant_id}") as uow:
-            record = await uow.tenants.get(tenant_id)
-        if record is None or record.status == TenantStatus.ERASED:
-            raise PermanentError("unknown_tenant", tenant_id)
-        if record.status == TenantStatus.ERASING and not operators_only:
-            # Its data and key are about to go; only the erase's own archive is taken.
-            raise PermanentError("erasing", tenant_id)
         if operators_only:
             if not self._operators:
                 raise PermanentError(

@@ -1,18 +1,17 @@
-"""In-memory fakes of the service ports (see stores.py for the unit of work's, and backups.py /
-metrics.py for the job side's)."""
+"""In-memory fakes of the service ports (stores.py: the unit of work's; jobs.py: the job side's;
+backups.py / metrics.py: what backups, restores and the metrics tick use outside a unit)."""
 
+from tests.unit.fakes.builders import catalogued, tenant
+from tests.unit.fakes.jobs import FakeJobLeases, FakeJobs
 from tests.unit.fakes.stores import (
-    FakeJobLeases,
     FakeKeyspace,
     FakeState,
     FakeStores,
     FakeUnitOfWork,
     Faults,
-    catalogued,
-    tenant,
 )
 
 __all__ = [
-    "FakeJobLeases", "FakeKeyspace", "FakeState", "FakeStores", "FakeUnitOfWork", "Faults",
-    "catalogued", "tenant",
+    "FakeJobLeases", "FakeJobs", "FakeKeyspace", "FakeState", "FakeStores", "FakeUnitOfWork",
+    "Faults", "catalogued", "tenant",
 ]

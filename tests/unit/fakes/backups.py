@@ -1,22 +1,37 @@
-"""Fakes of the ports a backup and a restore use outside a unit of work."""
+"""Fakes of the ports a backup and a restore use outside a unit of work, and of the dump
+pipeline the backup streams through."""
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from adapters.dump_pipeline import StreamStats
 from service.ports import Snapshot
+
+if TYPE_CHECKING:
+    from tests.unit.fakes.stores import FakeStores
 
 
 class FakeKeyring:
-    """Tenant keys: a recipient made on first use; an identity only while the key exists."""
+    """Tenant keys: a recipient made on first use; an identity only while the key exists.
 
-    def __init__(self, destroyed: Sequence[str] = ()) -> None:
-        self.destroyed = set(destroyed)
+    Given ``stores``, the keys are FakeStores' (``state.backup_keys``, which a unit's
+    ``keys.destroy`` removes), as on PostgreSQL; without, every tenant not ``destroyed`` has one.
+    """
+
+    def __init__(self, destroyed: Sequence[str] = (), stores: "FakeStores | None" = None) -> None:
+        self.destroyed, self._stores = set(destroyed), stores
 
     async def recipient(self, tenant_id: str) -> str:
+        if self._stores is not None:  # its own short transaction: committed at once
+            self._stores.state.backup_keys.add(tenant_id)
         return f"age1{tenant_id}"
 
     async def identity(self, tenant_id: str) -> str | None:
+        if self._stores is not None and tenant_id not in self._stores.state.backup_keys:
+            return None
         return None if tenant_id in self.destroyed else f"AGE-SECRET-KEY-{tenant_id}"
 
 
@@ -61,3 +76,36 @@ class FakeRestoreDatabase:
 
     async def drop_scratch(self, name: str) -> None:
         self.scratches.remove(name)
+
+
+class FakeDump:
+    """Stands in for adapters.dump_pipeline.dump (pg_dump | zstd | age): streams ``chunks`` to
+    the sink and returns their size and sha256, or raises ``fault`` after the first chunk (a
+    pipeline dying mid-stream). Records each call, and whether it ran inside a snapshot."""
+
+    def __init__(self, snapshots: FakeSnapshots, chunks: Sequence[bytes] = (b"age:", b"dump")):
+        self._snapshots, self.chunks = snapshots, list(chunks)
+        self.fault: BaseException | None = None
+        self.calls: list[dict[str, Any]] = []
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def __call__(
+        self,
+        dsn: str,
+        schema: str,
+        recipients: list[str],
+        sink: Callable[[bytes], Awaitable[None]],
+        *,
+        snapshot: str | None = None,
+        **options: Any,
+    ) -> StreamStats:
+        self.calls.append({"schema": schema, "recipients": list(recipients),
+                           "snapshot": snapshot, "in_snapshot": self._snapshots.open})
+        for n, chunk in enumerate(self.chunks):
+            await sink(chunk)
+            if self.fault is not None and n == 0:
+                raise self.fault
+        return StreamStats(len(self.data), hashlib.sha256(self.data).hexdigest())
