@@ -12,8 +12,14 @@ reserved: ``tenant_tenant_<id>`` would be the un-namespaced name of tenant ``ten
 
 import re
 import zlib
+from collections.abc import Iterable
 
-from domain.tenant_ids import NAME_PREFIX, PG_MAX_IDENTIFIER_BYTES, TENANT_ID_MAX_LENGTH
+from domain.tenant_ids import (
+    NAME_PREFIX,
+    PG_MAX_IDENTIFIER_BYTES,
+    TENANT_ID_MAX_LENGTH,
+    TENANT_ID_PATTERN,
+)
 
 NAMESPACE_MAX_LENGTH = PG_MAX_IDENTIFIER_BYTES - TENANT_ID_MAX_LENGTH - len("_" + NAME_PREFIX)
 NAMESPACE_PATTERN = re.compile(rf"^[a-z][a-z0-9]{{0,{NAMESPACE_MAX_LENGTH - 1}}}$")
@@ -96,3 +102,17 @@ def lock_id(namespace: str, base: int) -> int:
     if not namespace:
         return base
     return ((zlib.crc32(namespace.encode()) & 0x7FFF_FFFF) << 32) | (base & 0xFFFF_FFFF)
+
+
+def reserved_tenant_ids(tenant_prefix: str, own_names: Iterable[str]) -> frozenset[str]:
+    """Tenant ids whose schema/role name would be one of the deployment's own objects.
+
+    The control schema ``<ns>_tenant_service``, the roles ``<ns>_tenant_app``,
+    ``<ns>_tenant_api_reader`` and the restore login share the tenant prefix: a tenant ``service``
+    would be handed (or try to take) an object that is not a tenant's, and its erase would drop
+    it. Such ids are refused as invalid."""
+    return frozenset(
+        name[len(tenant_prefix):]
+        for name in own_names
+        if name.startswith(tenant_prefix) and TENANT_ID_PATTERN.fullmatch(name[len(tenant_prefix):])
+    )

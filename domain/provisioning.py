@@ -22,11 +22,20 @@ class ExistingTenant:
     status: TenantStatus
 
 
-def validate_request(tenant_id: str, plan: str, *, allowed_plans: frozenset[str]) -> Decision | None:
-    """What the request alone decides (a refusal), before the registry is read; None: look."""
+def validate_request(
+    tenant_id: str,
+    plan: str,
+    *,
+    allowed_plans: frozenset[str],
+    reserved_ids: frozenset[str] = frozenset(),
+) -> Decision | None:
+    """What the request alone decides (a refusal), before the registry is read; None: look.
+    ``reserved_ids`` name the deployment's own objects (domain.namespaces.reserved_tenant_ids)."""
     try:
         validate_tenant_id(tenant_id)
     except InvalidTenantId:
+        return Decision.INVALID_TENANT_ID
+    if tenant_id in reserved_ids:
         return Decision.INVALID_TENANT_ID
     if plan not in allowed_plans:
         return Decision.UNKNOWN_PLAN

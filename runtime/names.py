@@ -70,6 +70,12 @@ class Names:
 
         return restore_role_name(self.control_schema)
 
+    @property
+    def reserved_tenant_ids(self) -> frozenset[str]:
+        """Ids a tenant may not have: their names are this deployment's own objects."""
+        own = (self.control_schema, self.app_role, self.api_reader_role, self.restore_role)
+        return namespaces.reserved_tenant_ids(self.tenant_prefix, own)
+
     def tenant_store(self) -> "PostgresTenantStore":
         """The registry adapter with this deployment's names (schemas, roles, session tags)."""
         from adapters.postgres.tenant_store import PostgresTenantStore  # noqa: PLC0415

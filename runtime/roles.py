@@ -58,6 +58,7 @@ async def provisioner_role(res: Resources) -> RoleParts:
         plans=s.plans,
         max_tenants=s.max_tenants,
         source=s.source,
+        reserved_ids=s.names.reserved_tenant_ids,
     )
     lifecycle = LifecycleService(
         tx,

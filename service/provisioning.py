@@ -31,8 +31,10 @@ class ProvisioningService:
         plans: frozenset[str],
         max_tenants: int,
         source: str,
+        reserved_ids: frozenset[str] = frozenset(),
     ) -> None:
         self._transaction = transaction
+        self._reserved = reserved_ids  # ids naming the deployment's own schema and roles
         # New tenants are created at the latest template version.
         self._steps = list(plan_migrations(template, current=0).steps)
         self._plans = plans
@@ -52,8 +54,15 @@ class ProvisioningService:
         self, uow: UnitOfWork, request: TenantRequested
     ) -> TenantProvisioned | TenantProvisioningFailed:
         tenant_id, plan = request.tenant_id, request.plan
-        refused = validate_request(tenant_id, plan, allowed_plans=self._plans)
+        refused = validate_request(
+            tenant_id, plan, allowed_plans=self._plans, reserved_ids=self._reserved
+        )
         if refused is not None:  # the request alone decides: the registry is not read
+            if tenant_id in self._reserved:
+                log.info("provisioning_refused", reason=refused.value, reserved=True)
+                return TenantProvisioningFailed(
+                    tenant_id=tenant_id, reason="invalid_tenant_id", detail=_RESERVED
+                )
             return _refused(refused, tenant_id, plan, None)
         await uow.tenants.lock(tenant_id)
         record = await uow.tenants.get(tenant_id)
@@ -112,6 +121,7 @@ def _provisioned(record: TenantRecord) -> TenantProvisioned:
     )
 
 
+_RESERVED = "tenant id is reserved: its schema or role name is one of this deployment's own"
 _DETAILS = {
     Decision.INVALID_TENANT_ID: "tenant id must match ^[a-z][a-z0-9_]{2,39}$",
     Decision.UNKNOWN_PLAN: "plan is not one of the configured plans",

@@ -62,3 +62,35 @@ async def test_unknown_plan_is_refused_without_ddl(
 
     assert (refused.type, refused.data["reason"]) == ("TenantProvisioningFailed", "unknown_plan")
     assert not await db.schema_exists(pg, f"{ns.tenant(tenant_id)}")
+
+
+@pytest.mark.parametrize("own", ["control_schema", "app_role", "api_reader_role", "restore_role"])
+async def test_an_id_naming_the_deployments_own_objects_is_refused_as_invalid(
+    own: str, results: ResultLog, publisher: KafkaEventPublisher, pg: asyncpg.Connection
+) -> None:
+    # ``<prefix>api_reader`` is the API's read role, ``<prefix>service`` the control schema...:
+    # a tenant with that id would be given (or try to take) an object that is not a tenant's.
+    names = ns.names()
+    name = getattr(names, own)
+    assert name.startswith(names.tenant_prefix), f"{own} {name!r} shares no prefix: nothing to test"
+    reserved = name[len(names.tenant_prefix):]
+    before = await pg.fetch(
+        "SELECT rolname, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = $1"
+        " UNION ALL SELECT nspname, NULL, NULL FROM pg_namespace WHERE nspname = $1",
+        name,
+    )
+    request = requested(reserved)  # not tracked: the cleanup must not drop what is not a tenant
+    await publish(publisher, request)
+
+    refused = await results.first(request.id)
+
+    assert refused.type == "TenantProvisioningFailed"
+    assert refused.data["reason"] == "invalid_tenant_id"
+    assert "reserved" in refused.data["detail"]
+    assert await db.registry_row(pg, reserved) is None
+    after = await pg.fetch(
+        "SELECT rolname, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = $1"
+        " UNION ALL SELECT nspname, NULL, NULL FROM pg_namespace WHERE nspname = $1",
+        name,
+    )
+    assert after == before

@@ -189,3 +189,17 @@ def test_a_bad_namespace_stops_start_up_naming_the_variable(
     monkeypatch.setenv("TENANT_CONTROL_SCHEMA", "c" * 60)
     with pytest.raises(SystemExit, match="TENANT_NAMESPACE, TENANT_CONTROL_SCHEMA"):
         load_settings()
+
+
+@pytest.mark.parametrize("namespace", ["", "staging"])
+def test_ids_naming_the_deployments_own_objects_are_reserved(namespace: str) -> None:
+    names = Names.of(namespace, control_schema="tenant_service", outbox_lock_id=1, scheduler_lock_id=2)
+    assert names.reserved_tenant_ids == {"service", "app", "api_reader", "service_restore"}
+    owns = {names.control_schema, names.app_role, names.api_reader_role, names.restore_role}
+    assert {names.tenant_prefix + i for i in names.reserved_tenant_ids} == owns
+
+
+def test_an_own_name_outside_the_tenant_prefix_reserves_nothing() -> None:
+    names = Names.of("", control_schema="control", app_role="svc", outbox_lock_id=1,
+                     scheduler_lock_id=2, api_reader_role="reader")
+    assert names.reserved_tenant_ids == frozenset()

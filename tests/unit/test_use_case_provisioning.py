@@ -176,3 +176,15 @@ def test_an_event_of_a_batch_sees_every_store_a_unit_of_work_has() -> None:
     unit = _EventUnit(EventBatch(FakeStores()(), "tenant-provisioner"))
     missing = [n for n in stores if not hasattr(unit, n)]
     assert not missing, f"a batch's event unit lacks {missing}"
+
+
+async def test_a_reserved_id_is_refused_as_invalid_before_the_registry_is_read() -> None:
+    stores = FakeStores()
+    provisioning = ProvisioningService(
+        transaction(stores), TEMPLATE, plans=frozenset({"pro"}), max_tenants=10,
+        source="urn:tests", reserved_ids=frozenset({"service"}),
+    )
+    outcome = await provisioning.handle(decoded(TenantRequested(tenant_id="service", plan="pro")))
+    assert isinstance(outcome, TenantProvisioningFailed)
+    assert outcome.reason == "invalid_tenant_id" and "reserved" in outcome.detail
+    assert stores.locked == [] and stores.state.tenants == {}
