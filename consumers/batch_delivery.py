@@ -38,6 +38,7 @@ from consumers.delivery import Delivery
 from consumers.parking import parked_record
 from contracts.codec import Decoded, InvalidMessage
 from contracts.envelope import Envelope
+from domain.errors import TransientError
 from runtime import metrics
 
 log = structlog.get_logger(__name__)
@@ -161,8 +162,17 @@ class BatchDelivery:
             entries = [(i.tenant or "", i.decoded.envelope.id, parked_record(i.msg.raw_message))
                        for i in candidates if i.decoded is not None]
             if entries:
-                for n in await d.parking.holding(d.group, entries):
-                    candidates[n].slow = True
+                try:
+                    for n in await d.parking.holding(d.group, entries):
+                        candidates[n].slow = True
+                except TransientError as e:
+                    # The database is down: seeking back now would spin on the outage. The
+                    # per-record path retries with backoff under the breaker, and asks parking
+                    # itself before each record runs.
+                    d.breaker.record_failure()
+                    log.warning("parking_lookup_failed", error=str(e), records=len(candidates))
+                    for item in candidates:
+                        item.slow = True
         _hold_tenants(items)
 
     async def _run_fast(self, fast: list[_Item]) -> list[_Item]:

@@ -124,6 +124,7 @@ class FakeParkedEvents(ParkedEvents):
         self._clock = clock
         self.failing = False
         self.lookups = 0  # batch lookups (holding)
+        self.lookup_failures = 0  # the next batch lookups that fail (the database is down)
 
     async def park(self, group: str, tenant_id: str, event_id: str, record: ParkedRecord, *,
                    attempts: int, age_s: float, delay_s: float, error: str) -> bool:
@@ -147,6 +148,10 @@ class FakeParkedEvents(ParkedEvents):
 
     async def holding(self, group: str, entries: Any) -> set[int]:
         self.lookups += 1
+        if self.lookup_failures:
+            from domain.errors import TransientError
+            self.lookup_failures -= 1
+            raise TransientError("parked events lookup: database down")
         return {n for n, (tenant, event_id, record) in enumerate(entries)
                 if await self.holds(group, tenant, event_id, record)}
 

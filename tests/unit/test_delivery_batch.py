@@ -235,3 +235,23 @@ async def test_unbatchable_and_invalid_records_go_one_by_one_in_order() -> None:
     assert s.committed == _of([b1, d1, a1])  # acme's batchable one waited for its deactivation
     assert s.dlq.reasons == ["invalid_json"] or len(s.dlq.sent) == 1
     assert s.part.consumer.commits[-1] == 4
+
+
+async def test_a_failed_parking_lookup_sends_the_batch_one_by_one_with_backoff_not_back_to_kafka(
+) -> None:
+    # The database is down when the batch asks which tenants wait: seeking back at once would
+    # spin on the outage (no backoff, no breaker); the per-record path retries with both.
+    parking = FakeParkedEvents(Clock())
+    parking.lookup_failures = 1
+    s = Setup(parking=parking)
+    failures: list[int] = []
+    record_failure = s.delivery.breaker.record_failure
+    s.delivery.breaker.record_failure = lambda: (failures.append(1), record_failure())[1]  # type: ignore[method-assign]
+    a1, b1 = requested("acme"), requested("beta")
+
+    await s.deliver(a1, b1)
+
+    assert s.part.consumer.seeks == []
+    assert s.committed == [a1.id, b1.id]
+    assert failures, "the outage was not counted by the circuit breaker"
+    assert s.part.consumer.commits[-1] == 2
