@@ -91,3 +91,31 @@ def test_a_stored_context_round_trips_through_current_trace() -> None:
     with trace_context.continued_span("job backup", "not-a-traceparent"):
         fresh = trace_context.current_trace()[0]
     assert fresh is not None and JOB_TRACE not in fresh
+
+
+async def test_an_event_of_a_batch_writes_its_result_from_a_transaction_span_of_its_own(
+    spans: InMemorySpanExporter,
+) -> None:
+    from contracts.events import TenantRequested
+    from service.event_transaction import EventTransaction
+    from service.provisioning import ProvisioningService
+    from tests.unit.use_case_support import TEMPLATE, decoded
+
+    stores = FakeStores()
+    tx = EventTransaction(stores, "tenant-provisioner")
+    provisioning = ProvisioningService(
+        tx, TEMPLATE, plans=frozenset({"pro"}), max_tenants=10, source="urn:tests"
+    )
+    event = decoded(TenantRequested(tenant_id="acme", plan="pro"))
+    async with tx.batch() as batch:
+        await batch.claim([event.envelope])
+        with trace_context.span("process tenants.lifecycle"):
+            async with batch.event(event.envelope):
+                await provisioning.handle(event)
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    transaction, consume = finished["db.transaction"], finished["process tenants.lifecycle"]
+    assert transaction.parent is not None
+    assert transaction.parent.span_id == consume.context.span_id
+    (result,) = stores.results
+    writer = trace_of(result)[0]
+    assert writer is not None and writer.span_id == f"{transaction.context.span_id:016x}"
