@@ -185,7 +185,7 @@ def rows(n: int, figures: dict[str, list[float]], ours: list[float], ours_size: 
                        ("per batch", "≥ 0.25 × batched floor")):
         row = Row("consumer path ÷ floor", f"ours {ours_size} vs {mode}", "events/s", ours,
                   figures[mode], f"floor: {mode}", goal=goal,
-                  notes="ours: no-op TenantRequested round trip (bench/run broker), same run")
+                  notes="ours: no-op TenantRequested burst drained (bench/run broker), same run")
         if goal:
             row.met = (row.ratio or 0.0) >= 0.25
         out.append(row)

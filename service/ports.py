@@ -43,6 +43,13 @@ class TenantRegistry(Protocol):
 
     async def get(self, tenant_id: str) -> TenantRecord | None: ...
 
+    async def lock_many(self, tenant_ids: Sequence[str]) -> None:
+        """``lock`` for each of them, in one go and in the locks' own order (two callers that
+        both lock many never wait on each other in a circle)."""
+
+    async def get_many(self, tenant_ids: Sequence[str]) -> dict[str, TenantRecord]:
+        """The registry rows of those of them that have one, by tenant id."""
+
     async def count_live(self) -> int:
         """Tenants not erased: what the quota counts."""
 

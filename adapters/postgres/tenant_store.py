@@ -4,6 +4,8 @@ Every statement runs on the caller's connection, inside the caller's transaction
 role, tables, policies and registry row appear together or not at all.
 """
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from adapters.postgres.control_schema import EXTENSIONS_SCHEMA
@@ -59,6 +61,22 @@ class PostgresTenantStore:
     async def get(self, conn: asyncpg.Connection, tenant_id: str) -> TenantRecord | None:
         row = await conn.fetchrow(f"SELECT * FROM {self._tenants} WHERE tenant_id = $1", tenant_id)
         return _record(row) if row else None
+
+    async def lock_tenants(self, conn: asyncpg.Connection, tenant_ids: Sequence[str]) -> None:
+        """lock_tenant for each, in one statement, in key order (no deadlock between two)."""
+        await conn.execute(
+            f"SELECT pg_advisory_xact_lock({_TENANT_LOCK_CLASS}, k) FROM"
+            " (SELECT DISTINCT hashtext(t) AS k FROM unnest($1::text[]) AS t ORDER BY k) AS keys",
+            list(tenant_ids),
+        )
+
+    async def get_many(
+        self, conn: asyncpg.Connection, tenant_ids: Sequence[str]
+    ) -> dict[str, TenantRecord]:
+        rows = await conn.fetch(
+            f"SELECT * FROM {self._tenants} WHERE tenant_id = ANY($1::text[])", list(tenant_ids)
+        )
+        return {r["tenant_id"]: _record(r) for r in rows}
 
     async def all(self, conn: asyncpg.Connection) -> list[TenantRecord]:
         return [_record(r) for r in await conn.fetch(f"SELECT * FROM {self._tenants} ORDER BY 1")]

@@ -153,6 +153,14 @@ class BoundTenants:
         with translated(f"read {tenant_id}"):
             return await self._store.get(self._conn, tenant_id)
 
+    async def lock_many(self, tenant_ids: Sequence[str]) -> None:
+        with translated(f"lock {len(tenant_ids)} tenants"):
+            await self._store.lock_tenants(self._conn, tenant_ids)
+
+    async def get_many(self, tenant_ids: Sequence[str]) -> dict[str, TenantRecord]:
+        with translated(f"read {len(tenant_ids)} tenants"):
+            return await self._store.get_many(self._conn, tenant_ids)
+
     async def count_live(self) -> int:
         with translated("count tenants"):
             return await self._store.count_live(self._conn)

@@ -67,6 +67,18 @@ class TenantRegistryContract:
                 assert await uow.tenants.get(tenant_id) == first  # the unit goes on
                 raise Rollback
 
+    async def test_many_are_read_as_one_by_one_and_the_unknown_left_out(
+        self, uows: Uows
+    ) -> None:
+        known, unknown = fresh(), fresh()
+        with pytest.raises(Rollback):
+            async with uows("read many") as uow:
+                await uow.tenants.lock_many([unknown, known, known])
+                record = await uow.tenants.create(known, "basic", STEPS)
+                assert await uow.tenants.get_many([known, unknown]) == {known: record}
+                assert await uow.tenants.get_many([]) == {}
+                raise Rollback
+
     async def test_status_changes_and_migrations_are_recorded(self, uows: Uows) -> None:
         tenant_id = fresh()
         with pytest.raises(Rollback):

@@ -64,7 +64,15 @@ class FakeTenants:
         self._s.locked.append(tenant_id)
 
     async def get(self, tenant_id: str) -> TenantRecord | None:
+        self._s.reads.append(tenant_id)
         return self._s.state.tenants.get(tenant_id)
+
+    async def lock_many(self, tenant_ids: Sequence[str]) -> None:
+        self._s.locked.extend(sorted(set(tenant_ids)))
+
+    async def get_many(self, tenant_ids: Sequence[str]) -> dict[str, TenantRecord]:
+        tenants = self._s.state.tenants
+        return {t: tenants[t] for t in tenant_ids if t in tenants}
 
     async def count_live(self) -> int:
         return sum(r.status != TenantStatus.ERASED for r in self._s.state.tenants.values())
@@ -206,6 +214,8 @@ class FakeStores:
     faults: Faults = field(default_factory=Faults)
     sessions: dict[str, int] = field(default_factory=dict)  # open sessions per tenant
     locked: list[str] = field(default_factory=list)  # every tenant lock taken, in order
+    reads: list[str] = field(default_factory=list)  # every registry row read one by one
+    savepoints: int = 0  # every savepoint opened
     dropped_batches: list[list[str]] = field(default_factory=list)  # each drop_tables call
     units: list["FakeUnitOfWork"] = field(default_factory=list)  # every unit opened
     now: float = 0.0  # the database's clock (leases, not_before), moved by the test
@@ -270,6 +280,7 @@ class FakeUnitOfWork:
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
+        self._s.savepoints += 1
         saved = copy.deepcopy(self._s.state)
         try:
             yield
