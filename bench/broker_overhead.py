@@ -5,7 +5,8 @@ registry read -> outbox row -> relay -> TenantProvisioned seen on tenants.events
 Offered load ``rate`` events/s for BENCH_BROKER_SECONDS (10); one provisioner+relay process.
 The ratio is achieved / offered. Then a burst: BENCH_BROKER_BURST (10,000) events published at
 once, the rate they are drained at (first publish -> last result seen): the consumer path's
-throughput, which the floor rows compare with the plain aiokafka + asyncpg floor. The notes give the CPU per event of every process group over
+throughput, which the floor rows compare with the plain aiokafka + asyncpg floor.
+The notes give the CPU per event of every process group over
 the measured rounds (bench/cpu.py): the worker, PostgreSQL, Kafka, Redis and this bench client.
 """
 

@@ -89,7 +89,8 @@ async def test_an_event_failing_after_it_wrote_is_undone_alone() -> None:
                 await service.handle(new)
                 raise RuntimeError("after the tenant was made")
     assert "gamma" not in stores.state.tenants  # its savepoint undid the schema
-    assert ("tenant-provisioner", new.envelope.id) not in stores.state.inbox  # given back: it runs again on its own
+    # Given back: it runs again on its own.
+    assert ("tenant-provisioner", new.envelope.id) not in stores.state.inbox
     assert result_types(stores) == ["TenantProvisioned"]  # the repeat's only
 
 
