@@ -35,7 +35,6 @@ from aiokafka import TopicPartition
 
 from adapters.trace_context import consume_span
 from consumers.delivery import Delivery
-from consumers.parking import parked_record
 from contracts.codec import Decoded, InvalidMessage
 from contracts.envelope import Envelope
 from domain.errors import TransientError
@@ -159,7 +158,7 @@ class BatchDelivery:
                 item.slow = True
         if d.parking is not None:
             candidates = [i for i in items if not i.slow]
-            entries = [(i.tenant or "", i.decoded.envelope.id, parked_record(i.msg.raw_message))
+            entries = [(i.tenant or "", i.decoded.envelope.id, i.msg.raw_message)
                        for i in candidates if i.decoded is not None]
             if entries:
                 try:

@@ -31,6 +31,17 @@ class ParkedRecord:
     headers: tuple[tuple[str, bytes], ...]
 
 
+class RecordAt(Protocol):
+    """Where a record is: all ``holding`` reads of one (a ParkedRecord or a received record)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class ParkedEvent:
     tenant_id: str
@@ -71,10 +82,11 @@ class ParkedEvents(Protocol):
         ...
 
     async def holding(
-        self, group: str, entries: Sequence[tuple[str, str, ParkedRecord]]
+        self, group: str, entries: Sequence[tuple[str, str, "RecordAt"]]
     ) -> set[int]:
         """``holds`` for a batch of (tenant id, event id, record) in one lookup: the positions
-        in ``entries`` of those that must wait."""
+        in ``entries`` of those that must wait. A record is only looked up by where it is (a
+        received record as it is: copying each one's value and headers is work for nothing)."""
         ...
 
     def claim_due(self, group: str) -> AbstractAsyncContextManager[Claim | None]:

@@ -18,6 +18,7 @@ CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 JSON_MEDIA_TYPE = "application/json"
 JSON_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, "text/json"})
 # CloudEvents 1.0: attribute names are lower-case ASCII letters or digits.
+_ATTRIBUTES: frozenset[str] = frozenset()  # set below, once the class exists
 EXTENSION_NAME = re.compile(r"[a-z0-9]{1,64}")
 SOURCE = "urn:tenant-service"
 # Result ids are derived from the causing event's id, so a re-run emits the same id, never a new one.
@@ -50,8 +51,9 @@ class Envelope(BaseModel):
     def _defaults_and_extensions(cls, raw: Any) -> Any:
         if not isinstance(raw, dict):
             return raw
+        ours = _ATTRIBUTES or cls.model_fields  # the class's, while it is being built
         for name, value in raw.items():
-            if name in cls.model_fields:
+            if name in ours:
                 continue
             if not EXTENSION_NAME.fullmatch(name):
                 raise ValueError(
@@ -78,6 +80,11 @@ class Envelope(BaseModel):
     def extensions(self) -> dict[str, Any]:
         """Attributes beyond ours that the producer set (e.g. ``traceparent``)."""
         return dict(self.model_extra or {})
+
+
+# The envelope's own attribute names, read once: ``model_fields`` is a costly descriptor lookup,
+# and the validator above runs for every event consumed.
+_ATTRIBUTES = frozenset(Envelope.model_fields)
 
 
 def new_event_id() -> str:

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from adapters.postgres.errors import translated
-from consumers.parking import Claim, ParkedEvent, ParkedRecord
+from consumers.parking import Claim, ParkedEvent, ParkedRecord, RecordAt
 from domain.tenant_ids import quote_ident
 
 
@@ -84,7 +84,7 @@ class PostgresParkedEvents:
             )
 
     async def holding(
-        self, group: str, entries: Sequence[tuple[str, str, ParkedRecord]]
+        self, group: str, entries: Sequence[tuple[str, str, RecordAt]]
     ) -> set[int]:
         """``holds`` for a batch, one statement: the positions of the entries that must wait."""
         if not entries:
