@@ -75,6 +75,47 @@ def test_without_a_tracer_a_request_without_context_starts_a_trace() -> None:
     assert first is not None and second is not None and first.trace_id != second.trace_id
 
 
+def _untraced_answers(request: codec.Envelope) -> tuple[object, ...]:
+    """What stamp and current_trace answer for a result of ``request`` with no tracer: trace
+    id, tracestate, whether the span id is new, the context a job would store."""
+    record = SimpleNamespace(topic="tenants.lifecycle", partition=0, offset=10)
+    with trace_context.consume_span("tenant-provisioner", record, request):
+        with trace_context.span("db.transaction"):
+            parent, state = trace_of(trace_context.stamp(_result(request)))
+            stored = trace_context.current_trace()
+    assert parent is not None
+    own, _ = trace_of(request)
+    return (parent.trace_id if own else "new", state, own is None or parent.span_id != own.span_id,
+            stored)
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [{}, {"traceparent": HEADER}, {"traceparent": HEADER, "tracestate": "vendor=x,team=a"},
+     {"traceparent": HEADER, "tracestate": "not a valid=state=,,"},
+     {"traceparent": "garbage", "tracestate": "vendor=x"}],
+)
+def test_without_a_tracer_the_cheap_path_answers_as_the_no_op_spans_would(
+    extensions: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a tracer the consumed event's context is kept in a variable, not in no-op
+    OpenTelemetry spans; results and stored job contexts must come out the same."""
+    request = _request(**extensions)
+    cheap = _untraced_answers(request)
+    monkeypatch.setattr(trace_context, "_spans_recorded", lambda: True)  # no-op spans again
+    assert cheap == _untraced_answers(request)
+
+
+def test_a_context_continued_inside_a_consumed_event_is_the_one_results_continue() -> None:
+    record = SimpleNamespace(topic="tenants.lifecycle", partition=0, offset=11)
+    other = TraceParent.new_trace()
+    with trace_context.consume_span("tenant-provisioner", record, _request(traceparent=HEADER)):
+        with trace_context.continued_span("job", str(other)):
+            parent = trace_of(trace_context.stamp(_result(_request())))[0]
+            assert trace_context.current_trace()[0] == str(other)
+    assert parent is not None and parent.trace_id == other.trace_id
+
+
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     with captured_spans(monkeypatch) as exporter:
