@@ -94,9 +94,13 @@ async def run(rate: int) -> list[Row]:
                     print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
                           f" p50 {percentile(latencies, 50):.2f}s"
                           f" p99 {percentile(latencies, 99):.2f}s", flush=True)
-            for rep in range(common.REPS):
-                drained.append(await _burst(settings, ids, burst_size()))
-                print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s", flush=True)
+            wall = time.perf_counter()
+            with cpu.CpuMeter(groups) as burst_meter:
+                for rep in range(common.REPS):
+                    drained.append(await _burst(settings, ids, burst_size()))
+                    print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s",
+                          flush=True)
+            wall = time.perf_counter() - wall
     finally:
         await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
@@ -111,7 +115,10 @@ async def run(rate: int) -> list[Row]:
         "broker burst", f"{burst_size()} events at once", "events/s drained", drained,
         goal="≥ 5,000/s per worker process", met=statistics.median(drained) >= 5000,
         notes="no-op TenantRequested published at once; first publish → last result seen;"
-              " 1 worker process",
+              " 1 worker process; CPU per event:"
+              f" {cpu.split(burst_meter.seconds, burst_size() * len(drained))};"
+              f" CPU busy (ours: workers + stack + bench) {sum(burst_meter.seconds.values()) / wall:.2f}"
+              f" of {os.cpu_count()} cores",
     )]
 
 
