@@ -104,16 +104,9 @@ def subscribe(
         # N consumers of the group in this process, each owning whole partitions: partitions
         # are processed in parallel, each one strictly in order.
         max_workers=settings.consumer_concurrency,
-        listener=FlushOnRevoke(delivery.offsets),
-        auto_offset_reset="earliest",
         parser=keep_binary_headers,
-        decoder=raw_body,
-        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        max_partition_fetch_bytes=settings.kafka_record_bytes,
         title=f"{topic}:{delivery.group}",
-        description=description,
+        **_consumer_options(settings, delivery.offsets, description),
     )
 
     @subscriber
@@ -150,19 +143,26 @@ def _subscribe_batches(
             group_id=delivery.group,
             # MANUAL: BatchDelivery commits per partition once effects are durable, or seeks.
             ack_policy=AckPolicy.MANUAL,
-            listener=FlushOnRevoke(delivery.offsets),
-            auto_offset_reset="earliest",
             parser=keep_binary_headers_batch,
-            decoder=raw_body,
-            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            # as the per-record subscriber's fetch size, above
-            max_partition_fetch_bytes=settings.kafka_record_bytes,
             title=f"{topic}:{delivery.group}:{n}",
-            description=description,
+            **_consumer_options(settings, delivery.offsets, description),
         )
 
         @subscriber
         async def on_batch(body: Any, msg: KafkaMessage) -> None:
             await batch(msg.raw_message, msg.consumer)
+
+
+def _consumer_options(settings: Settings, offsets: Any, description: str) -> dict[str, Any]:
+    """What every subscriber of a group shares, per record or in batches: offsets flushed on a
+    revoke, our own decoding, the group's timeouts and a fetch that always takes a whole record."""
+    return {
+        "listener": FlushOnRevoke(offsets),
+        "auto_offset_reset": "earliest",
+        "decoder": raw_body,
+        "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "max_partition_fetch_bytes": settings.kafka_record_bytes,
+        "description": description,
+    }
