@@ -9,6 +9,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from consumers.batch_delivery import BatchDelivery, Batches
+from consumers.batch_fetch import prompt
 from consumers.delivery import DeadLetters, Delivery, Handler, RetryPolicy
 from consumers.offsets import FlushOnRevoke
 from consumers.parking import ParkedEvents
@@ -135,7 +136,8 @@ def _subscribe_batches(
     # N of them in this process, each owning whole partitions as the per-record ones do: a
     # partition's retries never stall another consumer's partitions.
     for n in range(settings.consumer_concurrency):
-        subscriber = broker.subscriber(
+        # prompt(): the next fetch follows an empty one at once (FastStream's sleeps first).
+        subscriber = prompt(broker.subscriber(
             topic,
             batch=True,
             max_records=settings.consumer_batch_max_records,
@@ -146,7 +148,7 @@ def _subscribe_batches(
             parser=keep_binary_headers_batch,
             title=f"{topic}:{delivery.group}:{n}",
             **_consumer_options(settings, delivery.offsets, description),
-        )
+        ))
 
         @subscriber
         async def on_batch(body: Any, msg: KafkaMessage) -> None:

@@ -21,7 +21,10 @@ _REVOKE = f"REVOKE EXECUTE ON FUNCTION {', '.join(LARGE_OBJECT_CREATORS)} FROM P
 async def refuse_large_objects(conn: asyncpg.Connection, role: str) -> None:
     """Raise PermanentError when ``role`` could create large objects; revoke it first where we
     may (we own the functions only as a superuser). Runs in the caller's transaction."""
-    if await _creatable(conn, role) and await conn.fetchval(
+    # One round trip in the usual case (revoked already): every provisioning asks.
+    if not await _creatable(conn, role):
+        return
+    if await conn.fetchval(
         "SELECT pg_has_role(current_user, proowner, 'USAGE') FROM pg_proc"
         " WHERE oid = 'pg_catalog.lo_from_bytea(oid, bytea)'::regprocedure"
     ):

@@ -14,8 +14,10 @@ class FakeConnection:
     def __init__(self, *, public_may: bool, owner: bool) -> None:
         self.public_may, self.owner = public_may, owner
         self.executed: list[str] = []
+        self.asked: list[str] = []
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.asked.append(sql)
         if "has_function_privilege" in sql:
             return self.public_may
         assert "pg_has_role" in sql
@@ -45,3 +47,17 @@ async def test_once_revoked_nothing_is_done() -> None:
     conn = FakeConnection(public_may=False, owner=True)
     await refuse_large_objects(conn, "tenant_acme")  # type: ignore[arg-type]
     assert conn.executed == []
+
+
+async def test_once_revoked_one_question_is_asked() -> None:
+    """Every claim of a pooled schema and every creation asks: one round trip when the answer
+    is no (the usual case), the check is repeated only after a revoke."""
+    conn = FakeConnection(public_may=False, owner=True)
+    await refuse_large_objects(conn, "tenant_acme")  # type: ignore[arg-type]
+    assert len(conn.asked) == 1
+
+
+async def test_after_a_revoke_the_check_is_asked_again() -> None:
+    conn = FakeConnection(public_may=True, owner=True)
+    await refuse_large_objects(conn, "tenant_acme")  # type: ignore[arg-type]
+    assert sum("has_function_privilege" in q for q in conn.asked) == 2
