@@ -9,6 +9,8 @@ together: they are in the same transaction.
 
 A handler needs no change: while ``EventBatch.event`` is open, ``EventTransaction.run`` finds the
 batch's unit (``current_batch_unit``) and runs the effect there instead of opening its own.
+Time limits an effect sets (``limit_time``, a migration's lock and statement timeouts) bound that
+event alone: they are lifted at the end of its savepoint, before the next event runs.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -19,11 +21,6 @@ from typing import Any
 from adapters.trace_context import stamp
 from contracts.envelope import Envelope
 from service.unit_of_work import UnitOfWork
-
-
-class NotInBatch(Exception):
-    """An effect asked for something a shared transaction cannot give it (e.g. time limits for
-    the rest of the transaction); the event is tried again in a transaction of its own."""
 
 
 class _BatchInbox:
@@ -62,12 +59,13 @@ class _BatchOutbox:
 
 class _EventUnit:
     """The unit of work one event of a batch is handed: the batch's, with its own inbox and
-    outbox views; ``limit_time`` is refused (it would outlive the event's savepoint)."""
+    outbox views; its time limits last until the end of the event (see ``EventBatch.event``)."""
 
     def __init__(self, batch: "EventBatch") -> None:
         self._uow = batch.uow
         self.inbox = _BatchInbox(batch)
         self.outbox = _BatchOutbox()
+        self.limited = False  # the event set time limits, to be lifted when it ends
 
     @property
     def tenants(self) -> Any:
@@ -93,8 +91,14 @@ class _EventUnit:
         return self._uow.savepoint()
 
     async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
-        # SET LOCAL survives a released savepoint: it would bound every later event too.
-        raise NotInBatch("time limits need a transaction of their own")
+        self.limited = True
+        await self._uow.limit_time(
+            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        )
+
+    async def end_time_limits(self) -> None:
+        await self._uow.end_time_limits()
+        self.limited = False
 
 
 _CURRENT: ContextVar[_EventUnit | None] = ContextVar("event_batch_unit", default=None)
@@ -135,6 +139,10 @@ class EventBatch:
         try:
             async with self.uow.savepoint():
                 yield
+                if unit.limited:
+                    # A released savepoint keeps its SET LOCALs (a rolled back one undoes
+                    # them): lifted here, inside it, they never bound the next event.
+                    await unit.end_time_limits()
         except BaseException:
             if envelope.id in self.consumed or envelope.id in self.claimed:
                 self.consumed.discard(envelope.id)

@@ -129,6 +129,13 @@ class PostgresUnitOfWork:
                 f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
             )
 
+    async def end_time_limits(self) -> None:
+        # DEFAULT is the connection's own value (the pool's start-up settings), not "none".
+        with translated(self._what):
+            await self.connection.execute(
+                "SET LOCAL lock_timeout TO DEFAULT; SET LOCAL statement_timeout TO DEFAULT"
+            )
+
 
 @dataclass(frozen=True)
 class PostgresUnitOfWorks:

@@ -270,12 +270,16 @@ class FakeUnitOfWork:
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        saved = copy.deepcopy(self._s.state)
+        saved, limits = copy.deepcopy(self._s.state), self.time_limits
         try:
             yield
         except BaseException:
-            self._s.state = saved
+            # As in Postgres: a rolled back savepoint undoes its SET LOCALs too.
+            self._s.state, self.time_limits = saved, limits
             raise
 
     async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
         self.time_limits = (lock_timeout_ms, statement_timeout_ms)
+
+    async def end_time_limits(self) -> None:
+        self.time_limits = None
