@@ -54,6 +54,7 @@ class Faults:
     create: TenantServiceError | None = None
     migrate: TenantServiceError | None = None
     outbox: TenantServiceError | None = None
+    migrate_of: dict[str, BaseException] = field(default_factory=dict)  # one tenant's only
 
 
 class FakeTenants:
@@ -95,6 +96,8 @@ class FakeTenants:
         self._update(tenant_id, schema_version=version)
         if self._s.faults.migrate is not None:
             raise self._s.faults.migrate
+        if tenant_id in self._s.faults.migrate_of:
+            raise self._s.faults.migrate_of[tenant_id]
         return version
 
     async def set_status(self, tenant_id: str, status: TenantStatus) -> None:
