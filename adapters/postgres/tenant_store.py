@@ -233,12 +233,11 @@ class PostgresTenantStore:
     async def _apply(
         self, conn: asyncpg.Connection, schema: str, role: str, steps: list[Migration]
     ) -> None:
+        # One round trip: a step's text ends on a line of its own (it may end in a comment).
+        path = f"SET LOCAL search_path TO {quote_ident(schema)}, {quote_ident(EXTENSIONS_SCHEMA)}"
         await conn.execute(
-            f"SET LOCAL search_path TO {quote_ident(schema)}, {quote_ident(EXTENSIONS_SCHEMA)}"
+            "\n;\n".join([path, *(migration.sql for migration in steps), "RESET search_path"])
         )
-        for migration in steps:
-            await conn.execute(migration.sql)
-        await conn.execute("RESET search_path")
         await self._secure(conn, schema, role)
 
     async def _secure(self, conn: asyncpg.Connection, schema: str, role: str) -> None:
