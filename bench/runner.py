@@ -1,6 +1,6 @@
 """``bench/run [NAME [SIZE]]``: run the benchmarks, then write results/latest.md and .png.
 
-NAME: all (default: 200 / 300 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
+NAME: all (default: 200 / 1,000 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
 full (500 / 1,000 / 1,000+5,000 / 300 MB / 1,000 events/s for 10 s; ~40 min),
 small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker,
 warm_pool, floor (the plain aiokafka + asyncpg floor, then the broker round trip against it), scaleout
