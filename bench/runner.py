@@ -1,6 +1,6 @@
 """``bench/run [NAME [SIZE]]``: run the benchmarks, then write results/latest.md and .png.
 
-NAME: all (default: 200 / 300 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
+NAME: all (default: 200 / 1,000 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
 full (500 / 1,000 / 1,000+5,000 / 300 MB / 1,000 events/s for 10 s; ~40 min),
 small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker,
 warm_pool, floor (the plain aiokafka + asyncpg floor, then the broker round trip against it), scaleout
@@ -38,7 +38,7 @@ from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
         "retention": 10_000, "api": 30, "warm_pool": 500, "floor": 20_000, "scaleout": 1000}
-DEFAULT = {"provisioning": 200, "rollout": 300, "metrics": 1000, "backup": 100, "broker": 1000,
+DEFAULT = {"provisioning": 200, "rollout": 1000, "metrics": 1000, "backup": 100, "broker": 1000,
            "retention": 1000, "api": 30, "warm_pool": 200, "floor": 10_000, "scaleout": 1000}
 SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
          "retention": 100, "api": 10, "warm_pool": 20, "floor": 2000, "scaleout": 100}

@@ -39,14 +39,15 @@ def register(
         dead_letters=dead_letters,
         parking=parking,
         batches=batches,
-        # Effects that can share a transaction (a savepoint each). Migrations set time limits
-        # for their whole transaction, so they run one by one.
+        # Effects that can share a transaction (a savepoint each). A migration's time limits
+        # bound its own savepoint only, so a rollout's commits are shared by many tenants.
         batchable=frozenset(
             {
                 events.TenantRequested,
                 events.TenantDeactivated,
                 events.TenantReactivated,
                 events.TenantEraseRequested,
+                events.TenantMigrationDue,
             }
         ),
         description="Tenant lifecycle: provision, suspend, resume, erase (as a job), migrate",

@@ -19,6 +19,9 @@ registry), so the per-event round trips are cut where that is safe:
   other writers out, and this transaction wrote nothing);
 - an event's savepoint is opened just before its first statement: an event that sends none has
   nothing to undo. The first statement also drops the rows read (it may change any of them).
+
+Time limits an effect sets (``limit_time``, a migration's lock and statement timeouts) bound that
+event alone: they are lifted at the end of its savepoint, before the next event runs.
 """
 
 import inspect
@@ -31,11 +34,6 @@ from adapters.trace_context import stamp
 from contracts.envelope import Envelope
 from domain.tenants import TenantRecord
 from service.unit_of_work import UnitOfWork
-
-
-class NotInBatch(Exception):
-    """An effect asked for something a shared transaction cannot give it (e.g. time limits for
-    the rest of the transaction); the event is tried again in a transaction of its own."""
 
 
 class _BatchInbox:
@@ -84,8 +82,9 @@ class _InSavepoint:
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
         if not inspect.iscoroutinefunction(method):
-            # Whatever it is, it could reach the database outside of the savepoint.
-            raise NotInBatch(f"{name} is not a coroutine method")
+            # Whatever it is, it could reach the database outside of the savepoint: the event
+            # fails here and runs again on its own, in a transaction of its own.
+            raise TypeError(f"{name} is not a coroutine method: not callable in a batch event")
         return _after_touch(self._unit, method)
 
 
@@ -120,8 +119,8 @@ class _BatchTenants(_InSavepoint):
 
 class _EventUnit:
     """The unit of work one event of a batch is handed: the batch's, with its own inbox and
-    outbox views and a savepoint opened at its first statement; ``limit_time`` is refused (it
-    would outlive the event's savepoint)."""
+    outbox views and a savepoint opened at its first statement; its time limits last until the
+    end of the event (see ``EventBatch.event``)."""
 
     def __init__(self, batch: "EventBatch", stack: AsyncExitStack) -> None:
         self._batch, self._uow, self._stack = batch, batch.uow, stack
@@ -129,6 +128,7 @@ class _EventUnit:
         self.inbox = _BatchInbox(batch, self)
         self.outbox = _BatchOutbox()
         self.tenants = _BatchTenants(batch, self)
+        self.limited = False  # the event set time limits, to be lifted when it ends
 
     async def touch(self) -> None:
         """Before the event's first statement: its savepoint, and the batch's rows dropped."""
@@ -160,8 +160,16 @@ class _EventUnit:
             yield
 
     async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
-        # SET LOCAL survives a released savepoint: it would bound every later event too.
-        raise NotInBatch("time limits need a transaction of their own")
+        await self.touch()  # set inside the event's savepoint: undone with it on a raise
+        self.limited = True
+        await self._uow.limit_time(
+            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        )
+
+    async def end_time_limits(self) -> None:
+        await self.touch()
+        await self._uow.end_time_limits()
+        self.limited = False
 
 
 _CURRENT: ContextVar[_EventUnit | None] = ContextVar("event_batch_unit", default=None)
@@ -214,6 +222,10 @@ class EventBatch:
                 token = _CURRENT.set(unit)
                 try:
                     yield
+                    if unit.limited:
+                        # A released savepoint keeps its SET LOCALs (a rolled back one undoes
+                        # them): lifted here, inside it, they never bound the next event.
+                        await unit.end_time_limits()
                 finally:
                     _CURRENT.reset(token)
         except BaseException:

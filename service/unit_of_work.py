@@ -55,6 +55,10 @@ class UnitOfWork(Protocol):
         """Bound each lock wait and each statement for the rest of this transaction: a lock wait
         past it is a TransientError, a statement past it a StatementTimeout."""
 
+    async def end_time_limits(self) -> None:
+        """Lift what ``limit_time`` set: later statements of this transaction run under the
+        connection's own limits again (a batch does so after each event that set them)."""
+
 
 # ``uows(what)``: a new, not yet begun, unit of work; ``what`` names it in translated errors.
 UnitOfWorkFactory = Callable[[str], UnitOfWork]

@@ -251,49 +251,58 @@ class PostgresTenantStore:
     async def _apply(
         self, conn: asyncpg.Connection, schema: str, role: str, steps: list[Migration]
     ) -> None:
+        # One round trip: a step's text ends on a line of its own (it may end in a comment).
+        path = f"SET LOCAL search_path TO {quote_ident(schema)}, {quote_ident(EXTENSIONS_SCHEMA)}"
         await conn.execute(
-            f"SET LOCAL search_path TO {quote_ident(schema)}, {quote_ident(EXTENSIONS_SCHEMA)}"
+            "\n;\n".join([path, *(migration.sql for migration in steps), "RESET search_path"])
         )
-        for migration in steps:
-            await conn.execute(migration.sql)
-        await conn.execute("RESET search_path")
         await self._secure(conn, schema, role)
 
     async def _secure(self, conn: asyncpg.Connection, schema: str, role: str) -> None:
         """Grants on the tenant's own schema only, and RLS on every table in it."""
         q_schema, q_role = quote_ident(schema), quote_ident(role)
-        await conn.execute(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
-        await conn.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {q_schema} TO {q_role}"
-        )
-        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {q_schema} TO {q_role}")
-        # Tables added by later migrations inherit the same grants.
-        await conn.execute(
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema}"
-            f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {q_role}"
-        )
-        await conn.execute(
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema} GRANT USAGE, SELECT ON SEQUENCES TO {q_role}"
-        )
-        tables = await conn.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
-            " AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)",
+        # The schema's relations through pg_depend's index, not a scan of pg_class (which
+        # GRANT ... ON ALL TABLES IN SCHEMA does): with thousands of tenants that scan was
+        # most of a migration's cost.
+        rows = await conn.fetch(
+            "SELECT c.relname, c.relkind::text AS relkind, EXISTS (SELECT 1 FROM pg_policy p"
+            "  WHERE p.polrelid = c.oid AND p.polname = $2) AS secured"
+            " FROM pg_depend d JOIN pg_class c ON c.oid = d.objid"
+            " WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass"
+            " AND d.refobjid = (SELECT oid FROM pg_namespace WHERE nspname = $1)"
+            " AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') ORDER BY 1",
             schema,
             POLICY_NAME,
         )
+        tables = [f"{q_schema}.{quote_ident(r['relname'])}" for r in rows if r["relkind"] != "S"]
+        sequences = [f"{q_schema}.{quote_ident(r['relname'])}" for r in rows if r["relkind"] == "S"]
+        statements = [f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}"]
+        if tables:
+            statements.append(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {', '.join(tables)} TO {q_role}"
+            )
+        if sequences:
+            statements.append(f"GRANT USAGE, SELECT ON SEQUENCE {', '.join(sequences)} TO {q_role}")
+        # Tables added by later migrations inherit the same grants.
+        statements += [
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema}"
+            f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {q_role}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema} GRANT USAGE, SELECT ON SEQUENCES TO {q_role}",
+        ]
         # Rows are visible only to a session acting as exactly this tenant's role: a grant that
         # leaked to another role would still show it nothing.
         predicate = isolation_predicate(role)
-        for table in tables:
-            q_table = f"{q_schema}.{quote_ident(table['relname'])}"
-            # Not FORCEd: the owning service role must still read every row (pg_dump refuses
-            # to dump tables whose rows a policy would hide from it).
-            await conn.execute(f"ALTER TABLE {q_table} ENABLE ROW LEVEL SECURITY")
-            await conn.execute(
-                f"CREATE POLICY {quote_ident(POLICY_NAME)} ON {q_table}"
-                f" USING ({predicate}) WITH CHECK ({predicate})"
-            )
+        for row in rows:
+            if row["relkind"] in ("r", "p") and not row["secured"]:
+                q_table = f"{q_schema}.{quote_ident(row['relname'])}"
+                # Not FORCEd: the owning service role must still read every row (pg_dump refuses
+                # to dump tables whose rows a policy would hide from it).
+                statements += [
+                    f"ALTER TABLE {q_table} ENABLE ROW LEVEL SECURITY",
+                    f"CREATE POLICY {quote_ident(POLICY_NAME)} ON {q_table}"
+                    f" USING ({predicate}) WITH CHECK ({predicate})",
+                ]
+        await conn.execute(";\n".join(statements))  # one round trip: identifiers are quoted
 
 
 def isolation_predicate(role: str) -> str:

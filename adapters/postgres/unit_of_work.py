@@ -124,9 +124,16 @@ class PostgresUnitOfWork:
 
     async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
         with translated(self._what):
-            await self.connection.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
             await self.connection.execute(
-                f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+                f"SET LOCAL lock_timeout = {int(lock_timeout_ms)};"
+                f" SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+            )
+
+    async def end_time_limits(self) -> None:
+        # DEFAULT is the connection's own value (the pool's start-up settings), not "none".
+        with translated(self._what):
+            await self.connection.execute(
+                "SET LOCAL lock_timeout TO DEFAULT; SET LOCAL statement_timeout TO DEFAULT"
             )
 
 

@@ -1,6 +1,7 @@
-"""Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts.
-The provisioner group is the session worker's."""
+"""Migration rollouts as events: canary, per-tenant failures, halting, no-op, lock timeouts,
+many tenants in one batch transaction. The provisioner group is the session worker's."""
 
+import asyncio
 import functools
 import io
 import secrets
@@ -12,14 +13,16 @@ from rich.console import Console
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.migration_files import load_migrations
+from adapters.postgres.tenant_store import tenant_lock_sql
+from contracts import topics
 from contracts.envelope import Envelope
-from contracts.events import TenantMigrationDue
+from contracts.events import TenantDeactivated, TenantMigrationDue
 from migrations import TENANT_DIR
 from runtime.settings import Settings
 from tenantctl.lifecycle_ops import rollout
 from tests.support import backups as bk
 from tests.support import names as ns
-from tests.support.kafka import ResultLog
+from tests.support.kafka import ResultLog, TopicTail
 from tests.support.postgres import drop_tenants
 from tests.support.stack import TenantIds
 from tests.support.waiting import wait_until
@@ -125,6 +128,52 @@ async def test_a_failing_tenant_does_not_stop_the_others(
     assert await _version(pg, bad) == 1
     for tenant_id in good:
         assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+
+
+async def test_a_tenant_failing_in_the_middle_of_a_batch_is_answered_alone_and_the_others_commit(
+    at_version_1: list[str], pg: asyncpg.Connection, tenants: TenantIds, settings: Settings,
+    publisher: KafkaEventPublisher, results: ResultLog,
+) -> None:
+    first, bad, last = await _make(pg, tenants, at_version_1, 3)  # the rollout's order
+    await _break(pg, bad)
+    (blocker,) = await _make(pg, tenants, at_version_1, 1)
+    await pg.execute(f"UPDATE {ns.CONTROL}.tenants SET schema_version = 2 WHERE tenant_id = $1",
+                     blocker)  # not due: it only keeps the worker busy
+    mine = [first, bad, last]
+    await _alone(pg, mine)
+    # The worker is held in a transaction on the blocker's lock while the rollout publishes, so
+    # its next fetch has all three migrations: they run in one batch transaction.
+    holder = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    try:
+        async with TopicTail(settings, topics.LIFECYCLE) as tail:
+            await holder.execute("BEGIN")
+            await holder.execute(tenant_lock_sql(blocker))
+            await bk.send(publisher, bk.envelope(TenantDeactivated(tenant_id=blocker)))
+            await wait_until(lambda: pg.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"),
+                30, what="the worker waiting on the blocker's lock", interval=0.05)
+            task = asyncio.create_task(rollout(settings, _quiet(), None, 0, 1, TIMEOUT_S))
+            await wait_until(lambda: all(tail.with_key(t.encode()) for t in mine), 30,
+                             what="the rollout's events on the topic", interval=0.05)
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+
+    summary = await task
+
+    assert (summary["migrated"], summary["failed"]) == (2, 1) and "halted" not in summary
+    assert summary["failures"] == {bad: "migration_error"}
+    assert await _version(pg, bad) == 1 and not await _has_tags(pg, bad)
+    for tenant_id in (first, last):
+        assert await _version(pg, tenant_id) == 2 and await _has_tags(pg, tenant_id)
+    answers = {e.subject: e for e in results.seen
+               if e.data.get("rollout_id") == summary["rollout_id"]}
+    assert answers[bad].type == "TenantMigrationFailed", answers[bad].data
+    # One claim statement, one transaction: the three inbox rows share its transaction id.
+    dues = [answers[t].causationid for t in mine]
+    assert await pg.fetchval(
+        f"SELECT count(DISTINCT xmin::text) FROM {ns.CONTROL}.inbox WHERE event_id = ANY($1)",
+        dues) == 1
 
 
 async def test_failed_canaries_halt_the_rollout_and_the_rest_stay_put(

@@ -20,6 +20,7 @@ from contracts.events import (
     TenantReactivated,
     TenantRequested,
 )
+from domain.migrations import Migration
 from runtime.settings import Settings
 from tests.support import backups as bk
 from tests.support import names as ns
@@ -98,6 +99,32 @@ async def test_rls_hides_rows_even_from_a_role_granted_the_table(
 
     assert leaked == []
     assert len(await bk.as_tenant(pg, a, f'SELECT * FROM "{ns.tenant(a)}".users')) == 1
+
+
+async def test_a_table_a_migration_adds_is_the_tenants_alone_at_once(
+    publisher: KafkaEventPublisher, results: ResultLog, pg: asyncpg.Connection, tenants: TenantIds,
+) -> None:
+    a, b = await _two(publisher, results, tenants)
+    store = ns.tenant_store()
+    adds_notes = Migration(99, "notes", "CREATE TABLE notes (id serial PRIMARY KEY, body text);")
+    async with pg.transaction():
+        await store.migrate(pg, a, [adds_notes])
+    notes = f'"{ns.tenant(a)}".notes'
+
+    # Grants on the new table and its sequence: the tenant's role writes through the serial id.
+    await bk.as_tenant(pg, a, f"INSERT INTO {notes} (body) VALUES ('mine')")
+    assert [r["body"] for r in await bk.as_tenant(pg, a, f"SELECT body FROM {notes}")] == ["mine"]
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await bk.as_tenant(pg, b, f"SELECT * FROM {notes}")
+    # RLS on it as on the template's tables: a grant that leaks shows another role nothing.
+    await pg.execute(f'GRANT USAGE ON SCHEMA "{ns.tenant(a)}" TO "{ns.tenant(b)}";'
+                     f' GRANT SELECT ON {notes} TO "{ns.tenant(b)}"')
+    try:
+        leaked = await bk.as_tenant(pg, b, f"SELECT * FROM {notes}")
+    finally:
+        await pg.execute(f'REVOKE ALL ON {notes} FROM "{ns.tenant(b)}";'
+                         f' REVOKE ALL ON SCHEMA "{ns.tenant(a)}" FROM "{ns.tenant(b)}"')
+    assert leaked == []
 
 
 async def test_a_suspended_tenant_is_unreachable_through_the_app_role(

@@ -54,6 +54,7 @@ class Faults:
     create: TenantServiceError | None = None
     migrate: TenantServiceError | None = None
     outbox: TenantServiceError | None = None
+    migrate_of: dict[str, BaseException] = field(default_factory=dict)  # one tenant's only
 
 
 class FakeTenants:
@@ -103,6 +104,8 @@ class FakeTenants:
         self._update(tenant_id, schema_version=version)
         if self._s.faults.migrate is not None:
             raise self._s.faults.migrate
+        if tenant_id in self._s.faults.migrate_of:
+            raise self._s.faults.migrate_of[tenant_id]
         return version
 
     async def set_status(self, tenant_id: str, status: TenantStatus) -> None:
@@ -281,12 +284,16 @@ class FakeUnitOfWork:
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         self._s.savepoints += 1
-        saved = copy.deepcopy(self._s.state)
+        saved, limits = copy.deepcopy(self._s.state), self.time_limits
         try:
             yield
         except BaseException:
-            self._s.state = saved
+            # As in Postgres: a rolled back savepoint undoes its SET LOCALs too.
+            self._s.state, self.time_limits = saved, limits
             raise
 
     async def limit_time(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
         self.time_limits = (lock_timeout_ms, statement_timeout_ms)
+
+    async def end_time_limits(self) -> None:
+        self.time_limits = None
