@@ -56,7 +56,7 @@ class TraceParent:
 
 def trace_of(envelope: Envelope) -> tuple[TraceParent | None, str | None]:
     """The envelope's ``traceparent`` (None when absent or invalid) and its ``tracestate``."""
-    extensions = envelope.extensions
+    extensions = envelope.model_extra or {}  # read, not copied (``extensions`` copies)
     parent = TraceParent.parse(extensions.get(TRACEPARENT))
     state = extensions.get(TRACESTATE)
     if parent is None or not isinstance(state, str) or not state.strip():
