@@ -6,7 +6,10 @@ letter, so prefix + id can never be a pooled name; the prefix keeps the pool ins
 deployment's namespace (its cleanup and orphan checks see it; another deployment's do not).
 
 The refill runs one action per short transaction and decides each from the pool as it is now,
-since provisioners claim from it concurrently.
+since provisioners claim from it concurrently. While they are claiming and more than half of the
+pool is left, it waits: a schema it makes then would compete with the claims for the same cores
+and catalogues (a burst served from the pool is what the pool is for), and the half left covers
+the claims until they pause or the pool runs low, when it refills at once.
 """
 
 import re
@@ -44,10 +47,14 @@ class RefillAction(StrEnum):
     DISCARD_STALE = "discard_stale"  # drop one made from an older template
     DISCARD_EXCESS = "discard_excess"  # drop one at the latest version beyond the size
     NONE = "none"  # the pool is as it should be: wait
+    YIELD = "yield"  # provisioners are claiming and the pool is over half full: look again soon
 
 
-def next_refill(versions: Mapping[int, int], *, latest: int, size: int) -> RefillAction:
-    """What the refill does next, given how many pooled schemas there are per template version.
+def next_refill(
+    versions: Mapping[int, int], *, latest: int, size: int, claiming: bool = False
+) -> RefillAction:
+    """What the refill does next, given how many pooled schemas there are per template version
+    and whether provisioners are ``claiming`` (the pool shrank since the refill last looked).
 
     Creating comes first: a stale one can still be claimed (it is migrated forward at claim
     time), so it is kept until its replacement exists. Versions newer than ``latest`` belong to
@@ -57,7 +64,7 @@ def next_refill(versions: Mapping[int, int], *, latest: int, size: int) -> Refil
         raise ValueError("pool size must be >= 0")
     current = versions.get(latest, 0)
     if current < size:
-        return RefillAction.CREATE
+        return RefillAction.YIELD if claiming and 2 * current > size else RefillAction.CREATE
     if any(n > 0 for v, n in versions.items() if v < latest):
         return RefillAction.DISCARD_STALE
     if current > size:

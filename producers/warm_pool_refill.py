@@ -21,6 +21,8 @@ from producers.leader import leader_election
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
+# How soon a refill that yielded to claiming provisioners looks again.
+_YIELD_S = 0.2
 
 
 class WarmPoolStore(Protocol):
@@ -40,6 +42,7 @@ class WarmPoolRefill:
         self._interval_s = settings.warm_pool_refill_interval_s
         self._stopping = asyncio.Event()
         self.done: Counter[str] = Counter()  # actions since start
+        self._last_total: int | None = None  # pooled schemas at the last look
         self.election = leader_election(
             settings,
             "warm-pool",
@@ -61,11 +64,21 @@ class WarmPoolRefill:
         done: Counter[str] = Counter()
         while not self._stopping.is_set():
             async with self._pool.acquire() as conn:
+                counts = await self._store.counts(conn)
+                total = sum(counts.values())
+                # Fewer than at the last look: provisioners claimed meanwhile (the refill's own
+                # actions only add, or drop what next_refill never answers with a yield).
+                claiming = self._last_total is not None and total < self._last_total
+                self._last_total = total
                 action = next_refill(
-                    await self._store.counts(conn), latest=self._store.latest, size=self._size
+                    counts, latest=self._store.latest, size=self._size, claiming=claiming
                 )
                 if action == RefillAction.NONE:
                     break
+                if action == RefillAction.YIELD:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), _YIELD_S)
+                    continue
                 async with conn.transaction():
                     if action == RefillAction.CREATE:
                         await self._store.add(conn)

@@ -90,6 +90,18 @@ def test_next_refill(versions: dict[int, int], size: int, action: RefillAction) 
     assert next_refill(versions, latest=2, size=size) == action
 
 
+@pytest.mark.parametrize(
+    ("latest_count", "action"),
+    [(9, RefillAction.YIELD), (6, RefillAction.YIELD), (5, RefillAction.CREATE),
+     (0, RefillAction.CREATE)],
+)
+def test_while_provisioners_claim_the_refill_yields_until_half_is_gone(
+    latest_count: int, action: RefillAction
+) -> None:
+    assert next_refill({2: latest_count}, latest=2, size=10, claiming=True) == action
+    assert next_refill({2: latest_count}, latest=2, size=10) == RefillAction.CREATE
+
+
 def test_a_release_claims_only_schemas_it_can_bring_to_its_latest() -> None:
     assert claimable(1, 2) and claimable(2, 2)
     assert not claimable(3, 2)
