@@ -37,11 +37,11 @@ from bench import profile as consumer_profile
 from domain.tenant_ids import quote_ident
 
 FULL = {"provisioning": 500, "rollout": 1000, "metrics": 0, "backup": 300, "broker": 1000,
-        "retention": 10_000, "api": 30, "warm_pool": 500, "floor": 20_000, "scaleout": 1000}
+        "retention": 10_000, "api": 30, "warm_pool": 500, "floor": 20_000, "scaleout": 20_000}
 DEFAULT = {"provisioning": 200, "rollout": 1000, "metrics": 1000, "backup": 100, "broker": 1000,
-           "retention": 1000, "api": 30, "warm_pool": 200, "floor": 10_000, "scaleout": 1000}
+           "retention": 1000, "api": 30, "warm_pool": 200, "floor": 10_000, "scaleout": 10_000}
 SMALL = {"provisioning": 20, "rollout": 20, "metrics": 100, "backup": 10, "broker": 100,
-         "retention": 100, "api": 10, "warm_pool": 20, "floor": 2000, "scaleout": 100}
+         "retention": 100, "api": 10, "warm_pool": 20, "floor": 2000, "scaleout": 1000}
 SINGLE = {"provisioning": provisioning.run, "rollout": rollout.run, "migration": rollout.run,
           "metrics": metrics_tick.run, "backup": backup.run, "restore": restore.run,
           "broker": broker_overhead.run, "retention": retention.run, "api": api.run,
@@ -77,7 +77,7 @@ async def _all(sizes: dict[str, int]) -> None:
     print(f"== backup + restore {sizes['backup']} MB", flush=True)
     await _backup_and_restore(sizes["backup"])
     await _broker_and_floor(sizes["broker"], sizes["floor"])
-    print(f"== scale-out {sizes['scaleout']}/s", flush=True)
+    print(f"== scale-out burst of {sizes['scaleout']}", flush=True)
     common.save("scaleout", await scaleout.run(sizes["scaleout"]))
     print(f"== retention {sizes['retention']} rows per tick", flush=True)
     common.save("retention", await retention.run(sizes["retention"]))
