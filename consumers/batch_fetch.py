@@ -9,7 +9,7 @@ so the next fetch can follow an empty one at once without spinning.
 """
 
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 
@@ -33,4 +33,4 @@ def prompt(subscriber: Any) -> PromptBatchSubscriber:
     if type(subscriber) is not BatchSubscriber:  # a FastStream upgrade changed what it makes
         raise TypeError(f"expected FastStream's BatchSubscriber, got {type(subscriber).__name__}")
     subscriber.__class__ = PromptBatchSubscriber
-    return subscriber  # type: ignore[no-any-return]
+    return cast(PromptBatchSubscriber, subscriber)

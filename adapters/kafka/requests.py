@@ -7,9 +7,10 @@ current (tenantctl) starts its own trace."""
 from collections.abc import Sequence
 
 from adapters.kafka.producer import KafkaEventPublisher
-from adapters.trace_context import publish_spans, stamp, trace_of
+from adapters.trace_context import publish_spans, stamp
 from contracts.envelope import Envelope
 from contracts.publish import record_of
+from contracts.tracecontext import trace_of
 
 
 async def publish_requests(publisher: KafkaEventPublisher, envelopes: Sequence[Envelope]) -> None:
