@@ -255,3 +255,20 @@ async def test_a_failed_parking_lookup_sends_the_batch_one_by_one_with_backoff_n
     assert s.committed == [a1.id, b1.id]
     assert failures, "the outage was not counted by the circuit breaker"
     assert s.part.consumer.commits[-1] == 2
+
+
+async def test_every_event_of_a_batch_is_timed_as_one_on_its_own_would_be() -> None:
+    """/metrics' handler duration (decode to durable commit) counts the batched events too, not
+    only those that took the per-record path."""
+    from prometheus_client import REGISTRY
+
+    def timed() -> float:
+        return REGISTRY.get_sample_value(
+            "tenant_handler_duration_seconds_count", {"group": "g", "type": "TenantRequested"}
+        ) or 0.0
+
+    s = Setup()
+    before = timed()
+    await s.deliver(requested("acme"), requested("beta"), requested("acme"))
+    assert s.stores.units[0].committed is True and len(s.committed) == 3
+    assert timed() - before == 3
