@@ -125,6 +125,15 @@ class BackupTaker:
             rules.artifact_key(tenant_id, backup_id),
             rules.manifest_key(tenant_id, backup_id),
         )
+        # An earlier attempt killed mid-upload (SIGKILL, OOM) never ran its abort: its partial
+        # is ours to remove, as we hold the job's lease and no other writer of these keys lives.
+        # First of all: every way out below (a tenant erased meanwhile, a manifest an attempt
+        # that lost its lease wrote) would otherwise leave it behind for good.
+        swept = await self._target.discard_partials(akey) + await self._target.discard_partials(
+            mkey
+        )
+        if swept:
+            log.info("stale_partials_discarded", count=swept)
         # The tenant first, even for a retry whose earlier attempt wrote everything: an erase
         # may have run since, and its requests must not be answered with a backup of its data.
         async with self._uows(f"backup {tenant_id}") as uow:
@@ -138,13 +147,6 @@ class BackupTaker:
             return await self._from_manifest(mkey, akey)
         if await self._target.exists(akey):  # artifact without manifest: incomplete, redo
             await self._target.delete(akey)
-        # An earlier attempt killed mid-upload (SIGKILL, OOM) never ran its abort: its partial
-        # is ours to remove, as we hold the job's lease and no other writer of these keys lives.
-        swept = await self._target.discard_partials(akey) + await self._target.discard_partials(
-            mkey
-        )
-        if swept:
-            log.info("stale_partials_discarded", count=swept)
         started = datetime.now(UTC)
         if operators_only:
             if not self._operators:

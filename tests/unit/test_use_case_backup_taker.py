@@ -269,3 +269,40 @@ async def test_the_erase_archive_being_the_newest_backup_survives_retention(
         gone = await s.taker.expire(uow, "acme", "basic")
     assert sorted(r.backup_id for r in gone) == ["b-1", "b-2", "b-3"]
     assert list(s.stores.state.catalogue) == ["a-1"]
+
+
+# ---- what a writer killed mid-upload left behind -----------------------------------------------
+
+
+def _dead_writers_partial(s: Setup, key: str) -> Path:
+    """A partial as a writer SIGKILLed mid-upload leaves it (it never ran its abort)."""
+    from adapters.backup_targets.base import partial_name
+
+    path = s.root / partial_name(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half an artifact")
+    return path
+
+
+async def test_a_dead_writers_partial_is_swept_when_the_manifest_is_already_there(
+    setup: Setup,
+) -> None:
+    """An attempt that lost its lease finished; another, killed mid-upload, left a partial: the
+    retry answers from the manifest and must still sweep it."""
+    s = setup
+    await s.taker.take(_job(), lambda n: None)
+    partial = _dead_writers_partial(s, rules.artifact_key("acme", "b-1"))
+    await s.taker.take(_job(), lambda n: None)
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize("status", [TenantStatus.ERASED, TenantStatus.ERASING])
+async def test_a_dead_writers_partial_is_swept_when_the_tenant_is_gone_meanwhile(
+    setup: Setup, status: TenantStatus
+) -> None:
+    s = setup
+    partial = _dead_writers_partial(s, rules.artifact_key("acme", "b-1"))
+    s.stores.state.tenants["acme"] = tenant("acme", status=status)
+    with pytest.raises(PermanentError):
+        await s.taker.take(_job(), lambda n: None)
+    assert not partial.exists()
