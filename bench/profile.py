@@ -2,7 +2,8 @@
 
 ``bench/run profile RATE``: one ``provisioner relay`` worker, the no-op ``TenantRequested``
 round trip of bench/broker_overhead.py offered at RATE events/s for BENCH_BROKER_SECONDS,
-REPS rounds, with ``py-spy record --gil`` attached to the worker for the whole measured part and the
+REPS rounds (``bench/run profile 0``: REPS bursts of BENCH_BROKER_BURST drained, as the burst
+row measures them), with ``py-spy record --gil`` attached to the worker for the whole measured part and the
 CPU of every process group read from /proc (bench/cpu.py). Writes
 ``results/consumer_profile.md``: CPU per event per group, the hottest frames by own time and by
 inclusive time, and own time per library. The raw folded stacks go to ``results/logs/``.
@@ -20,7 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from bench import common, cpu, tenants
-from bench.broker_overhead import TENANTS, _round, _seconds
+from bench.broker_overhead import TENANTS, _burst, _round, _seconds, burst_size
 from bench.common import RESULTS, percentile
 from bench.workers import LOGS, Workers
 
@@ -111,7 +112,11 @@ async def run(rate: int) -> None:
             clock = common.Clock()
             with cpu.CpuMeter(groups) as meter:
                 for _ in range(common.REPS):
-                    got, lat = await _round(settings, ids, rate)
+                    if rate:
+                        got, lat = await _round(settings, ids, rate)
+                    else:  # the burst: no latencies, every event counts once
+                        got, lat = await _burst(settings, ids, burst_size(), [pid]), []
+                        latencies += [float("nan")] * burst_size()
                     achieved.append(got)
                     latencies += lat
             wall = clock.elapsed
@@ -127,12 +132,16 @@ async def run(rate: int) -> None:
     total, own, inclusive, libraries = summarise(raw.read_text())
     worker_ms = 1000 * meter.seconds["worker"] / events
     ms_per_sample = worker_ms / max(total, 1)  # the samples share the worker's /proc CPU
+    measured = (f"offered at {rate}/s × {_seconds():g} s, {common.REPS} rounds" if rate else
+                f"{common.REPS} bursts of {burst_size()} drained (bench/broker_overhead.py)")
+    timing = (f" latency p50 {percentile(latencies, 50):.2f} s, p99 {percentile(latencies, 99):.2f} s."
+              if rate else "")
     lines = [
         f"# Consumer path profile ({time.strftime('%Y-%m-%d %H:%M')})", "",
         f"`bench/run profile {rate}`: one `provisioner relay` worker, no-op `TenantRequested`"
-        f" round trip offered at {rate}/s × {_seconds():g} s, {common.REPS} rounds: {events}"
-        f" events in {wall:.1f} s, achieved {min(achieved):.0f}–{max(achieved):.0f} events/s,"
-        f" latency p50 {percentile(latencies, 50):.2f} s, p99 {percentile(latencies, 99):.2f} s."
+        f" round trip {measured}: {events}"
+        f" events in {wall:.1f} s, achieved {min(achieved):.0f}–{max(achieved):.0f} events/s."
+        f"{timing}"
         f" Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.", "",
         "## CPU per event (from /proc, the whole measured part)", "",
         "| process | CPU s | ms CPU per event |", "|---|---|---|",

@@ -33,7 +33,7 @@ async def _once(settings, ids: list[str], procs: int,  # type: ignore[no-untyped
         groups |= {k: [v] for k, v in cpu.stack_pids().items()}
         clock = common.Clock()
         with cpu.CpuMeter(groups) as meter:
-            got = await _burst(settings, ids, size)
+            got = await _burst(settings, ids, size, workers.pids)
         return got, meter.seconds, clock.elapsed, meter.machine
 
 

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from adapters.kafka.event_reader import EventReader
 from adapters.kafka.producer import KafkaEventPublisher
 from bench.common import REPO, RESULTS
 from contracts import topics
+from contracts.codec import read_envelope
 from contracts.envelope import Envelope
 from runtime.settings import Settings
 
@@ -166,6 +168,62 @@ class Results:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
         return {i: self.seen[i] for i in wanted}
+
+
+class ResultCount:
+    """How many results landed on tenants.events since entry, from its end offsets: the bench
+    reads no record while it times, so its own CPU stays off the cores the worker needs. What
+    landed is read (untimed) afterwards by ``causations``, to check every event was answered."""
+
+    POLL_S = 0.01
+
+    def __init__(self, settings: Settings) -> None:
+        self._topic = settings.kafka.topics.events
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                          group_id=None, enable_auto_commit=False)
+        self._start: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> "ResultCount":
+        await self._consumer.start()
+        await self._consumer._client._wait_on_metadata(self._topic)  # as EventReader does
+        parts = self._consumer.partitions_for_topic(self._topic) or set()
+        if not parts:
+            await self._consumer.stop()
+            raise RuntimeError(f"topic {self._topic} does not exist yet")
+        self._start = await self._consumer.end_offsets(
+            [TopicPartition(self._topic, p) for p in sorted(parts)])
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._consumer.stop()
+
+    async def wait_count(self, n: int, timeout: float) -> float:
+        """The perf_counter time at which ``n`` results had landed (polled every POLL_S)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = await self._consumer.end_offsets(list(self._start))
+            landed = sum(ends[tp] - first for tp, first in self._start.items())
+            if landed >= n:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{n - landed} of {n} results missing after {timeout}s")
+            await asyncio.sleep(self.POLL_S)
+
+    async def causations(self) -> set[str]:
+        """The causation ids of every result landed since entry (reads them all)."""
+        ends = await self._consumer.end_offsets(list(self._start))
+        self._consumer.assign(list(self._start))
+        for tp, first in self._start.items():
+            self._consumer.seek(tp, first)
+        seen: set[str] = set()
+        while [tp for tp, end in ends.items() if await self._consumer.position(tp) < end]:
+            for records in (await self._consumer.getmany(timeout_ms=1000)).values():
+                for r in records:
+                    env = read_envelope(r.value or b"", r.headers or ())
+                    if env.causationid:
+                        seen.add(env.causationid)
+        return seen
 
 
 async def publisher(settings: Settings) -> KafkaEventPublisher:

@@ -39,6 +39,7 @@ from contracts.codec import Decoded, InvalidMessage
 from contracts.envelope import Envelope
 from domain.errors import TransientError
 from runtime import metrics
+from runtime.logging import bind_event, unbind_event
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +183,8 @@ class BatchDelivery:
         started = self._clock()
         ran: list[tuple[_Item, Any]] = []
         left: list[_Item] = []
+        # The per-record path's bound fields belong to its last record, not to this batch.
+        structlog.contextvars.clear_contextvars()
         try:
             async with self._batches() as batch:
                 new = await batch.claim([i.decoded.envelope for i in fast if i.decoded])
@@ -200,7 +203,7 @@ class BatchDelivery:
                         ran.append((item, None))
                         continue
                     new.discard(env.id)
-                    _bind(d.group, item.msg.raw_message, env)
+                    bind_event(d.group, item.msg.raw_message, env)
                     try:
                         with consume_span(d.group, item.msg.raw_message, env):
                             async with batch.event(env):
@@ -215,6 +218,7 @@ class BatchDelivery:
                     if item.tenant in held:
                         item.slow = True
         except Exception as e:  # nothing of it committed: every record goes one by one
+            unbind_event()
             d.breaker.record_failure()
             log.warning("batch_failed", error=repr(e), records=len(fast))
             for item in fast:
@@ -238,7 +242,7 @@ class BatchDelivery:
         for (type_, outcome), n in outcomes.items():
             metrics.EVENTS.labels(self.delivery.group, type_, outcome).inc(n)
         # One line per transaction, not per event.
-        structlog.contextvars.clear_contextvars()
+        unbind_event()
         log.info("batch_handled", group=self.delivery.group, records=len(ran), held_back=held,
                  duplicates=sum(n for (_, o), n in outcomes.items() if o == "duplicate"))
 
@@ -260,16 +264,6 @@ class BatchDelivery:
     async def _mark(self, item: _Item) -> None:
         await self.delivery.offsets.mark(item.msg.consumer, *item.partition,
                                          item.msg.raw_message.offset)
-
-
-def _bind(group: str, record: Any, env: Envelope) -> None:
-    """The structured fields of the per-record path, for whatever the effect logs."""
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        group=group, topic=record.topic, partition=record.partition, offset=record.offset,
-        event_id=env.id, event_type=env.type, correlation_id=env.correlationid,
-        tenant_id=env.subject,
-    )
 
 
 def _outcome(outcome: Any) -> str:

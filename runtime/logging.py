@@ -3,6 +3,7 @@
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -19,10 +20,42 @@ def _redact_values(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     return {k: redact(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
+# The event a batch is handling now (group, Kafka record, envelope), rendered into a line only
+# when one is written. Binding structlog's context variables per event costs a batch more than
+# most of its events' effects do, and nearly all of those events log nothing.
+_EVENT: ContextVar[tuple[str, Any, Any] | None] = ContextVar("tenant_log_event", default=None)
+
+
+def bind_event(group: str, record: Any, envelope: Any) -> None:
+    """Lines logged from here on (in this context) carry the event's fields, as the per-record
+    path's bound context variables give them: group, topic, partition, offset, event id and
+    type, correlation and tenant ids."""
+    _EVENT.set((group, record, envelope))
+
+
+def unbind_event() -> None:
+    _EVENT.set(None)
+
+
+def _merge_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    bound = _EVENT.get()
+    if bound is None:
+        return event_dict
+    group, record, env = bound
+    for key, value in (
+        ("group", group), ("topic", record.topic), ("partition", record.partition),
+        ("offset", record.offset), ("event_id", env.id), ("event_type", env.type),
+        ("correlation_id", env.correlationid), ("tenant_id", env.subject),
+    ):
+        event_dict.setdefault(key, value)  # what a line sets itself wins, as with contextvars
+    return event_dict
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr, for our logs and for the libraries' stdlib logging alike."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _merge_event,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -257,6 +257,8 @@ def run(
     ],
 ) -> None:
     """Run worker roles in this process until SIGTERM/SIGINT (JSON logs on stderr)."""
+    import uvloop
+
     from runtime.tracing import configure_tracing
     from runtime.worker import expand_roles, run_worker
 
@@ -264,7 +266,9 @@ def run(
     configure_logging(s.log_level)
     stop_tracing = configure_tracing(s, "+".join(roles))
     try:
-        asyncio.run(run_worker(s, expand_roles(roles)))
+        # uvloop: asyncio's API at a lower cost per await and per socket read; the consumer
+        # path spends about a fifth of a worker's CPU in the event loop and the Kafka client.
+        uvloop.run(run_worker(s, expand_roles(roles)))
     finally:
         stop_tracing()  # flushes the spans still buffered
 

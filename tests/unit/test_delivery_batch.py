@@ -10,6 +10,7 @@ from consumers.batch_delivery import BatchDelivery
 from contracts.envelope import Envelope
 from contracts.events import TenantDeactivated, TenantRequested, TenantSuspended
 from domain.errors import PermanentError, TransientError
+from runtime.logging import _merge_event
 from service.event_batch import EventBatch
 from service.event_transaction import EventTransaction
 from tests.unit.delivery_fakes import (
@@ -272,3 +273,27 @@ async def test_every_event_of_a_batch_is_timed_as_one_on_its_own_would_be() -> N
     await s.deliver(requested("acme"), requested("beta"), requested("acme"))
     assert s.stores.units[0].committed is True and len(s.committed) == 3
     assert timed() - before == 3
+
+
+async def test_a_line_logged_by_a_batch_event_carries_that_events_fields_and_no_later_line_does() -> None:
+    s = Setup()
+    a, b = requested("acme"), requested("beta")
+    seen: dict[str, dict[str, Any]] = {}
+    inner = s.effects
+
+    async def logging_effects(decoded: Any) -> Any:
+        # what a line logged inside the effect would carry, its own ``tenant_id`` aside
+        seen[decoded.envelope.id] = _merge_event(None, "info", {"event": "x", "offset": -1})
+        return await inner(decoded)
+
+    s.delivery._handlers[TenantRequested.__name__] = logging_effects
+    records = await s.deliver(a, b)
+
+    for env, record in zip((a, b), records, strict=True):
+        assert seen[env.id] == {
+            "event": "x", "offset": -1,  # a field the line sets itself wins
+            "group": "g", "topic": record.topic, "partition": record.partition,
+            "event_id": env.id, "event_type": "TenantRequested",
+            "correlation_id": env.correlationid, "tenant_id": env.subject,
+        }
+    assert _merge_event(None, "info", {"event": "after"}) == {"event": "after"}
