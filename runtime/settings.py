@@ -119,6 +119,7 @@ class Settings(SchedulingSettings):
     # pg_catalog statistics every interval and vacuums each catalogue with at least the dead rows
     # AND that fraction of its live rows (domain/catalog_upkeep.py), since tenant DDL churn bloats
     # them faster than autovacuum reaches them. 0 = off. Needs the database owner's privileges.
+    catalog_upkeep_lock_id: int = 7_311_050
     catalog_upkeep_interval_s: float = Field(default=30.0, ge=0, le=86_400)
     catalog_vacuum_dead_rows: int = Field(default=10_000, ge=1)
     catalog_vacuum_dead_fraction: float = Field(default=0.05, ge=0, le=100)
@@ -296,6 +297,7 @@ class Settings(SchedulingSettings):
             outbox_lock_id=self.outbox_lock_id,
             scheduler_lock_id=self.scheduler_lock_id,
             retention_lock_id=self.retention_lock_id,
+            catalog_upkeep_lock_id=self.catalog_upkeep_lock_id,
         )
 
     # What the adapters take: plain values, so adapters/ never imports the settings.
