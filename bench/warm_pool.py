@@ -26,15 +26,20 @@ from domain.tenant_ids import quote_ident
 
 PACED_RATE = 10.0
 REFILL_INTERVAL_S = 0.2
+# The workers' catalogue upkeep looks this often, so the churn of the earlier rows is vacuumed
+# as it would be in a deployment with heavy tenant churn, not left for the paced row to walk past.
+CATALOG_UPKEEP_INTERVAL_S = 1.0
 
 
 @contextlib.contextmanager
 def _pool_env(size: int) -> Iterator[None]:
     """Workers started inside take these settings (they inherit the environment)."""
     saved = {k: os.environ.get(k) for k in ("TENANT_WARM_POOL_SIZE",
-                                            "TENANT_WARM_POOL_REFILL_INTERVAL_S")}
+                                            "TENANT_WARM_POOL_REFILL_INTERVAL_S",
+                                            "TENANT_CATALOG_UPKEEP_INTERVAL_S")}
     os.environ["TENANT_WARM_POOL_SIZE"] = str(size)
     os.environ["TENANT_WARM_POOL_REFILL_INTERVAL_S"] = str(REFILL_INTERVAL_S)
+    os.environ["TENANT_CATALOG_UPKEEP_INTERVAL_S"] = str(CATALOG_UPKEEP_INTERVAL_S)
     try:
         yield
     finally:

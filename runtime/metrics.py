@@ -30,6 +30,12 @@ CIRCUIT_OPEN = Gauge(
     "tenant_circuit_open", "1 while a consumer group's circuit breaker is open", ["group"]
 )
 DEPENDENCY_UP = Gauge("tenant_dependency_up", "Last readiness probe result", ["dependency"])
+# One series per pg_catalog table ever vacuumed (a few dozen at most): bounded.
+CATALOG_VACUUMS = Counter(
+    "tenant_catalog_vacuums_total",
+    "VACUUMs of a system catalogue by the catalogue upkeep job (dead rows over its threshold)",
+    ["catalog"],
+)
 
 # ---- scheduling and per-tenant metrics ---------------------------------------------------------
 # Backup freshness without a tenant label: at 10,000 tenants a per-tenant gauge is 10,000 series

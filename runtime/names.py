@@ -29,6 +29,7 @@ class Names:
     scheduler_lock_id: int
     retention_lock_id: int
     warm_pool_lock_id: int
+    catalog_upkeep_lock_id: int
     api_reader_role: str
     session_tag_prefix: str
     api_ratelimit_prefix: str
@@ -43,6 +44,7 @@ class Names:
         scheduler_lock_id: int,
         retention_lock_id: int = 7_311_020,
         warm_pool_lock_id: int = 7_311_040,
+        catalog_upkeep_lock_id: int = 7_311_050,
         app_role: str = "tenant_app",
         api_reader_role: str = "tenant_api_reader",
     ) -> "Names":
@@ -58,6 +60,7 @@ class Names:
             scheduler_lock_id=namespaces.lock_id(ns, scheduler_lock_id),
             retention_lock_id=namespaces.lock_id(ns, retention_lock_id),
             warm_pool_lock_id=namespaces.lock_id(ns, warm_pool_lock_id),
+            catalog_upkeep_lock_id=namespaces.lock_id(ns, catalog_upkeep_lock_id),
             api_reader_role=namespaces.api_reader_role(ns, api_reader_role),
             session_tag_prefix=namespaces.session_tag_prefix(ns),
             api_ratelimit_prefix=namespaces.api_ratelimit_prefix(ns),

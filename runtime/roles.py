@@ -15,6 +15,7 @@ from adapters.redis_keyspace import RedisTenantKeyspace
 from consumers import backups, provisioner
 from consumers.redriver import Redriver
 from migrations import TENANT_DIR
+from producers.catalog_upkeep import CatalogUpkeep
 from producers.outbox_relay import OutboxRelay
 from producers.retention import Retention
 from producers.warm_pool_refill import WarmPoolRefill
@@ -73,8 +74,11 @@ async def provisioner_role(res: Resources) -> RoleParts:
         batches=tx.batch,
     )
     refill = (WarmPoolRefill(s, res.pool, warm_pool),) if warm_pool is not None else ()
+    # The provisioners' DDL is what bloats the catalogues: their leader vacuums them.
+    upkeep = (CatalogUpkeep(s, res.pool),) if s.catalog_upkeep_interval_s else ()
     return RoleParts(
-        deliveries=(delivery,), background=(Redriver(delivery, s.parked_poll_s), *refill)
+        deliveries=(delivery,),
+        background=(Redriver(delivery, s.parked_poll_s), *refill, *upkeep),
     )
 
 

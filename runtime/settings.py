@@ -115,6 +115,15 @@ class Settings(SchedulingSettings):
     warm_pool_size: int = Field(default=0, ge=0, le=10_000)
     warm_pool_refill_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
+    # Catalogue upkeep: the provisioner workers' leader (its own lock) looks at the database's
+    # pg_catalog statistics every interval and vacuums each catalogue with at least the dead rows
+    # AND that fraction of its live rows (domain/catalog_upkeep.py), since tenant DDL churn bloats
+    # them faster than autovacuum reaches them. 0 = off. Needs the database owner's privileges.
+    catalog_upkeep_lock_id: int = 7_311_050
+    catalog_upkeep_interval_s: float = Field(default=30.0, ge=0, le=86_400)
+    catalog_vacuum_dead_rows: int = Field(default=10_000, ge=1)
+    catalog_vacuum_dead_fraction: float = Field(default=0.05, ge=0, le=100)
+
     # Retention of bookkeeping rows, pruned by one leader (its own lock) in bounded batches.
     # Ages in seconds; 0 keeps that table's rows forever. Unsent outbox rows and unfinished
     # jobs are never pruned. The inbox must outlive redelivery: a record whose ``time`` is older
@@ -288,6 +297,7 @@ class Settings(SchedulingSettings):
             outbox_lock_id=self.outbox_lock_id,
             scheduler_lock_id=self.scheduler_lock_id,
             retention_lock_id=self.retention_lock_id,
+            catalog_upkeep_lock_id=self.catalog_upkeep_lock_id,
         )
 
     # What the adapters take: plain values, so adapters/ never imports the settings.
