@@ -10,6 +10,7 @@ never a lost or invented result.
 
 import asyncio
 import contextlib
+import time
 
 import asyncpg
 
@@ -20,6 +21,11 @@ from contracts.codec import kafka_headers
 from producers.leader import leader_election
 from runtime import metrics
 from runtime.settings import Settings
+
+# While the relay has a backlog, the backlog gauges are refreshed at most this often: counting
+# the unsent rows scans all of them, and a busy relay would pay that scan every batch for the
+# gauges alone. A batch that catches up always refreshes them, so they reach 0 at once.
+BACKLOG_EVERY_S = 1.0
 
 
 class OutboxRelay:
@@ -36,6 +42,7 @@ class OutboxRelay:
         self._publisher = publisher
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._backlog_due = 0.0  # time.monotonic() of the next backlog count while busy
         self.election = leader_election(
             settings,
             "relay",
@@ -76,9 +83,12 @@ class OutboxRelay:
                     await self._publisher.publish_many(messages)
                 await self._outbox.mark_sent(conn, [r.id for r in rows])
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
-            backlog, age = await self._outbox.backlog(conn)
-        metrics.OUTBOX_BACKLOG.set(backlog)
-        metrics.OUTBOX_OLDEST_AGE.set(age)
+            now = time.monotonic()
+            if len(rows) < self._settings.outbox_batch_size or now >= self._backlog_due:
+                self._backlog_due = now + BACKLOG_EVERY_S
+                backlog, age = await self._outbox.backlog(conn)
+                metrics.OUTBOX_BACKLOG.set(backlog)
+                metrics.OUTBOX_OLDEST_AGE.set(age)
         return len(rows)
 
     def _on_notify(self, *_: object) -> None:
