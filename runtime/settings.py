@@ -100,8 +100,9 @@ class Settings(SchedulingSettings):
     parked_max_delay_s: float = Field(default=60.0, gt=0)  # cap of the re-driver's backoff
     parked_poll_s: float = Field(default=1.0, gt=0, le=60)  # re-driver's look for due events
 
-    # Outbox relay
-    outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # Outbox relay. A batch is one SELECT, one publish and one UPDATE: 1,000 rows a batch drained
+    # a 10,000-event backlog about 1.5 × faster than 200 (bench/run broker, alternated runs).
+    outbox_batch_size: int = Field(default=1_000, ge=1, le=10_000)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_lock_id: int = 7_311_001
     # Leader lock sessions (relay, scheduler, retention): a leader cut off without a FIN loses
