@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics
 from adapters.postgres.control_schema import ensure_control_schema
+from adapters.postgres.errors import translated
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import create_pool
 from consumers.delivery import Delivery
@@ -71,11 +72,16 @@ async def build_resources(settings: Settings, closers: list[Closer]) -> Resource
     s = settings
     pool = await _until_ready("postgres", lambda: create_pool(s.pg_pool), s.startup_timeout_s)
     closers.append(pool.close)
-    async with pool.acquire() as conn:
-        await ensure_control_schema(
-            conn, s.names.control_schema, s.names.app_role,
-            api_reader_role=s.names.api_reader_role,
-        )  # fmt: skip
+
+    async def control_schema() -> None:  # PostgreSQL may go away again right after the pool
+        with translated("control schema"):
+            async with pool.acquire() as conn:
+                await ensure_control_schema(
+                    conn, s.names.control_schema, s.names.app_role,
+                    api_reader_role=s.names.api_reader_role,
+                )  # fmt: skip
+
+    await _until_ready("postgres", control_schema, s.startup_timeout_s)
     await _until_ready("kafka", lambda: ensure_topics(s.kafka), s.startup_timeout_s)
     publisher = KafkaEventPublisher(s.kafka)
     await _until_ready("kafka producer", publisher.start, s.startup_timeout_s)

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from adapters.postgres.errors import translated
+
 
 @dataclass(frozen=True)
 class PoolConfig:
@@ -18,16 +20,20 @@ class PoolConfig:
 
 
 async def create_pool(config: PoolConfig, *, max_size: int | None = None) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        config.dsn,
-        min_size=min(config.min_size, max_size or config.max_size),
-        max_size=max_size or config.max_size,
-        command_timeout=config.statement_timeout_ms / 1000 + 5,
-        server_settings={
-            "application_name": "tenant-service",
-            "statement_timeout": str(config.statement_timeout_ms),
-            "lock_timeout": str(config.lock_timeout_ms),
-        },
-    )
+    """The pool, its first connections open. A server that refuses connections for now
+    (starting up, shutting down, in recovery: SQLSTATE 57P03) is a TransientError, as one that
+    is not listening is: start-up waits for it rather than exiting."""
+    with translated("connect to PostgreSQL"):
+        pool = await asyncpg.create_pool(
+            config.dsn,
+            min_size=min(config.min_size, max_size or config.max_size),
+            max_size=max_size or config.max_size,
+            command_timeout=config.statement_timeout_ms / 1000 + 5,
+            server_settings={
+                "application_name": "tenant-service",
+                "statement_timeout": str(config.statement_timeout_ms),
+                "lock_timeout": str(config.lock_timeout_ms),
+            },
+        )
     assert pool is not None
     return pool

@@ -188,7 +188,7 @@ SETTINGS: dict[str, str] = {
     "http_port": "Its port (0 = any free port).",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON logs on stderr).",
     "shutdown_grace_s": "On SIGTERM, how long in-flight handlers and the relay may finish.",
-    "startup_timeout_s": "Seconds a starting worker retries (with backoff) PostgreSQL and Kafka before it exits naming the dependency.",
+    "startup_timeout_s": "Seconds a starting worker retries (with backoff) PostgreSQL and Kafka before it exits naming the dependency; a PostgreSQL that is shutting down, starting up or in recovery counts as not there yet.",
     "readiness_timeout_s": "Timeout (s) of each dependency probe of `/readyz` (workers and the API); a slower dependency is reported down.",
     "lag_interval_s": "Seconds between refreshes of the `tenant_consumer_lag` gauge (highwater minus committed offset, per assigned partition).",
     "source": "CloudEvents `source` of the results this service emits.",

@@ -217,6 +217,16 @@ class PrivateStack:
         log.close()
         assert code == 0, (self.state / "logs" / "postgres.log").read_text()[-2000:]
 
+    async def postgres_stop_smart(self) -> None:
+        """``pg_ctl stop -m smart``, not waited for: while a session stays open the server is
+        shutting down and refuses new connections (SQLSTATE 57P03); it stops once they close."""
+        data = (self.state / "started" / "postgres").read_text().strip()
+        proc = await asyncio.create_subprocess_exec(
+            "su", "postgres", "-s", "/bin/sh", "-c",
+            f"/usr/lib/postgresql/15/bin/pg_ctl -D '{data}' -W stop -m smart",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert await proc.wait() == 0, "pg_ctl stop -m smart failed"
+
     async def redis_down(self) -> None:
         await self.stack("down", services=("redis",))
 
