@@ -19,9 +19,15 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         state = getattr(error, "sqlstate", None) or ""
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+    # InternalClientError: a connection whose protocol state broke when the server went away
+    # mid-statement (asyncpg reports "another operation is in progress"); another one will do.
     return isinstance(
         error,
-        OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+        OSError
+        | asyncio.TimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | asyncpg.PostgresConnectionError,
     )
 
 
@@ -32,7 +38,10 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (TransientError, PermanentError):
         raise
-    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+    except (
+        TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+        OSError,
+    ) as e:
         detail = f"{what}: {type(e).__name__}: {e}"
         if getattr(e, "sqlstate", None) == _QUERY_CANCELED:
             raise StatementTimeout(detail) from e

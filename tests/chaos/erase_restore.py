@@ -184,7 +184,8 @@ async def _strike_when_running(case: RestoreCase, dsn: str, tail: EventsTail,
         await wait_until(running, 60, what=f"restore job of {case.tenant} to run", interval=0.1)
         if restore_id not in tail.by_cause:
             await strike()
-    except (AssertionError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (AssertionError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+            asyncpg.InternalClientError):  # its connection broken mid-statement by a restart
         pass  # the strike is opportunistic: PostgreSQL may be restarting, the job may be done
     finally:
         await conn.close(timeout=5)

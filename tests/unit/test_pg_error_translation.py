@@ -1,0 +1,20 @@
+"""Driver errors become ours: a connection whose protocol state broke under a server restart
+(asyncpg's InternalClientError, "another operation is in progress") is transient, as a closed
+connection is: the caller retries on another connection."""
+
+import asyncpg
+import pytest
+
+from adapters.postgres.errors import translated
+from domain.errors import PermanentError, TransientError
+
+
+def test_a_connection_broken_mid_protocol_is_transient() -> None:
+    with pytest.raises(TransientError, match="another operation"), translated("claim"):
+        raise asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress")
+
+
+def test_a_refused_login_stays_permanent() -> None:
+    with pytest.raises(PermanentError), translated("connect"):
+        raise asyncpg.InvalidPasswordError("password authentication failed")
