@@ -6,6 +6,13 @@ when the leader's session ends, or within about ``leader_session_timeout_s`` +
 ``outbox_poll_interval_s`` when the leader's host or network vanishes silently. A crash between
 publish and mark republishes the same rows: consumers see a duplicate with the same event id,
 never a lost or invented result.
+
+Marking a batch sent is a non-HOT update of every row, which costs PostgreSQL as much as reading
+and publishing the batch together; so it runs in the background while the next batch is read
+(leaving out the ids being marked) and published. Publishing never overlaps: batch N+1 is sent
+only after every record of batch N is acknowledged, so Kafka sees the outbox's order. At most one
+mark is in flight, and its failure surfaces at the next batch, which then steps down; the rows it
+did not mark are published again, as after a crash between publish and mark.
 """
 
 import asyncio
@@ -43,6 +50,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._backlog_due = 0.0  # time.monotonic() of the next backlog count while busy
+        self._marking: asyncio.Task[None] | None = None  # the last published batch, being marked
+        self._in_flight: list[int] = []  # its ids, left out of the next read
         self.election = leader_election(
             settings,
             "relay",
@@ -67,29 +76,63 @@ class OutboxRelay:
 
     async def _publish_while_leader(self) -> None:
         await self.election.lock.listen(NOTIFY_CHANNEL, self._on_notify)
-        while not self._stopping.is_set():
-            published = await self.drain_once()
-            if published < self._settings.outbox_batch_size:
-                await self._sleep(self._settings.outbox_poll_interval_s)
+        try:
+            while not self._stopping.is_set():
+                published = await self.drain_once()
+                if published < self._settings.outbox_batch_size:
+                    await self.flush()
+                    await self._sleep(self._settings.outbox_poll_interval_s)
+            await self.flush()  # a graceful stop leaves nothing to publish twice
+        finally:
+            # Leadership lost: the rows of a mark cut short are published again (duplicates).
+            if self._marking is not None:
+                self._marking.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._marking
+                self._marking, self._in_flight = None, []
 
     async def drain_once(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish one batch and start marking it sent; returns how many rows were published.
+
+        The previous batch's mark is awaited first (its failure is raised here)."""
         async with self._pool.acquire() as conn:
-            rows = await self._outbox.unsent(conn, self._settings.outbox_batch_size)
+            rows = await self._outbox.unsent(
+                conn, self._settings.outbox_batch_size, self._in_flight
+            )
             if rows:
                 physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
                 messages = [(r.topic, r.key, r.payload, kafka_headers(r.headers)) for r in rows]
                 with publish_spans([(physical(t), value, h) for t, _, value, h in messages]):
                     await self._publisher.publish_many(messages)
-                await self._outbox.mark_sent(conn, [r.id for r in rows])
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
+        await self.flush()
+        caught_up = len(rows) < self._settings.outbox_batch_size
+        self._in_flight = [r.id for r in rows]
+        self._marking = asyncio.create_task(self._mark(self._in_flight, caught_up))
+        return len(rows)
+
+    async def flush(self) -> None:
+        """Wait until the last published batch is marked sent; raises what the mark raised."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            try:
+                await marking
+            finally:
+                self._in_flight = []
+
+    async def _mark(self, ids: list[int], caught_up: bool) -> None:
+        """Mark ``ids`` sent, then count the backlog: when the batch caught up (so the gauge
+        reaches 0 at once), and at most every BACKLOG_EVERY_S while busy (counting scans every
+        unsent row)."""
+        async with self._pool.acquire() as conn:
+            if ids:
+                await self._outbox.mark_sent(conn, ids)
             now = time.monotonic()
-            if len(rows) < self._settings.outbox_batch_size or now >= self._backlog_due:
+            if caught_up or now >= self._backlog_due:
                 self._backlog_due = now + BACKLOG_EVERY_S
                 backlog, age = await self._outbox.backlog(conn)
                 metrics.OUTBOX_BACKLOG.set(backlog)
                 metrics.OUTBOX_OLDEST_AGE.set(age)
-        return len(rows)
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()

@@ -58,11 +58,19 @@ class PostgresOutbox:
         # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
-    async def unsent(self, conn: asyncpg.Connection, limit: int) -> list[OutboxRow]:
+    async def unsent(
+        self, conn: asyncpg.Connection, limit: int, skip: Sequence[int] = ()
+    ) -> list[OutboxRow]:
+        """The first ``limit`` unsent rows in id order, leaving out the ids in ``skip`` (a batch
+        published and still being marked sent). Exactly those ids: a row that committed late
+        with an id among them must not be held back behind its tenant's later rows."""
         rows = await conn.fetch(
             f"SELECT id, event_id, topic, key, event_type, payload, headers FROM {self._table}"
-            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            # NOT IN a subquery is a hashed subplan: one probe per row, whatever the batch size.
+            " WHERE sent_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[]))"
+            " ORDER BY id LIMIT $1",
             limit,
+            list(skip),
         )
         return [
             OutboxRow(

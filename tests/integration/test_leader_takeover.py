@@ -1,5 +1,6 @@
-"""Relay leadership on the real stack: a leader whose connection is cut silently (no FIN) is
-replaced by a standby, which publishes; and the lock session's own check.
+"""The relay on the real stack: a leader whose connection is cut silently (no FIN) is
+replaced by a standby, which publishes; the lock session's own check; and a batch published
+while the last one is still being marked sent, in the outbox's order, each row once.
 
 The relays here drain a scratch outbox under their own lock id, so the session worker's relay
 neither helps nor competes.
@@ -18,6 +19,7 @@ from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.leader_lock import PostgresLeaderLock
 from adapters.postgres.outbox import PostgresOutbox
 from contracts import codec
+from contracts.envelope import Envelope
 from contracts.events import TenantSuspended
 from producers.outbox_relay import OutboxRelay
 from runtime.settings import Settings
@@ -169,3 +171,76 @@ async def test_lock_session_reports_a_lost_lock_and_frees_it_for_another(
     finally:
         await first.release()
         await second.release()
+
+
+class HeldMarks(PostgresOutbox):
+    """The scratch outbox, whose marks wait for ``release``."""
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(schema)
+        self.release, self.marking = asyncio.Event(), asyncio.Event()
+
+    async def mark_sent(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        self.marking.set()
+        await self.release.wait()
+        await super().mark_sent(conn, ids)
+
+
+async def test_next_batch_goes_out_while_the_last_is_marked_in_order_each_row_once(
+    settings: Settings,
+    pg: asyncpg.Connection,
+    publisher: KafkaEventPublisher,
+    scratch: Scratch,
+) -> None:
+    """One tenant's rows 1-7, where row 3 commits only after the first batch (1, 2, 4, 5, 6) was
+    read: the second batch goes out while the first is still being marked, leaves the first
+    out, and publishes 3 before 7 (3 is among the first batch's ids, yet not in it)."""
+    outbox = HeldMarks(scratch.schema)
+    tenant_id = f"pipeline-{secrets.token_hex(4)}"
+
+    def envelope() -> Envelope:
+        return codec.envelope_for(TenantSuspended(tenant_id=tenant_id), correlation_id=tenant_id)
+
+    async def stage(conn: asyncpg.Connection) -> str:
+        e = envelope()
+        await outbox.add(conn, e)
+        return e.id
+
+    dsn = settings.pg_dsn.get_secret_value()
+    relay_settings = _relay_settings(
+        settings, scratch.schema, 7_370_000 + secrets.randbelow(10_000), dsn
+    ).model_copy(update={"outbox_batch_size": 5})
+    pool = await asyncpg.create_pool(dsn, min_size=1)
+    late = await asyncpg.connect(dsn)
+    relay = OutboxRelay(relay_settings, pool, outbox, publisher)
+    second: asyncio.Task[int] | None = None
+    try:
+        async with ResultLog(settings) as results:
+            ids = [await stage(pg) for _ in range(2)]
+            async with late.transaction():
+                ids.append(await stage(late))  # row 3: its id is taken now, its commit later
+                ids += [await stage(pg) for _ in range(4)]  # rows 4-7, committed
+                assert await relay.drain_once() == 5  # rows 1, 2, 4, 5, 6
+                await asyncio.wait_for(outbox.marking.wait(), 30)
+            # Row 3 has committed; rows 1, 2, 4, 5, 6 are still being marked.
+            second = asyncio.create_task(relay.drain_once())
+
+            def ours() -> list[str]:
+                return [e.id for e in results.seen if e.id in ids]
+
+            await wait_until(lambda: len(ours()) == 7, 30, what="the second batch on Kafka")
+            assert not await _sent(pg, scratch.schema, ids[0])  # still being marked
+            assert ours() == [ids[i] for i in (0, 1, 3, 4, 5, 2, 6)], "each once, 3 before 7"
+            outbox.release.set()
+            assert await asyncio.wait_for(second, 30) == 2
+            await asyncio.wait_for(relay.flush(), 30)
+            assert [await _sent(pg, scratch.schema, i) for i in ids] == [True] * 7
+            assert await relay.drain_once() == 0
+            await relay.flush()
+            assert len(ours()) == 7  # nothing published twice
+    finally:
+        outbox.release.set()
+        if second is not None:
+            second.cancel()
+        await late.close()
+        await asyncio.wait_for(pool.close(), 10)

@@ -78,9 +78,11 @@ def test_default_plan_outside_plans_is_named(monkeypatch: pytest.MonkeyPatch) ->
 async def test_the_producer_sends_a_whole_record_of_the_largest_value() -> None:
     """One figure, max_message_bytes plus 64 KiB for key, headers and framing, sizes the
     producer's requests (and the topics and the consumers' fetches, which read the same one)."""
-    from adapters.kafka.producer import KafkaEventPublisher
+    from adapters.kafka.producer import BATCH_BYTES, KafkaEventPublisher
 
     settings = Settings(pg_dsn=DSN, max_message_bytes=2_000_000)  # type: ignore[arg-type]
     assert settings.kafka_record_bytes == 2_000_000 + 64 * 1024
     producer = KafkaEventPublisher(settings.kafka, client_id="t")._new_producer()
     assert producer._max_request_size == settings.kafka_record_bytes
+    # Batches of many records per request, but under a stock broker's 1 MiB batch limit.
+    assert producer._message_accumulator._batch_size == BATCH_BYTES < 1 << 20
