@@ -4,11 +4,16 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from faststream.kafka import KafkaBroker
 
+from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.retention import PostgresRetention
 from producers.retention import Retention, retention_ages
+from runtime.bootstrap import Resources
+from runtime.roles import relay_role
 from runtime.settings import Settings, load_settings
 
 DSN = "postgresql://svc:secret@127.0.0.1:5432/tenants"
@@ -117,3 +122,22 @@ async def test_a_stop_is_honoured_between_batches() -> None:
     store.prune_batch = stop_after_two  # type: ignore[method-assign]
     await retention.prune_once()
     assert len(store.calls) == 2
+
+
+async def test_the_relay_role_prunes_this_deployments_control_schema() -> None:
+    # The composition root builds the store: the producer imports no adapter.
+    s = load_settings()
+    parts = await relay_role(
+        Resources(
+            settings=s,
+            pool=cast(Any, None),
+            publisher=cast(Any, None),
+            broker=KafkaBroker("127.0.0.1:1"),
+            redis=cast(Any, None),
+            outbox=PostgresOutbox(s.names.control_schema, s.result_content_mode),
+        )
+    )
+    (retention,) = [b for b in parts.background if isinstance(b, Retention)]
+    store = retention._store
+    assert isinstance(store, PostgresRetention)
+    assert store._sql == PostgresRetention(s.names.control_schema)._sql
