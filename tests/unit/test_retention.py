@@ -4,17 +4,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker
 
-from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.retention import PostgresRetention
 from producers.retention import Retention, retention_ages
-from runtime.bootstrap import Resources
 from runtime.roles import relay_role
 from runtime.settings import Settings, load_settings
+from tests.support.resources import unconnected_resources
 
 DSN = "postgresql://svc:secret@127.0.0.1:5432/tenants"
 DAY = 86_400.0
@@ -127,16 +125,7 @@ async def test_a_stop_is_honoured_between_batches() -> None:
 async def test_the_relay_role_prunes_this_deployments_control_schema() -> None:
     # The composition root builds the store: the producer imports no adapter.
     s = load_settings()
-    parts = await relay_role(
-        Resources(
-            settings=s,
-            pool=cast(Any, None),
-            publisher=cast(Any, None),
-            broker=KafkaBroker("127.0.0.1:1"),
-            redis=cast(Any, None),
-            outbox=PostgresOutbox(s.names.control_schema, s.result_content_mode),
-        )
-    )
+    parts = await relay_role(unconnected_resources(s))
     (retention,) = [b for b in parts.background if isinstance(b, Retention)]
     store = retention._store
     assert isinstance(store, PostgresRetention)
