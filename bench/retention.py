@@ -91,6 +91,7 @@ async def _once(conn: asyncpg.Connection, pool: asyncpg.Pool, tenants: int, rep:
             }
         ),
         pool,
+        PostgresRetention(pruned),
     )
     along: dict[str, list[int]] = {"ours": [], "baseline": []}
     prune_s: list[float] = []

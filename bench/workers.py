@@ -15,7 +15,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from adapters.kafka.event_reader import EventReader
+from adapters.kafka.event_reader import EventReader, topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from bench.common import REPO, RESULTS
 from contracts import topics
@@ -185,13 +185,13 @@ class ResultCount:
 
     async def __aenter__(self) -> "ResultCount":
         await self._consumer.start()
-        await self._consumer._client._wait_on_metadata(self._topic)  # as EventReader does
-        parts = self._consumer.partitions_for_topic(self._topic) or set()
-        if not parts:
+        try:
+            parts = await topic_partitions(self._consumer, self._topic)
+        except RuntimeError:
             await self._consumer.stop()
-            raise RuntimeError(f"topic {self._topic} does not exist yet")
-        self._start = await self._consumer.end_offsets(
-            [TopicPartition(self._topic, p) for p in sorted(parts)])
+            raise
+        # Not assigned until ``causations``: an assigned consumer fetches records in the background.
+        self._start = await self._consumer.end_offsets(parts)
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,

@@ -12,8 +12,6 @@ down, keeping the lock idle until the process stops (a restart asks again), so n
 standby retries every round.
 """
 
-import asyncio
-import contextlib
 import time
 from collections import Counter
 from typing import Protocol
@@ -21,9 +19,8 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from adapters.postgres.catalog_upkeep import PostgresCatalogUpkeep
 from domain.catalog_upkeep import CatalogStats, UpkeepPolicy, catalogs_to_vacuum
-from producers.leader import leader_election
+from producers.leader import PeriodicLeaderJob
 from runtime import metrics
 from runtime.settings import Settings
 
@@ -38,35 +35,24 @@ class CatalogStore(Protocol):
     async def vacuum(self, conn: asyncpg.Connection, catalog: str) -> str | None: ...
 
 
-class CatalogUpkeep:
-    def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, store: CatalogStore | None = None
-    ) -> None:
-        self._pool = pool
-        self._store = store or PostgresCatalogUpkeep()
+class CatalogUpkeep(PeriodicLeaderJob):
+    """Vacuums the due catalogues every ``catalog_upkeep_interval_s`` while holding its lock."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, store: CatalogStore) -> None:
+        self._pool, self._store = pool, store
         self._policy = UpkeepPolicy(
             dead_rows=settings.catalog_vacuum_dead_rows,
             dead_fraction=settings.catalog_vacuum_dead_fraction,
         )
-        self._interval_s = settings.catalog_upkeep_interval_s
-        self._stopping = asyncio.Event()
         self.vacuumed: Counter[str] = Counter()  # VACUUMs since start, per catalogue
         self.permitted: bool | None = None  # None until asked, on first leading
-        self.election = leader_election(
+        super().__init__(
             settings,
             "catalog-upkeep",
             settings.names.catalog_upkeep_lock_id,
-            self._upkeep_while_leader,
-            poll_s=min(self._interval_s, settings.leader_session_timeout_s / 2),
+            settings.catalog_upkeep_interval_s,
+            self.upkeep_once,
         )
-
-    async def run(self) -> None:
-        """Until stop(): vacuum due catalogues every interval while holding the upkeep lock."""
-        await self.election.run()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.election.stop()
 
     async def upkeep_once(self) -> list[str]:
         """One look at the statistics; vacuums each due catalogue and returns those it did.
@@ -83,10 +69,11 @@ class CatalogUpkeep:
                         action="standing down until restart; make the role own the database, "
                         "or set TENANT_CATALOG_UPKEEP_INTERVAL_S=0",
                     )
+                    self.stand_down()  # keep the lock idle: a standby would only warn again
             if not self.permitted:
                 return done
             for catalog in catalogs_to_vacuum(await self._store.stats(conn), self._policy):
-                if self._stopping.is_set():
+                if self.stopping:
                     break
                 started = time.perf_counter()
                 skipped = await self._store.vacuum(conn, catalog.name)
@@ -105,12 +92,3 @@ class CatalogUpkeep:
                     seconds=seconds,
                 )
         return done
-
-    async def _upkeep_while_leader(self) -> None:
-        while not self._stopping.is_set():
-            await self.upkeep_once()
-            if self.permitted is False:
-                await self._stopping.wait()  # stand down: keep the lock, do nothing
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)

@@ -1,5 +1,6 @@
-"""The one leader-election loop: the outbox relay, the scheduler and retention each run their
-work under it, with their own lock id, built by ``leader_election``.
+"""The one leader-election loop: the outbox relay, the scheduler, retention, the warm pool's refill
+and the catalogue upkeep each run their work under it, with their own lock id, built by
+``leader_election``. The last three do one round every interval, the shell ``PeriodicLeaderJob``.
 
 A standby tries the lock every ``poll_s``. The leader runs its work as a task and, beside it,
 checks every ``check_s`` that it still holds the lock; when the check fails (session ended,
@@ -10,7 +11,7 @@ again after ``poll_s``.
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
@@ -158,3 +159,60 @@ def leader_election(
         check_s=check_interval_s(settings.leader_session_timeout_s),
         on_change=(lambda leader: gauge.set(1 if leader else 0)) if gauge else lambda _: None,
     )
+
+
+class PeriodicLeaderJob:
+    """Calls ``once`` every ``interval_s`` (and at once on becoming leader) while holding its own
+    lock ``lock_id``; ``stop()`` ends the loop after the current round, which may look at
+    ``stopping`` to end sooner. A job that calls ``stand_down()`` does no more rounds but keeps
+    the lock idle until stopped, so no standby takes the job up to the same end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        role: str,
+        lock_id: int,
+        interval_s: float,
+        once: Callable[[], Awaitable[object]],
+    ) -> None:
+        self._interval_s, self._once = interval_s, once
+        self._stopping = asyncio.Event()
+        self._stood_down = False
+        self.election = leader_election(
+            settings,
+            role,
+            lock_id,
+            self._while_leader,
+            # A standby polls well inside the session timeout, so its idle session is not ended
+            # under it between polls.
+            poll_s=min(interval_s, settings.leader_session_timeout_s / 2),
+        )
+
+    async def run(self) -> None:
+        """Until stop(): do a round every interval while holding the job's lock."""
+        await self.election.run()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.election.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stand_down(self) -> None:
+        """No rounds after the current one until the process stops (a restart starts afresh)."""
+        self._stood_down = True
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if stop() is called meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _while_leader(self) -> None:
+        while not self._stopping.is_set():
+            await self._once()
+            if self._stood_down:
+                await self._stopping.wait()  # keep the lock, do nothing
+                return
+            await self.pause(self._interval_s)

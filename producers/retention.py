@@ -9,15 +9,12 @@ short; a stop request is honoured between batches. What may be pruned at all (ne
 outbox row, never an unfinished job) is decided by the adapter, ages by the settings.
 """
 
-import asyncio
-import contextlib
 from typing import Protocol
 
 import asyncpg
 import structlog
 
-from adapters.postgres.retention import PostgresRetention
-from producers.leader import leader_election
+from producers.leader import PeriodicLeaderJob
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -49,33 +46,21 @@ def retention_ages(settings: Settings) -> dict[str, float]:
     return {table: age for table, age in ages.items() if age > 0}
 
 
-class Retention:
-    def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, store: RetentionStore | None = None
-    ) -> None:
-        self._s, self._pool = settings, pool
-        self._store = store or PostgresRetention(settings.names.control_schema)
+class Retention(PeriodicLeaderJob):
+    """Prunes every ``retention_interval_s`` while holding the retention lock."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, store: RetentionStore) -> None:
+        self._s, self._pool, self._store = settings, pool, store
         self._ages = retention_ages(settings)
-        self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = dict.fromkeys(self._ages, 0)  # since start, per table
         self.rounds = 0
-        self.election = leader_election(
+        super().__init__(
             settings,
             "retention",
             settings.names.retention_lock_id,
-            self._prune_while_leader,
-            # A standby polls well inside the session timeout, so its idle session is not ended
-            # under it between polls.
-            poll_s=min(settings.retention_interval_s, settings.leader_session_timeout_s / 2),
+            settings.retention_interval_s,
+            self.prune_once,
         )
-
-    async def run(self) -> None:
-        """Until stop(): prune every ``retention_interval_s`` while holding the retention lock."""
-        await self.election.run()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.election.stop()
 
     async def prune_once(self) -> dict[str, int]:
         """One round over every table; returns rows deleted per table."""
@@ -83,7 +68,7 @@ class Retention:
         batch = self._s.retention_batch_size
         for table, age in self._ages.items():
             deleted[table] = 0
-            while not self._stopping.is_set():
+            while not self.stopping:
                 async with self._pool.acquire() as conn:
                     n = await self._store.prune_batch(conn, table, age, batch)
                 deleted[table] += n
@@ -94,9 +79,3 @@ class Retention:
         if any(deleted.values()):
             log.info("retention_pruned", **deleted)
         return deleted
-
-    async def _prune_while_leader(self) -> None:
-        while not self._stopping.is_set():
-            await self.prune_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._s.retention_interval_s)

@@ -8,8 +8,6 @@ provisioners claim from it meanwhile; a stop request is honoured between actions
 looked at again every ``warm_pool_refill_interval_s``.
 """
 
-import asyncio
-import contextlib
 from collections import Counter
 from typing import Protocol
 
@@ -17,7 +15,7 @@ import asyncpg
 import structlog
 
 from domain.warm_pool import RefillAction, next_refill
-from producers.leader import leader_election
+from producers.leader import PeriodicLeaderJob
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -35,34 +33,26 @@ class WarmPoolStore(Protocol):
     async def discard(self, conn: asyncpg.Connection, *, stale: bool) -> str | None: ...
 
 
-class WarmPoolRefill:
+class WarmPoolRefill(PeriodicLeaderJob):
+    """Refills every ``warm_pool_refill_interval_s`` while holding the warm pool's lock."""
+
     def __init__(self, settings: Settings, pool: asyncpg.Pool, store: WarmPoolStore) -> None:
         self._pool, self._store = pool, store
         self._size = settings.warm_pool_size
-        self._interval_s = settings.warm_pool_refill_interval_s
-        self._stopping = asyncio.Event()
         self.done: Counter[str] = Counter()  # actions since start
         self._last_total: int | None = None  # pooled schemas at the last look
-        self.election = leader_election(
+        super().__init__(
             settings,
             "warm-pool",
             settings.names.warm_pool_lock_id,
-            self._refill_while_leader,
-            poll_s=min(self._interval_s, settings.leader_session_timeout_s / 2),
+            settings.warm_pool_refill_interval_s,
+            self.refill_once,
         )
-
-    async def run(self) -> None:
-        """Until stop(): refill while holding the warm pool's lock."""
-        await self.election.run()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.election.stop()
 
     async def refill_once(self) -> Counter[str]:
         """Act until the pool is as it should be (or only held rows are left to drop)."""
         done: Counter[str] = Counter()
-        while not self._stopping.is_set():
+        while not self.stopping:
             async with self._pool.acquire() as conn:
                 counts = await self._store.counts(conn)
                 total = sum(counts.values())
@@ -76,8 +66,7 @@ class WarmPoolRefill:
                 if action == RefillAction.NONE:
                     break
                 if action == RefillAction.YIELD:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), _YIELD_S)
+                    await self.pause(_YIELD_S)
                     continue
                 async with conn.transaction():
                     if action == RefillAction.CREATE:
@@ -92,9 +81,3 @@ class WarmPoolRefill:
         if done:
             log.info("warm_pool_refilled", **done)
         return done
-
-    async def _refill_while_leader(self) -> None:
-        while not self._stopping.is_set():
-            await self.refill_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)

@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
 from adapters.migration_files import load_migrations
+from adapters.postgres.catalog_upkeep import PostgresCatalogUpkeep
 from adapters.postgres.job_leases import PostgresJobLeases
 from adapters.postgres.parked_events import PostgresParkedEvents
+from adapters.postgres.retention import PostgresRetention
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
 from adapters.postgres.warm_pool import PostgresWarmPool
 from adapters.redis_keyspace import RedisTenantKeyspace
@@ -75,7 +77,11 @@ async def provisioner_role(res: Resources) -> RoleParts:
     )
     refill = (WarmPoolRefill(s, res.pool, warm_pool),) if warm_pool is not None else ()
     # The provisioners' DDL is what bloats the catalogues: their leader vacuums them.
-    upkeep = (CatalogUpkeep(s, res.pool),) if s.catalog_upkeep_interval_s else ()
+    upkeep = (
+        (CatalogUpkeep(s, res.pool, PostgresCatalogUpkeep()),)
+        if s.catalog_upkeep_interval_s
+        else ()
+    )
     return RoleParts(
         deliveries=(delivery,),
         background=(Redriver(delivery, s.parked_poll_s), *refill, *upkeep),
@@ -84,10 +90,11 @@ async def provisioner_role(res: Resources) -> RoleParts:
 
 async def relay_role(res: Resources) -> RoleParts:
     # Pruning rides with the relay (every deployment runs one) under a lock of its own.
+    s = res.settings
     return RoleParts(
         background=(
-            OutboxRelay(res.settings, res.pool, res.outbox, res.publisher),
-            Retention(res.settings, res.pool),
+            OutboxRelay(s, res.pool, res.outbox, res.publisher),
+            Retention(s, res.pool, PostgresRetention(s.names.control_schema)),
         )
     )
 

@@ -10,6 +10,18 @@ from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order, for a started ``consumer`` that assigns instead of
+    subscribing; RuntimeError if the topic does not exist yet (no worker has created it)."""
+    # aiokafka only keeps metadata of subscribed topics, and we assign instead of subscribing;
+    # its public API has no "metadata for this topic" call, hence the private one.
+    await consumer._client._wait_on_metadata(topic)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist yet: start a worker first")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 class EventReader:
     """Assigned to every partition; starts at the end (only what happens next) or the beginning."""
 
@@ -24,14 +36,11 @@ class EventReader:
 
     async def __aenter__(self) -> "EventReader":
         await self._consumer.start()
-        # aiokafka only keeps metadata of subscribed topics, and we assign instead of subscribing;
-        # its public API has no "metadata for this topic" call, hence the private one.
-        await self._consumer._client._wait_on_metadata(self._topic)
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
-        if not partitions:
+        try:
+            assigned = await topic_partitions(self._consumer, self._topic)
+        except RuntimeError:
             await self._consumer.stop()
-            raise RuntimeError(f"topic {self._topic} does not exist yet: start a worker first")
-        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            raise
         self._consumer.assign(assigned)
         if self._from_beginning:
             await self._consumer.seek_to_beginning(*assigned)

@@ -106,7 +106,7 @@ async def test_the_leader_vacuums_the_catalogues_churn_bloated_and_no_shared_one
 ) -> None:
     assert await PostgresCatalogUpkeep().may_vacuum(pg), "the stack's role must own the database"
     before = await _vacuum_counts(pg)
-    job = CatalogUpkeep(_upkeep_settings(settings), pool)
+    job = CatalogUpkeep(_upkeep_settings(settings), pool, PostgresCatalogUpkeep())
 
     async def churned_then_vacuumed() -> bool:
         # Churn again if another vacuum (the session worker's, autovacuum) took the dead rows

@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from adapters.postgres.outbox import PostgresOutbox
 from domain.catalog_upkeep import CatalogStats
 from producers.catalog_upkeep import CatalogUpkeep
 from runtime.bootstrap import Resources
 from runtime.roles import provisioner_role
 from runtime.settings import Settings
+from tests.support.resources import unconnected_resources
 from tests.support.waiting import wait_until
 
 DSN = "postgresql://u:p@127.0.0.1:1/db"
@@ -172,14 +171,7 @@ async def test_stop_is_honoured_between_catalogues() -> None:
 async def test_the_provisioner_role_runs_the_upkeep_unless_it_is_off() -> None:
     def resources(interval_s: float) -> Resources:
         s = Settings(pg_dsn=DSN, catalog_upkeep_interval_s=interval_s)  # type: ignore[arg-type]
-        return Resources(
-            settings=s,
-            pool=cast(Any, None),
-            publisher=cast(Any, None),
-            broker=KafkaBroker("127.0.0.1:1"),
-            redis=cast(Any, None),
-            outbox=PostgresOutbox(s.names.control_schema, s.result_content_mode),
-        )
+        return unconnected_resources(s)
 
     on = await provisioner_role(resources(30))
     off = await provisioner_role(resources(0))

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from adapters.postgres.retention import PostgresRetention
 from producers.retention import Retention, retention_ages
+from runtime.roles import relay_role
 from runtime.settings import Settings, load_settings
+from tests.support.resources import unconnected_resources
 
 DSN = "postgresql://svc:secret@127.0.0.1:5432/tenants"
 DAY = 86_400.0
@@ -117,3 +120,13 @@ async def test_a_stop_is_honoured_between_batches() -> None:
     store.prune_batch = stop_after_two  # type: ignore[method-assign]
     await retention.prune_once()
     assert len(store.calls) == 2
+
+
+async def test_the_relay_role_prunes_this_deployments_control_schema() -> None:
+    # The composition root builds the store: the producer imports no adapter.
+    s = load_settings()
+    parts = await relay_role(unconnected_resources(s))
+    (retention,) = [b for b in parts.background if isinstance(b, Retention)]
+    store = retention._store
+    assert isinstance(store, PostgresRetention)
+    assert store._sql == PostgresRetention(s.names.control_schema)._sql
