@@ -31,6 +31,7 @@ from domain.circuit_breaker import CircuitBreaker
 from domain.errors import PermanentError, TransientError
 from domain.redelivery import RETRIES_EXHAUSTED, RedeliveryBudget
 from runtime import metrics
+from runtime.logging import bind_event
 from runtime.settings import Settings
 from service.event_transaction import Accepted, Outcome, Staged
 
@@ -145,9 +146,7 @@ class Delivery:
     async def _deliver(self, msg: AckableMessage, decoded: Decoded[Any] | None) -> None:
         record = msg.raw_message
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            group=self.group, topic=record.topic, partition=record.partition, offset=record.offset
-        )
+        bind_event(self.group, record, decoded.envelope if decoded else None)
         if decoded is None:
             try:
                 decoded = self.decode(record)
@@ -160,12 +159,7 @@ class Delivery:
 
     async def _dispatch(self, msg: AckableMessage, decoded: Decoded[Any]) -> None:
         envelope = decoded.envelope
-        structlog.contextvars.bind_contextvars(
-            event_id=envelope.id,
-            event_type=envelope.type,
-            correlation_id=envelope.correlationid,
-            tenant_id=envelope.subject,
-        )
+        bind_event(self.group, msg.raw_message, envelope)
         handler = self._handlers.get(envelope.type)
         if handler is None:
             await self._dead_letter(msg, envelope.type, NOT_HANDLED, f"group {self.group}")

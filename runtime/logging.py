@@ -26,10 +26,10 @@ def _redact_values(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
 _EVENT: ContextVar[tuple[str, Any, Any] | None] = ContextVar("tenant_log_event", default=None)
 
 
-def bind_event(group: str, record: Any, envelope: Any) -> None:
-    """Lines logged from here on (in this context) carry the event's fields, as the per-record
-    path's bound context variables give them: group, topic, partition, offset, event id and
-    type, correlation and tenant ids."""
+def bind_event(group: str, record: Any, envelope: Any | None) -> None:
+    """Lines logged from here on (in this context) carry the event's fields: group, topic,
+    partition and offset, and once it is decoded (``envelope``) its event id and type,
+    correlation and tenant ids. The one place these field names are written, for both paths."""
     _EVENT.set((group, record, envelope))
 
 
@@ -42,12 +42,17 @@ def _merge_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     if bound is None:
         return event_dict
     group, record, env = bound
-    for key, value in (
+    fields: tuple[tuple[str, Any], ...] = (
         ("group", group), ("topic", record.topic), ("partition", record.partition),
-        ("offset", record.offset), ("event_id", env.id), ("event_type", env.type),
-        ("correlation_id", env.correlationid), ("tenant_id", env.subject),
-    ):
-        event_dict.setdefault(key, value)  # what a line sets itself wins, as with contextvars
+        ("offset", record.offset),
+    )
+    if env is not None:
+        fields += (
+            ("event_id", env.id), ("event_type", env.type),
+            ("correlation_id", env.correlationid), ("tenant_id", env.subject),
+        )
+    for key, value in fields:
+        event_dict.setdefault(key, value)  # what a line sets itself wins
     return event_dict
 
 

@@ -9,6 +9,7 @@ from contracts.events import TenantRequested
 from domain.circuit_breaker import CircuitBreaker, CircuitState
 from domain.errors import PermanentError, TransientError
 from domain.redelivery import RETRIES_EXHAUSTED
+from runtime.logging import _merge_event
 from tests.unit.delivery_fakes import (
     Clock,
     FakeDeadLetters,
@@ -163,3 +164,23 @@ async def test_a_binary_mode_record_is_decoded_from_its_ce_headers() -> None:
 
     assert dlq.reasons == [] and len(handler.calls) == 1
     assert part.consumer.commits == [1]
+
+
+async def test_a_line_logged_by_a_handler_carries_the_events_fields() -> None:
+    """The per-record path names its fields where the batch path does (runtime.logging)."""
+    part, seen = Partition(), {}
+    env = requested("acme")
+    msg = part.message(env)
+
+    async def handler(decoded: Any) -> Any:
+        seen.update(_merge_event(None, "info", {"event": "x"}))
+        return None
+
+    await make_delivery({TenantRequested: handler})(msg)
+
+    record = msg.raw_message
+    assert seen == {
+        "event": "x", "group": "g", "topic": record.topic, "partition": record.partition,
+        "offset": record.offset, "event_id": env.id, "event_type": "TenantRequested",
+        "correlation_id": env.correlationid, "tenant_id": env.subject,
+    }
