@@ -228,7 +228,9 @@ class Settings(SchedulingSettings):
     startup_timeout_s: float = Field(default=60.0, gt=0)  # waiting for dependencies at start
     readiness_timeout_s: float = Field(default=2.0, gt=0)  # per /readyz probe
     lag_interval_s: float = Field(default=5.0, gt=0)  # consumer-lag gauge refresh
-    source: str = "urn:tenant-service"
+    # The CloudEvents ``source`` of what we publish; results are built without re-validation,
+    # so it is held to the envelope's bounds here.
+    source: str = Field(default="urn:tenant-service", min_length=1, max_length=512)
 
     @field_validator("plans", mode="before")
     @classmethod

@@ -5,10 +5,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from contracts import codec, topics
 from contracts.envelope import CONTENT_TYPE, Envelope, result_event_id
-from contracts.events import TenantProvisioned, TenantProvisioningFailed, TenantRequested
+from contracts.events import (
+    TenantProvisioned,
+    TenantProvisioningFailed,
+    TenantRequested,
+    TenantSuspended,
+)
 
 MAX = 1_048_576
 DAY = 86_400.0
@@ -166,3 +172,17 @@ def test_headers_mirror_the_envelope() -> None:
         "ce_id": envelope.id,
         "ce_correlationid": "corr-1",
     }
+
+
+def test_a_result_built_without_validation_is_what_validation_would_build() -> None:
+    cause = codec.envelope_for(TenantRequested(tenant_id="acme", plan="pro"), correlation_id="c-1")
+    result = codec.envelope_for(TenantSuspended(tenant_id="acme"), cause=cause)
+    assert Envelope.model_validate(result.model_dump()) == result
+    assert (result.causationid, result.correlationid) == (cause.id, "c-1")
+    assert result.datacontenttype == "application/json" and result.time is not None
+    assert codec.read_envelope(codec.encode(result)) == result
+
+
+def test_a_request_with_a_typed_correlation_id_is_still_validated() -> None:
+    with pytest.raises(ValidationError):
+        codec.envelope_for(TenantSuspended(tenant_id="acme"), correlation_id="x" * 129)
