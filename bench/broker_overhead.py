@@ -64,11 +64,12 @@ def burst_size() -> int:
 
 
 async def _burst(settings, ids: list[str], n: int,  # type: ignore[no-untyped-def]
-                 workers: Sequence[int]) -> float:
+                 workers: Sequence[int], drain: cpu.CpuMeter | None = None) -> float:
     """``n`` events drained from a backlog, as the floor drains its topic: published while the
     ``workers`` processes are stopped (SIGSTOP, well inside the group's session timeout), timed
     from their resuming to the n-th result on tenants.events; then checked, untimed, that every
-    one of the n events has its result. The bench reads no result while it times."""
+    one of the n events has its result. The bench reads no result while it times. ``drain``
+    (if given) meters the CPU of exactly the timed part: not the publishing, not the check."""
     envs = [codec.envelope_for(TenantRequested(tenant_id=ids[i % len(ids)], plan="free"),
                                source="urn:bench") for i in range(n)]
     messages = [record_of(e).message for e in envs]
@@ -78,8 +79,12 @@ async def _burst(settings, ids: list[str], n: int,  # type: ignore[no-untyped-de
             with _stopped(workers):
                 for i in range(0, n, 1000):
                     await pub.publish_many(messages[i:i + 1000])
+                if drain is not None:
+                    drain.start()
                 start = time.perf_counter()
             done = await results.wait_count(n, timeout=300 + n / 10)
+            if drain is not None:
+                drain.stop()
             missing = {e.id for e in envs} - await results.causations()
             if missing:  # a result counted twice stood in for one not there
                 raise RuntimeError(f"{len(missing)} of {n} events have no result")
@@ -119,13 +124,13 @@ async def run(rate: int) -> list[Row]:
                     print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
                           f" p50 {percentile(latencies, 50):.2f}s"
                           f" p99 {percentile(latencies, 99):.2f}s", flush=True)
-            wall = time.perf_counter()
-            with cpu.CpuMeter(groups) as burst_meter:
-                for rep in range(common.REPS):
-                    drained.append(await _burst(settings, ids, burst_size(), workers.pids))
-                    print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s",
-                          flush=True)
-            wall = time.perf_counter() - wall
+            drains: list[cpu.CpuMeter] = []
+            for rep in range(common.REPS):
+                drains.append(cpu.CpuMeter(groups))
+                drained.append(await _burst(settings, ids, burst_size(), workers.pids,
+                                            drains[-1]))
+                print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s;"
+                      f" {cpu.split(drains[-1].seconds, burst_size())}", flush=True)
     finally:
         await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
@@ -142,11 +147,21 @@ async def run(rate: int) -> list[Row]:
         notes="no-op TenantRequested published while the worker is stopped (SIGSTOP), as the"
               " floor's topic is filled first; its resuming → the last result on tenants.events"
               " (end offsets: no result is read while timing; each is checked afterwards);"
-              " 1 worker process; CPU per event:"
-              f" {cpu.split(burst_meter.seconds, burst_size() * len(drained))};"
-              f" CPU busy (ours: workers + stack + bench) {sum(burst_meter.seconds.values()) / wall:.2f}"
-              f" of {os.cpu_count()} cores",
+              " 1 worker process; while draining (the timed part alone), CPU per event:"
+              f" {cpu.split(_summed(drains), burst_size() * len(drained))};"
+              f" CPU busy: ours (workers + stack + bench) {_busy(drains, ours=True):.2f},"
+              f" the machine (everyone's) {_busy(drains, ours=False):.2f} of {os.cpu_count()} cores",
     )]
+
+
+def _summed(meters: Sequence[cpu.CpuMeter]) -> dict[str, float]:
+    return {k: sum(m.seconds[k] for m in meters) for k in meters[0].seconds}
+
+
+def _busy(meters: Sequence[cpu.CpuMeter], *, ours: bool) -> float:
+    """Cores busy over the meters' walls: our process groups', or the whole machine's."""
+    busy = sum(sum(m.seconds.values()) if ours else m.machine for m in meters)
+    return busy / sum(m.wall for m in meters)
 
 
 if __name__ == "__main__":

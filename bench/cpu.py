@@ -7,6 +7,7 @@ The stack's processes are found the way scripts/stack records them (``$TENANT_ST
 """
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def machine_busy() -> float:
 
 
 class CpuMeter:
-    """``with CpuMeter({"worker": [pid], ...}) as m: ...`` then ``m.seconds`` per group.
+    """``with CpuMeter({"worker": [pid], ...}) as m: ...`` (or ``m.start()`` … ``m.stop()``)
+    then ``m.seconds`` per group, ``m.machine`` (everyone's CPU s) and ``m.wall`` (s).
 
     Each group is its pids' process trees; the group ``bench`` is this process alone.
     """
@@ -92,20 +94,28 @@ class CpuMeter:
         self.seconds: dict[str, float] = {}
         self._start: dict[str, float] = {}
         self.machine, self._machine = 0.0, 0.0
+        self.wall, self._wall = 0.0, 0.0
 
     def _now(self) -> dict[str, float]:
         tree = _children()
         return {name: own_seconds(pids[0]) if name == "bench" else tree_seconds(pids, tree)
                 for name, pids in self.groups.items()}
 
-    def __enter__(self) -> "CpuMeter":
-        self._start, self._machine = self._now(), machine_busy()
-        return self
+    def start(self) -> None:
+        self._start, self._machine, self._wall = self._now(), machine_busy(), time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         end = self._now()
         self.seconds = {k: max(0.0, end[k] - self._start[k]) for k in self.groups}
         self.machine = machine_busy() - self._machine  # ours and everyone else's
+        self.wall = time.perf_counter() - self._wall
+
+    def __enter__(self) -> "CpuMeter":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def split(seconds: Mapping[str, float], events: int) -> str:
