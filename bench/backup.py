@@ -55,13 +55,24 @@ async def dispose(fx: Fixture) -> None:
     fx.folder.rmdir()
 
 
-async def measure_once(fx: Fixture) -> dict[str, float]:
-    """One run of the service's path in its own process: (stats, peak MB by process)."""
+@dataclass(frozen=True)
+class DumpRun:
+    """One run of the service's path: what bench.dump_worker reported, and peak MB by process
+    ('self' is the worker, each child by its name)."""
+
+    artifact_bytes: int
+    seconds: float
+    peaks: dict[str, float]
+
+
+async def measure_once(fx: Fixture) -> DumpRun:
+    """One run of the service's path in its own process."""
     fx.artifact.unlink(missing_ok=True)
     out, peaks = await peak_rss.run(
         [sys.executable, "-m", "bench.dump_worker", fx.schema, fx.recipient,
          str(fx.folder / "ours")])
-    return {**json.loads(out), "peaks": peaks}  # type: ignore[dict-item]
+    reported = json.loads(out)
+    return DumpRun(int(reported["bytes"]), float(reported["seconds"]), peaks)
 
 
 async def _shell(command: str) -> tuple[float, dict[str, float]]:
@@ -79,11 +90,11 @@ async def measure(fx: Fixture) -> list[Row]:
     q_schema = shlex.quote(f'--schema="{fx.schema}"')
     for rep in range(common.REPS):
         stats = await measure_once(fx)
-        peaks = stats["peaks"]
-        ours.append(fx.megabytes / stats["seconds"])
-        rss.append(peaks.pop("self"))
-        for name, mb in peaks.items():
-            children.setdefault(name, []).append(mb)
+        ours.append(fx.megabytes / stats.seconds)
+        rss.append(stats.peaks["self"])
+        for name, mb in stats.peaks.items():
+            if name != "self":
+                children.setdefault(name, []).append(mb)
         seconds, shell_peaks = await _shell(
             f"pg_dump --format=custom --compress=0 {q_schema} -d URL | zstd -q -3 |"
             f" age -r {fx.recipient} > {fx.folder}/shell.age")
@@ -93,7 +104,7 @@ async def measure(fx: Fixture) -> list[Row]:
         alone.append(fx.megabytes / seconds)
         print(f"  rep {rep}: ours {ours[-1]:.1f} MB/s (worker RSS {rss[-1]:.0f} MB),"
               f" shell {shell[-1]:.1f} MB/s, pg_dump alone {alone[-1]:.1f} MB/s", flush=True)
-    artifact_mb = stats["bytes"] / 1e6
+    artifact_mb = stats.artifact_bytes / 1e6
     kids = ", ".join(f"{n} {max(v):.0f} MB" for n, v in sorted(children.items()))
     size = f"{fx.megabytes:.0f} MB schema"
     return [

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -91,9 +92,10 @@ async def measure(fx: backup.Fixture) -> list[Row]:
     if not fx.artifact.exists():  # restore alone: make the artifact once, untimed
         await backup.measure_once(fx)
     plain = _decrypt(fx)
-    ours, stock = [], []
+    ours: list[float] = []
+    stock: list[float] = []
     for rep in range(common.REPS):
-        for runner, out in ((lambda d: _ours(fx, d), ours), (lambda d: _stock(plain, d), stock)):
+        for runner, out in ((partial(_ours, fx), ours), (partial(_stock, plain), stock)):
             name, dsn = await _scratch()
             try:
                 out.append(fx.megabytes / await runner(dsn))

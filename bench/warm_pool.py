@@ -66,7 +66,7 @@ async def _refill_rate(conn: asyncpg.Connection, since: float, size: int) -> flo
     """Pooled schemas made per second after ``since`` (DB epoch), from their created_at: each is
     its own transaction, so the spacing of their start times is the time to make one."""
     await _wait_full(conn, size, 120 + size)
-    times = sorted(r[0] for r in await conn.fetch(
+    times: list[float] = sorted(r[0] for r in await conn.fetch(
         f"SELECT extract(epoch FROM created_at)::float8 FROM {_table()}"  # noqa: S608
         " WHERE extract(epoch FROM created_at) > $1", since))
     if len(times) < 3:

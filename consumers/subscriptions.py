@@ -110,7 +110,7 @@ def subscribe(
         **_consumer_options(settings, delivery.offsets, description),
     )
 
-    @subscriber
+    @subscriber  # type: ignore[untyped-decorator]  # Any: **options defeat its overloads
     async def on_record(body: bytes, msg: KafkaMessage) -> None:
         await delivery(msg)
 

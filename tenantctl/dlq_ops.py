@@ -14,10 +14,10 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import ConsumerRecord
 
 from adapters.kafka import dead_letters as dlq
+from adapters.kafka.event_reader import topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from runtime.settings import Settings
@@ -107,10 +107,8 @@ async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsume
     dlq_topic = settings.names.topics.dlq
     await consumer.start()
     try:
-        with contextlib.suppress(UnknownTopicOrPartitionError):  # no dead letter yet, ever
-            await consumer._client._wait_on_metadata(dlq_topic)  # see EventReader for why
-        parts = consumer.partitions_for_topic(dlq_topic) or ()
-        consumer.assign([TopicPartition(dlq_topic, p) for p in sorted(parts)])
+        # A missing topic means no dead letter yet, ever: nothing to assign.
+        consumer.assign(await topic_partitions(consumer, dlq_topic, missing_ok=True))
     except BaseException:
         await consumer.stop()
         raise

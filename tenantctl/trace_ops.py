@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.kafka import dead_letters as dlq
+from adapters.kafka.event_reader import topic_partitions
 from contracts import topics
 from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
@@ -211,8 +212,7 @@ async def read_sightings(settings: Settings, idle_s: float = 2.0) -> list[Sighti
         existing = await consumer.topics()  # a topic not created yet holds nothing to trace
         parts: list[TopicPartition] = []
         for topic in (names.topic(t) for t in TRACED_TOPICS if names.topic(t) in existing):
-            await consumer._client._wait_on_metadata(topic)  # see EventReader for why
-            parts += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            parts += await topic_partitions(consumer, topic)
         if not parts:
             return []
         consumer.assign(parts)

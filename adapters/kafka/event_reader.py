@@ -4,20 +4,30 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from adapters.kafka.config import KafkaConfig
 from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, missing_ok: bool = False
+) -> list[TopicPartition]:
     """Every partition of ``topic``, in order, for a started ``consumer`` that assigns instead of
-    subscribing; RuntimeError if the topic does not exist yet (no worker has created it)."""
+    subscribing. If the topic does not exist yet (no worker has created it): a RuntimeError (the
+    client's UnknownTopicOrPartitionError, after its request timeout), or ``[]`` if ``missing_ok``.
+    """
     # aiokafka only keeps metadata of subscribed topics, and we assign instead of subscribing;
     # its public API has no "metadata for this topic" call, hence the private one.
-    await consumer._client._wait_on_metadata(topic)
+    try:
+        await consumer._client._wait_on_metadata(topic)
+    except UnknownTopicOrPartitionError:
+        if missing_ok:
+            return []
+        raise
     partitions = consumer.partitions_for_topic(topic) or set()
-    if not partitions:
+    if not partitions and not missing_ok:
         raise RuntimeError(f"topic {topic} does not exist yet: start a worker first")
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from adapters.kafka.event_reader import topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from contracts.envelope import Envelope
@@ -95,10 +96,7 @@ class EventsTail:
                                           group_id=None, enable_auto_commit=False,
                                           auto_offset_reset="earliest")
         await self._consumer.start()
-        await self._consumer._client._wait_on_metadata(self._topic)
-        parts = [TopicPartition(self._topic, p)
-                 for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())]
-        assert parts, f"{self._topic} has no partitions"
+        parts = await topic_partitions(self._consumer, self._topic)
         self._consumer.assign(parts)
         await self._consumer.seek_to_beginning(*parts)
         self._task = asyncio.create_task(self._pump())
@@ -143,8 +141,7 @@ async def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> lis
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(topic)
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        parts = await topic_partitions(consumer, topic)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -174,8 +171,7 @@ async def group_lag(settings: Settings, group: str, topic: str) -> int:
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        await consumer._client._wait_on_metadata(topic)
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        parts = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(parts)
         lag = 0
         for tp in parts:

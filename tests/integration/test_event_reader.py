@@ -49,3 +49,20 @@ async def test_result_count_counts_what_landed_since_entry(
         await publish(publisher, envelope)
         await results.wait_count(1, timeout=60)
         assert envelope.id in await results.causations()
+
+
+async def test_a_topic_not_created_yet(settings: Settings) -> None:
+    # Topics are never auto-created here, so asking about one leaves no trace; a short request
+    # timeout bounds how long the client looks for it before giving up.
+    topic = f"{settings.kafka.topics.events}.never-created"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, request_timeout_ms=2000
+    )
+    await consumer.start()
+    try:
+        assert await topic_partitions(consumer, topic, missing_ok=True) == []
+        with pytest.raises(RuntimeError):
+            await topic_partitions(consumer, topic)
+        assert topic not in await consumer.topics(), f"asking about {topic} created it"
+    finally:
+        await consumer.stop()

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from adapters.kafka.event_reader import topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import topics
 from contracts.envelope import result_event_id
@@ -55,9 +56,7 @@ async def _end_offsets(settings: Settings) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(settings.names.topics.events)
-        partitions = consumer.partitions_for_topic(settings.names.topics.events) or set()
-        assigned = [TopicPartition(settings.names.topics.events, p) for p in partitions]
+        assigned = await topic_partitions(consumer, settings.names.topics.events)
         return dict(await consumer.end_offsets(assigned))
     finally:
         await consumer.stop()

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from adapters.kafka.event_reader import EventReader
+from adapters.kafka.event_reader import EventReader, topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from contracts import codec, topics
 from contracts.envelope import Envelope
@@ -95,12 +95,7 @@ class TopicTail:
 
     async def __aenter__(self) -> "TopicTail":
         await self._consumer.start()
-        await self._consumer._client._wait_on_metadata(self._topic)
-        assigned = [
-            TopicPartition(self._topic, p)
-            for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())
-        ]
-        assert assigned, f"topic {self._topic} has no partitions"
+        assigned = await topic_partitions(self._consumer, self._topic)
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
         for tp in assigned:

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from adapters.kafka.dead_letters import KafkaDeadLetters
+from adapters.kafka.event_reader import topic_partitions
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWork, PostgresUnitOfWorks
@@ -45,9 +46,7 @@ async def start_at_end(settings: Settings, topic: str, group: str) -> None:
     )
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(topic)
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        assert partitions, f"topic {topic} has no partitions"
+        partitions = await topic_partitions(consumer, topic)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
