@@ -146,7 +146,7 @@ class Delivery:
     async def _deliver(self, msg: AckableMessage, decoded: Decoded[Any] | None) -> None:
         record = msg.raw_message
         structlog.contextvars.clear_contextvars()
-        bind_event(self.group, record, decoded.envelope if decoded else None)
+        bind_event(self.group, record, None)  # _dispatch adds the envelope once decoded
         if decoded is None:
             try:
                 decoded = self.decode(record)

@@ -15,20 +15,23 @@ _TRANSIENT_STATES = {"55P03", "55006"}
 _QUERY_CANCELED = "57014"  # statement_timeout: its own kind, so a use case can tell it apart
 
 
+# What the driver raises when the connection failed rather than the statement: another one will
+# do. InternalClientError: a connection whose protocol state broke when the server went away
+# mid-statement (asyncpg reports "another operation is in progress").
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+)
+
+
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         state = getattr(error, "sqlstate", None) or ""
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
-    # InternalClientError: a connection whose protocol state broke when the server went away
-    # mid-statement (asyncpg reports "another operation is in progress"); another one will do.
-    return isinstance(
-        error,
-        OSError
-        | asyncio.TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError
-        | asyncpg.PostgresConnectionError,
-    )
+    return isinstance(error, _CONNECTION_ERRORS)
 
 
 @contextmanager
@@ -38,10 +41,7 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (TransientError, PermanentError):
         raise
-    except (
-        TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-        OSError,
-    ) as e:
+    except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as e:
         detail = f"{what}: {type(e).__name__}: {e}"
         if getattr(e, "sqlstate", None) == _QUERY_CANCELED:
             raise StatementTimeout(detail) from e
