@@ -15,7 +15,7 @@ is the same either way (tests/unit/test_trace_context.py compares them).
 """
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
@@ -240,10 +240,11 @@ def _normalised(state: str | None) -> str | None:
 
 @contextmanager
 def publish_spans(
-    records: Sequence[tuple[str, bytes, Sequence[tuple[str, bytes]]]],
+    records: Iterable[tuple[str, bytes, Sequence[tuple[str, bytes]]]],
 ) -> Iterator[None]:
     """One producer span per (topic, value, headers) published together, each a child of the
-    context the record carries. Nothing is parsed when no tracer is installed."""
+    context the record carries. Nothing is parsed, nor ``records`` iterated, when no tracer is
+    installed."""
     if not recording():
         yield
         return

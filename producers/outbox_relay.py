@@ -102,7 +102,7 @@ class OutboxRelay:
             if rows:
                 physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
                 messages = [(r.topic, r.key, r.payload, kafka_headers(r.headers)) for r in rows]
-                with publish_spans([(physical(t), value, h) for t, _, value, h in messages]):
+                with publish_spans((physical(t), value, h) for t, _, value, h in messages):
                     await self._publisher.publish_many(messages)
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
         await self.flush()

@@ -30,7 +30,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from adapters.trace_context import stamp
 from contracts.envelope import Envelope
 from domain.tenants import TenantRecord
 from service.unit_of_work import UnitOfWork
@@ -69,8 +68,8 @@ class _BatchOutbox:
         await self.add_many([envelope])
 
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
-        # Stamped now, inside the event's span: the batch writes them later, outside of it.
-        self.staged.extend(stamp(e) for e in envelopes)
+        # Stamped by their makers, inside the event's span: the batch writes them later.
+        self.staged.extend(envelopes)
 
 
 class _InSavepoint:

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from adapters.trace_context import span
+from adapters.trace_context import span, stamp
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
@@ -77,7 +77,8 @@ class EventTransaction(Generic[U]):
             return None
         result = await effect(uow)
         if isinstance(result, Result):
-            await uow.outbox.add(envelope_for(result, cause=cause, source=source))
+            # Stamped here, inside the event's span: the result names it as its writer.
+            await uow.outbox.add(stamp(envelope_for(result, cause=cause, source=source)))
         return result
 
     @asynccontextmanager

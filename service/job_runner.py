@@ -21,7 +21,7 @@ import uuid
 
 import structlog
 
-from adapters.trace_context import continued_span
+from adapters.trace_context import continued_span, stamp
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
 from contracts.events import BackupFailed, RestoreFailed, Result, TenantEraseFailed
@@ -227,10 +227,10 @@ class JobRunner:
 
     async def _answer(self, uow: UnitOfWork, job: Job, result: Result) -> None:
         """One result per request: the job's own cause and every request riding on it, each
-        written under a span of its request's trace (the outbox stamps the current span)."""
+        written under a span of its request's trace (and stamped with it)."""
         def envelope(cause_id: str, correlation_id: str) -> Envelope:
             cause = _cause(job.tenant_id, job.kind, cause_id, correlation_id)
-            return envelope_for(result, cause=cause, source=self._source)
+            return stamp(envelope_for(result, cause=cause, source=self._source))
 
         await uow.outbox.add_many([envelope(job.cause_id, job.correlation_id)])
         if job.kind != "backup":

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 
+from adapters.trace_context import stamp
 from contracts.codec import Decoded, envelope_for
 from contracts.envelope import Envelope, now, result_event_id
 from contracts.events import MetricsDue, Result, TenantMetricsCollected, TenantQuotaExceeded
@@ -114,7 +115,7 @@ class MetricsCollection:
                     self._figures.columns, figures, redis, event.window_start, collected_at
                 )
                 await _together(
-                    uow.outbox.add_many(envelopes),
+                    uow.outbox.add_many([stamp(e) for e in envelopes]),
                     self._usage.store_snapshots(snapshots, self._ttl),
                 )
         statements = store.statements()  # once the block is left: every statement is counted

@@ -160,7 +160,10 @@ class Inbox(Protocol):
 
 class Outbox(Protocol):
     async def add(self, envelope: Envelope) -> None:
-        """Stage a result for publication; the same event id twice is one row."""
+        """Stage a result for publication, as given; the same event id twice is one row.
+
+        Results are stamped with their trace (``adapters.trace_context.stamp``) where they are
+        made, inside the span that makes them: a batch writes them later, outside of it."""
 
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
         """Stage results in the order given."""

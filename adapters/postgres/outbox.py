@@ -2,11 +2,10 @@
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
-from adapters.trace_context import stamp
 from contracts import codec, topics
 from contracts.envelope import Envelope
 from domain.tenant_ids import quote_ident
@@ -14,8 +13,7 @@ from domain.tenant_ids import quote_ident
 NOTIFY_CHANNEL = "tenant_outbox"
 
 
-@dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):  # a tuple: the relay reads a thousand of them a batch
     id: int
     event_id: str
     topic: str
@@ -36,11 +34,10 @@ class PostgresOutbox:
 
     async def add_many(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
         """Stage ``envelopes`` in the caller's transaction, in the order given, with ONE
-        statement whatever their number (a metrics tick over 10,000 tenants stages 10,000)."""
+        statement whatever their number (a metrics tick over 10,000 tenants stages 10,000).
+        They are written as given: whoever made them stamped them with their trace."""
         if not envelopes:
             return
-        # Each result carries the context of the span writing it (the handler's), W3C style.
-        envelopes = [stamp(e) for e in envelopes]
         records = [codec.encode_record(e, self._mode) for e in envelopes]
         await conn.execute(
             f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"

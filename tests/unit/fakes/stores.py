@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from adapters.trace_context import stamp
 from contracts.envelope import Envelope
 from domain.errors import PermanentError, TenantServiceError
 from domain.jobs import CatalogRow, Rider
@@ -197,8 +196,8 @@ class FakeOutbox:
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
         if self._s.faults.outbox is not None:
             raise self._s.faults.outbox
-        for e in envelopes:  # stamped with the current span, as PostgresOutbox does
-            self._s.state.outbox.setdefault(e.id, stamp(e))
+        for e in envelopes:  # as given, as PostgresOutbox does: their makers stamp them
+            self._s.state.outbox.setdefault(e.id, e)
 
 
 class FakeRollouts:
