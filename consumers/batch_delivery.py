@@ -8,8 +8,10 @@ For each fetched batch (records of one or more partitions, each partition in off
 2. The *fast* records (decoded, of a batchable type, not waiting) run in one transaction
    (service.event_batch): their inbox rows are claimed with one statement, each runs in a
    savepoint of its own, their results are written to the outbox with one statement at the end.
-   The transaction is committed once it has run TENANT_CONSUMER_BATCH_MAX_MS; the rest goes on
-   in the next one, so a burst of slow effects (real DDL) never makes one huge transaction.
+   The transaction is committed once it has run TENANT_CONSUMER_BATCH_MAX_MS and an effect of
+   its own sent a statement; the rest goes on in the next one, so a burst of slow effects (real
+   DDL) never makes one huge transaction. Events answered from the rows the batch read (repeated
+   requests) never cut it: they hold nothing but its claims and locks.
 3. A record that raises in its savepoint is undone alone (its inbox row is given back) and,
    with every later record of the same tenant in the batch, is *held back*: the others commit.
 4. After the commit, each partition's offset moves up to its first held-back record (never
@@ -50,6 +52,9 @@ class Batch(Protocol):
     async def claim(self, envelopes: Sequence[Envelope]) -> set[str]: ...
     def event(self, envelope: Envelope) -> AbstractAsyncContextManager[None]: ...
     def skip(self, event_ids: Sequence[str]) -> None: ...
+
+    # Whether an event of the batch sent a statement of its own (beyond the batch's claim).
+    effects_ran: bool
 
 
 # ``open()``: a new batch in a new transaction, committed when the block ends cleanly.
@@ -190,7 +195,10 @@ class BatchDelivery:
                 new = await batch.claim([i.decoded.envelope for i in fast if i.decoded])
                 held: set[str] = set()
                 for n, item in enumerate(fast):
-                    if self._clock() - started >= self._max_s and ran:
+                    # Only effects count: events answered from the rows the batch read hold
+                    # nothing but its claims, and cutting a busy event loop's batch of them
+                    # cost a release, a new claim and a commit each time.
+                    if batch.effects_ran and self._clock() - started >= self._max_s and ran:
                         left = fast[n:]
                         batch.skip([i.decoded.envelope.id for i in left if i.decoded])
                         break

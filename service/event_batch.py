@@ -134,6 +134,7 @@ class _EventUnit:
         if not self._open:
             self._open = True
             self._batch.rows = None
+            self._batch.effects_ran = True
             await self._stack.enter_async_context(self._uow.savepoint())
 
     @property
@@ -194,6 +195,8 @@ class EventBatch:
         self.locked: set[str] = set()  # tenants whose lock this transaction holds
         # Their registry rows as read under those locks; None once any event sent a statement.
         self.rows: dict[str, TenantRecord] | None = {}
+        # An event sent a statement of its own: the transaction holds more than the claims.
+        self.effects_ran = False
         self._release: list[str] = []
         self._outbox: list[Envelope] = []
 

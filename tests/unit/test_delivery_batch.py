@@ -32,6 +32,7 @@ class Effects:
     def __init__(self, tx: EventTransaction[Any], clock: Clock | None = None,
                  step_s: float = 0.0) -> None:
         self.tx, self.clock, self.step_s = tx, clock, step_s
+        self.writes = True  # each effect sends a statement (False: answered without one)
         self.script: dict[str, list[BaseException]] = {}
         self.calls: list[str] = []
 
@@ -43,6 +44,8 @@ class Effects:
 
         async def effect(uow: Any) -> TenantSuspended:
             self.calls.append(env.id)
+            if self.writes:
+                await uow.tenants.count_live()
             if self.clock is not None:
                 self.clock.now += self.step_s
             if self.script.get(env.id):
@@ -219,6 +222,19 @@ async def test_a_long_batch_commits_as_it_goes_and_a_held_tenant_stays_held() ->
     batch_units = [u for u in s.stores.units if u.what == "g batch"]
     assert len(batch_units) >= 2 and all(u.committed for u in batch_units)
     assert s.committed == _of([b1, b2, a1, a2])
+    assert s.part.consumer.commits[-1] == 4
+
+
+async def test_a_batch_answered_without_statements_is_one_transaction_however_long() -> None:
+    s = Setup(max_s=1.0)
+    s.effects.step_s, s.effects.writes = 1.0, False  # past the budget, yet no effect wrote
+    envs = [requested(t) for t in ("acme", "beta", "acme", "gamma")]
+
+    await s.deliver(*envs)
+
+    batch_units = [u for u in s.stores.units if u.what == "g batch"]
+    assert len(batch_units) == 1 and batch_units[0].committed
+    assert s.committed == _of(envs)
     assert s.part.consumer.commits[-1] == 4
 
 
