@@ -64,7 +64,7 @@ class Settings(SchedulingSettings):
     # one transaction, a savepoint per event; 1 = the per-record path only. A fetch waits at most
     # the timeout for records; a batch transaction commits once it has run the max ms (the
     # rest of the fetch goes on in the next), so slow effects never make one huge transaction.
-    consumer_batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    consumer_batch_max_records: int = Field(default=1_000, ge=1, le=10_000)
     consumer_batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     consumer_batch_max_ms: int = Field(default=200, ge=1, le=60_000)
 
