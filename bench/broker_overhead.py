@@ -112,6 +112,8 @@ async def run(rate: int) -> list[Row]:
     achieved: list[float] = []
     drained: list[float] = []
     lat: list[list[float]] = []
+    apart: list[float] = []
+    apart_drains: list[cpu.CpuMeter] = []
     try:
         async with Workers(settings, 1) as workers:
             await _round(settings, ids, 20 / _seconds())  # warm-up
@@ -131,6 +133,17 @@ async def run(rate: int) -> list[Row]:
                                             drains[-1]))
                 print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s;"
                       f" {cpu.split(drains[-1].seconds, burst_size())}", flush=True)
+        # The same bursts with the relay in a process of its own: the consumer process no
+        # longer shares its event loop with the relay's reads and publishing.
+        async with Workers(settings, 1, relay_apart=True) as workers:
+            await _round(settings, ids, 20 / _seconds())  # warm-up
+            groups = {"worker": workers.pids, **{k: [v] for k, v in cpu.stack_pids().items()}}
+            for rep in range(common.REPS):
+                apart_drains.append(cpu.CpuMeter(groups))
+                apart.append(await _burst(settings, ids, burst_size(), workers.pids,
+                                          apart_drains[-1]))
+                print(f"  burst, relay apart {rep}: {burst_size()} drained at {apart[-1]:.0f}/s;"
+                      f" {cpu.split(apart_drains[-1].seconds, burst_size())}", flush=True)
     finally:
         await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
@@ -151,6 +164,13 @@ async def run(rate: int) -> list[Row]:
               f" {cpu.split(_summed(drains), burst_size() * len(drained))};"
               f" CPU busy: ours (workers + stack + bench) {_busy(drains, ours=True):.2f},"
               f" the machine (everyone's) {_busy(drains, ours=False):.2f} of {os.cpu_count()} cores",
+    ), Row(
+        "broker burst, relay apart", f"{burst_size()} events at once", "events/s drained", apart,
+        notes="the same bursts with the relay in a process of its own (roles: provisioner |"
+              " relay): 1 consumer process + the relay's; while draining, CPU per event (both"
+              f" processes as worker): {cpu.split(_summed(apart_drains), burst_size() * len(apart))};"
+              f" CPU busy: ours {_busy(apart_drains, ours=True):.2f}, the machine"
+              f" {_busy(apart_drains, ours=False):.2f} of {os.cpu_count()} cores",
     )]
 
 

@@ -174,8 +174,10 @@ NOTES = {
 }
 
 
-def rows(n: int, figures: dict[str, list[float]], ours: list[float], ours_size: str) -> list[Row]:
-    """The floor rows, then ours (the broker round trip of the same run) against each of them."""
+def rows(n: int, figures: dict[str, list[float]], ours: list[float], ours_size: str,
+         apart: list[float] | None = None) -> list[Row]:
+    """The floor rows, then ours (the broker round trip of the same run) against each of them,
+    and the same bursts with the relay in a process of its own against the batched floor."""
     size = f"{n} records"
     out = [Row("consumer floor", size, "events/s", v, notes=NOTES[m] + " (aiokafka + asyncpg)")
            for m, v in figures.items()]
@@ -188,5 +190,10 @@ def rows(n: int, figures: dict[str, list[float]], ours: list[float], ours_size: 
                   notes="ours: no-op TenantRequested burst drained (bench/run broker), same run")
         if goal:
             row.met = (row.ratio or 0.0) >= 0.25
+        out.append(row)
+    if apart:
+        row = Row("consumer path ÷ floor", f"ours {ours_size}, relay apart, vs per batch",
+                  "events/s", apart, figures["per batch"], "floor: per batch",
+                  notes="ours: the same bursts, the relay in a process of its own, same run")
         out.append(row)
     return out

@@ -67,7 +67,8 @@ async def _broker_and_floor(rate: int, records: int) -> None:
     common.save("broker_overhead", broker)
     print(f"== floor {records} records", flush=True)
     figures = await floor.measure(records)
-    common.save("floor", floor.rows(records, figures, broker[1].ours, broker[1].size))
+    common.save("floor", floor.rows(records, figures, broker[1].ours, broker[1].size,
+                                    apart=broker[2].ours))
 
 
 async def _all(sizes: dict[str, int]) -> None:

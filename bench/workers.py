@@ -71,12 +71,16 @@ class Worker:
 
 
 class Workers:
-    """One ``provisioner relay`` (exactly one relay) plus ``extra`` provisioner-only processes."""
+    """One ``provisioner relay`` (exactly one relay) plus ``extra`` provisioner-only processes;
+    with ``relay_apart``, the relay runs in a process of its own (as a deployment may run it:
+    one relay leads at a time, however many workers consume)."""
 
     def __init__(self, settings: Settings, provisioners: int,
-                 first: Iterable[str] = ("provisioner", "relay"), group: str | None = None) -> None:
+                 first: Iterable[str] = ("provisioner", "relay"), group: str | None = None,
+                 *, relay_apart: bool = False) -> None:
         self.settings, self.count = settings, provisioners
-        self.first = list(first)
+        self.relay_apart = relay_apart
+        self.first = [r for r in first if r != "relay"] if relay_apart else list(first)
         self.group = group or topics.PROVISIONER_GROUP
         self.procs: list[Worker] = []
 
@@ -85,6 +89,8 @@ class Workers:
         self.procs.append(Worker(self.first, f"{stamp}-w0"))
         for i in range(1, self.count):
             self.procs.append(Worker(["provisioner"], f"{stamp}-w{i}"))
+        if self.relay_apart:
+            self.procs.append(Worker(["relay"], f"{stamp}-relay"))
         try:
             await asyncio.gather(*(p.ready() for p in self.procs))
             # every process runs TENANT_CONSUMER_CONCURRENCY members of the group
