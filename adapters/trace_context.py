@@ -29,7 +29,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from contracts.codec import InvalidMessage, read_envelope
 from contracts.envelope import Envelope
-from contracts.tracecontext import TRACEPARENT, TRACESTATE, TraceParent, trace_of, with_trace
+from contracts.tracecontext import (
+    TRACEPARENT,
+    TRACESTATE,
+    TraceParent,
+    trace_attributes,
+    trace_of,
+    with_trace,
+)
 
 # The proxy tracer follows whatever provider runtime/tracing.py installs, even after import.
 _tracer = trace.get_tracer("tenant-service")
@@ -220,26 +227,40 @@ def stamp(envelope: Envelope) -> Envelope:
     With no recording span (no tracer installed, or the trace not sampled) it continues the
     current trace, or the envelope's own, under a fresh span id, and starts a new trace when
     there is none: a reader can always follow one trace id across the hops."""
+    writer = _writer(envelope)
+    return envelope if writer is None else with_trace(envelope, *writer)
+
+
+def writer_attributes() -> dict[str, str | None]:
+    """The trace attributes of an envelope made now, with no trace of its own: what ``stamp``
+    would give it, set when it is built (``codec.envelope_for(..., extensions=...)``) instead
+    of on a copy. A consumer makes one result per event."""
+    writer = _writer(None)
+    assert writer is not None  # an envelope with no trace of its own always gets one
+    return trace_attributes(*writer)
+
+
+def _writer(envelope: Envelope | None) -> tuple[TraceParent, str | None] | None:
+    """The trace (parent, state) an envelope written now carries; None: ``envelope``'s own."""
     cause = _CAUSE.get()
     if cause is not None:  # a consumed event's, with no tracer installed
         parent, state = cause
         if parent is not None:
-            return with_trace(envelope, parent.child(), state)
-        own, _ = trace_of(envelope)
-        return envelope if own is not None else with_trace(envelope, TraceParent.new_trace())
+            return parent.child(), state
+        return None if _has_trace(envelope) else (TraceParent.new_trace(), None)
     current = trace.get_current_span()
     ctx = current.get_span_context()
     if current.is_recording() and ctx.is_valid:
         parent = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
-        state = ctx.trace_state.to_header() or None
-        return with_trace(envelope, parent, state)
+        return parent, ctx.trace_state.to_header() or None
     if ctx.is_valid:
         base = TraceParent(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", f"{ctx.trace_flags:02x}")
-        return with_trace(envelope, base.child(), ctx.trace_state.to_header() or None)
-    own, state = trace_of(envelope)
-    if own is not None:
-        return envelope
-    return with_trace(envelope, TraceParent.new_trace())
+        return base.child(), ctx.trace_state.to_header() or None
+    return None if _has_trace(envelope) else (TraceParent.new_trace(), None)
+
+
+def _has_trace(envelope: Envelope | None) -> bool:
+    return envelope is not None and trace_of(envelope)[0] is not None
 
 
 def _normalised(state: str | None) -> str | None:

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -38,7 +39,7 @@ from aiokafka import TopicPartition
 from adapters.trace_context import consume_span
 from consumers.delivery import Delivery
 from contracts.codec import Decoded, InvalidMessage
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, now
 from domain.errors import TransientError
 from runtime import metrics
 from runtime.logging import bind_event, unbind_event
@@ -113,7 +114,8 @@ class BatchDelivery:
 
     async def __call__(self, records: Sequence[Any], consumer: Any) -> None:
         fetched = self._clock()  # each event's handling is timed from here, as one on its own
-        items = [self._decode(RecordMessage(r, consumer)) for r in records]
+        at = now()  # every record's time is checked against the fetch's clock
+        items = [self._decode(RecordMessage(r, consumer), at) for r in records]
         try:
             await self._deliver(items, fetched)
         except Exception:
@@ -123,9 +125,9 @@ class BatchDelivery:
             for item in _first_unsettled(items):
                 await item.msg.nack()
 
-    def _decode(self, msg: RecordMessage) -> _Item:
+    def _decode(self, msg: RecordMessage, at: datetime) -> _Item:
         try:
-            return _Item(msg, self.delivery.decode(msg.raw_message))
+            return _Item(msg, self.delivery.decode(msg.raw_message, at))
         except InvalidMessage:
             return _Item(msg, None, slow=True)  # dead-lettered by the per-record path
 

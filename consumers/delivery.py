@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -133,13 +134,15 @@ class Delivery:
             log.exception("delivery_failed")
             await msg.nack()
 
-    def decode(self, record: Any) -> Decoded[Any]:
-        """The record's event, checked against this group's limits (raises InvalidMessage)."""
+    def decode(self, record: Any, at: datetime | None = None) -> Decoded[Any]:
+        """The record's event, checked against this group's limits (raises InvalidMessage);
+        ``at``: the clock its time is checked against (default now; a batch reads it once)."""
         return decode(
             record.value or b"",
             key=record.key,
             topic=self.topics.logical(record.topic),
             limits=self.limits,
+            at=at,
             headers=record.headers or (),
         )
 

@@ -195,8 +195,10 @@ def envelope_for(
     cause: Envelope | None = None,
     event_id: str | None = None,
     source: str = SOURCE,
+    extensions: Mapping[str, Any] | None = None,
 ) -> Envelope:
-    """Wrap ``event``. A result of ``cause`` gets a deterministic id, its causation and correlation."""
+    """Wrap ``event``. A result of ``cause`` gets a deterministic id, its causation and correlation.
+    ``extensions``: attributes beyond ours, set as it is built (a trace's, for one)."""
     type_name = type(event).__name__
     if cause is not None:
         event_id = event_id or result_event_id(cause.id, type_name)
@@ -213,6 +215,8 @@ def envelope_for(
         causationid=cause.id if cause is not None else None,
         data=event.model_dump(mode="json"),
     )
+    if extensions:
+        attributes.update(extensions)
     if cause is not None:
         # A result: its ids come from the cause (validated when it was decoded) or are derived
         # from them, the rest from our own event model and the clock, so it is not validated

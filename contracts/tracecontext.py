@@ -64,10 +64,14 @@ def trace_of(envelope: Envelope) -> tuple[TraceParent | None, str | None]:
     return parent, state.strip()[:_TRACESTATE_MAX]
 
 
+def trace_attributes(parent: TraceParent, state: str | None = None) -> dict[str, str | None]:
+    """The envelope attributes carrying ``parent`` (and ``state``, or no tracestate); a None
+    attribute is left out on the wire."""
+    return {TRACEPARENT: str(parent), TRACESTATE: state[:_TRACESTATE_MAX] if state else None}
+
+
 def with_trace(envelope: Envelope, parent: TraceParent, state: str | None = None) -> Envelope:
     """A copy of ``envelope`` carrying ``parent`` (and ``state``, or no tracestate)."""
     # No re-validation: both values are well-formed by construction, and a metrics tick stamps
-    # thousands of results in one go. A None attribute is left out on the wire.
-    return envelope.model_copy(
-        update={TRACEPARENT: str(parent), TRACESTATE: state[:_TRACESTATE_MAX] if state else None}
-    )
+    # thousands of results in one go.
+    return envelope.model_copy(update=trace_attributes(parent, state))

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from adapters.trace_context import span, stamp
+from adapters.trace_context import span, writer_attributes
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope
 from contracts.events import Result
@@ -77,8 +77,10 @@ class EventTransaction(Generic[U]):
             return None
         result = await effect(uow)
         if isinstance(result, Result):
-            # Stamped here, inside the event's span: the result names it as its writer.
-            await uow.outbox.add(stamp(envelope_for(result, cause=cause, source=source)))
+            # Its trace set here, inside the event's span: the result names it as its writer.
+            await uow.outbox.add(
+                envelope_for(result, cause=cause, source=source, extensions=writer_attributes())
+            )
         return result
 
     @asynccontextmanager

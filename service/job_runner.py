@@ -21,7 +21,7 @@ import uuid
 
 import structlog
 
-from adapters.trace_context import continued_span, stamp
+from adapters.trace_context import continued_span, writer_attributes
 from contracts.codec import envelope_for
 from contracts.envelope import Envelope, now
 from contracts.events import BackupFailed, RestoreFailed, Result, TenantEraseFailed
@@ -230,7 +230,8 @@ class JobRunner:
         written under a span of its request's trace (and stamped with it)."""
         def envelope(cause_id: str, correlation_id: str) -> Envelope:
             cause = _cause(job.tenant_id, job.kind, cause_id, correlation_id)
-            return stamp(envelope_for(result, cause=cause, source=self._source))
+            return envelope_for(result, cause=cause, source=self._source,
+                                extensions=writer_attributes())
 
         await uow.outbox.add_many([envelope(job.cause_id, job.correlation_id)])
         if job.kind != "backup":

@@ -162,8 +162,9 @@ class Outbox(Protocol):
     async def add(self, envelope: Envelope) -> None:
         """Stage a result for publication, as given; the same event id twice is one row.
 
-        Results are stamped with their trace (``adapters.trace_context.stamp``) where they are
-        made, inside the span that makes them: a batch writes them later, outside of it."""
+        Results carry their trace (``adapters.trace_context``: ``writer_attributes`` as they
+        are built, or ``stamp``) from where they are made, inside the span that makes them: a
+        batch writes them later, outside of it."""
 
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
         """Stage results in the order given."""

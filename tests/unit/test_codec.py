@@ -183,6 +183,25 @@ def test_a_result_built_without_validation_is_what_validation_would_build() -> N
     assert codec.read_envelope(codec.encode(result)) == result
 
 
+def test_a_result_built_with_its_trace_equals_the_result_stamped_after() -> None:
+    from contracts.tracecontext import TraceParent, trace_attributes, trace_of, with_trace
+
+    cause = codec.envelope_for(TenantRequested(tenant_id="acme", plan="pro"))
+    parent = TraceParent("ab" * 16, "cd" * 8)
+    built = codec.envelope_for(TenantSuspended(tenant_id="acme"), cause=cause,
+                               extensions=trace_attributes(parent, "k=v"))
+    copied = with_trace(codec.envelope_for(TenantSuspended(tenant_id="acme"), cause=cause),
+                        parent, "k=v")
+    assert trace_of(built) == (parent, "k=v")
+    wire, expected = json.loads(codec.encode(built)), json.loads(codec.encode(copied))
+    assert wire.pop("time") and expected.pop("time")
+    assert wire == expected and wire["traceparent"] == str(parent)
+    untraced = codec.envelope_for(TenantSuspended(tenant_id="acme"), cause=cause,
+                                  extensions=trace_attributes(parent))
+    assert "tracestate" not in json.loads(codec.encode(untraced))  # None: left out on the wire
+    assert codec.read_envelope(codec.encode(built)) == built
+
+
 def test_a_request_with_a_typed_correlation_id_is_still_validated() -> None:
     with pytest.raises(ValidationError):
         codec.envelope_for(TenantSuspended(tenant_id="acme"), correlation_id="x" * 129)
