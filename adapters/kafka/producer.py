@@ -122,7 +122,11 @@ class KafkaEventPublisher:
                 physical = self._topics.topic(topic)
                 if physical not in partitions:
                     partitions[physical] = sorted(await producer.partitions_for(physical))
-                tp = (physical, self._partition(key, partitions[physical]))
+                if key is None:  # as aiokafka: any partition that has a leader now
+                    available = producer.client.cluster.available_partitions_for_topic(physical)
+                    tp = (physical, random.choice(sorted(available or ()) or partitions[physical]))
+                else:
+                    tp = (physical, self._partition(key, partitions[physical]))
                 builder = builders.get(tp)
                 if builder is None:
                     builder = builders[tp] = producer.create_batch()
@@ -139,11 +143,9 @@ class KafkaEventPublisher:
             await self._renew()
             raise TransientError(f"kafka publish: {type(e).__name__}: {e}") from e
 
-    def _partition(self, key: bytes | None, partitions: list[int]) -> int:
-        """aiokafka's DefaultPartitioner: murmur2 of the key (in pure Python there, so the
-        hashes of recent keys are kept), a random partition for no key."""
-        if key is None:
-            return random.choice(partitions)
+    def _partition(self, key: bytes, partitions: list[int]) -> int:
+        """aiokafka's DefaultPartitioner for a key: murmur2 of it (in pure Python there, so the
+        hashes of recent keys are kept)."""
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= _HASHES_KEPT:
