@@ -111,13 +111,14 @@ async def run(rate: int) -> list[Row]:
     await tenants.create_parallel(settings, ids, tenants.latest_steps())
     achieved: list[float] = []
     drained: list[float] = []
+    drains: list[cpu.CpuMeter] = []
     lat: list[list[float]] = []
     apart: list[float] = []
     apart_drains: list[cpu.CpuMeter] = []
     try:
         async with Workers(settings, 1) as workers:
             await _round(settings, ids, 20 / _seconds())  # warm-up
-            groups = {"worker": workers.pids, **{k: [v] for k, v in cpu.stack_pids().items()}}
+            groups = cpu.with_stack({"worker": workers.pids})
             with cpu.CpuMeter(groups) as meter:
                 for rep in range(common.REPS):
                     got, latencies = await _round(settings, ids, rate)
@@ -126,24 +127,12 @@ async def run(rate: int) -> list[Row]:
                     print(f"  rep {rep}: achieved {got:.0f}/s of {rate}/s,"
                           f" p50 {percentile(latencies, 50):.2f}s"
                           f" p99 {percentile(latencies, 99):.2f}s", flush=True)
-            drains: list[cpu.CpuMeter] = []
-            for rep in range(common.REPS):
-                drains.append(cpu.CpuMeter(groups))
-                drained.append(await _burst(settings, ids, burst_size(), workers.pids,
-                                            drains[-1]))
-                print(f"  burst {rep}: {burst_size()} drained at {drained[-1]:.0f}/s;"
-                      f" {cpu.split(drains[-1].seconds, burst_size())}", flush=True)
+            drained, drains = await _bursts(settings, ids, workers, "burst")
         # The same bursts with the relay in a process of its own: the consumer process no
         # longer shares its event loop with the relay's reads and publishing.
         async with Workers(settings, 1, relay_apart=True) as workers:
             await _round(settings, ids, 20 / _seconds())  # warm-up
-            groups = {"worker": workers.pids, **{k: [v] for k, v in cpu.stack_pids().items()}}
-            for rep in range(common.REPS):
-                apart_drains.append(cpu.CpuMeter(groups))
-                apart.append(await _burst(settings, ids, burst_size(), workers.pids,
-                                          apart_drains[-1]))
-                print(f"  burst, relay apart {rep}: {burst_size()} drained at {apart[-1]:.0f}/s;"
-                      f" {cpu.split(apart_drains[-1].seconds, burst_size())}", flush=True)
+            apart, apart_drains = await _bursts(settings, ids, workers, "burst, relay apart")
     finally:
         await common.drop_tenants_now(ids)
     flat = [x for rep in lat for x in rep]
@@ -172,6 +161,20 @@ async def run(rate: int) -> list[Row]:
               f" CPU busy: ours {_busy(apart_drains, ours=True):.2f}, the machine"
               f" {_busy(apart_drains, ours=False):.2f} of {os.cpu_count()} cores",
     )]
+
+
+async def _bursts(settings, ids: list[str], workers: Workers,  # type: ignore[no-untyped-def]
+                  label: str) -> tuple[list[float], list[cpu.CpuMeter]]:
+    """REPS bursts drained by ``workers``: events/s of each, and its CPU over the drain alone."""
+    groups = cpu.with_stack({"worker": workers.pids})
+    drained: list[float] = []
+    drains: list[cpu.CpuMeter] = []
+    for rep in range(common.REPS):
+        drains.append(cpu.CpuMeter(groups))
+        drained.append(await _burst(settings, ids, burst_size(), workers.pids, drains[-1]))
+        print(f"  {label} {rep}: {burst_size()} drained at {drained[-1]:.0f}/s;"
+              f" {cpu.split(drains[-1].seconds, burst_size())}", flush=True)
+    return drained, drains
 
 
 def _summed(meters: Sequence[cpu.CpuMeter]) -> dict[str, float]:

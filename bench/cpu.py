@@ -74,6 +74,11 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
+def with_stack(groups: Mapping[str, list[int]]) -> dict[str, list[int]]:
+    """``groups`` (our processes), plus one group per process of the local stack."""
+    return {**groups, **{name: [pid] for name, pid in stack_pids().items()}}
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (every process, every user), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -104,7 +104,7 @@ async def run(rate: int) -> None:
         async with Workers(settings, 1) as workers:
             await _round(settings, ids, 20 / _seconds())  # warm-up
             (pid,) = workers.pids
-            groups = {"worker": [pid], **{k: [v] for k, v in cpu.stack_pids().items()}}
+            groups = cpu.with_stack({"worker": [pid]})
             argv = [py_spy(), "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
                     "--gil", "--nonblocking", "--output", str(raw)]
             spy = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,

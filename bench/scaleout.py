@@ -29,8 +29,7 @@ async def _once(settings, ids: list[str], procs: int,  # type: ignore[no-untyped
     """(events/s, CPU s per group, wall s, machine CPU s) of one burst's drain."""
     async with Workers(settings, procs) as workers:
         await _round(settings, ids, 20 / _seconds())  # warm-up: connections, statements, caches
-        groups = {f"worker {i + 1}": [pid] for i, pid in enumerate(workers.pids)}
-        groups |= {k: [v] for k, v in cpu.stack_pids().items()}
+        groups = cpu.with_stack({f"worker {i + 1}": [pid] for i, pid in enumerate(workers.pids)})
         drain = cpu.CpuMeter(groups)  # the timed part alone: not the publishing, not the check
         got = await _burst(settings, ids, size, workers.pids, drain)
         return got, drain.seconds, drain.wall, drain.machine

@@ -127,14 +127,15 @@ class KafkaEventPublisher:
                     tp = (physical, random.choice(sorted(available or ()) or partitions[physical]))
                 else:
                     tp = (physical, self._partition(key, partitions[physical]))
+                listed = list(headers)
                 builder = builders.get(tp)
                 if builder is None:
                     builder = builders[tp] = producer.create_batch()
-                if builder.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
+                if builder.append(timestamp=None, key=key, value=value, headers=listed) is None:
                     # Full: queue it, and start the next (an empty batch takes any record).
                     futures.append(await producer.send_batch(builder, tp[0], partition=tp[1]))
                     builder = builders[tp] = producer.create_batch()
-                    builder.append(timestamp=None, key=key, value=value, headers=list(headers))
+                    builder.append(timestamp=None, key=key, value=value, headers=listed)
             for (topic, partition), builder in builders.items():
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
             for future in futures:
