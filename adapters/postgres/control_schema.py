@@ -12,7 +12,16 @@ from domain.tenant_ids import quote_ident
 from migrations import CONTROL_DIR, TENANT_DIR
 
 EXTENSIONS_SCHEMA = "extensions"
-_BOOTSTRAP_LOCK = 7_311_000
+_SHARED_CATALOG_LOCK = 7_311_000
+
+
+async def lock_shared_catalog(conn: asyncpg.Connection) -> None:
+    """Until the caller's transaction ends: every set-up that changes shared catalog rows (the
+    grants on the control schema, the service's roles) takes this one lock. PostgreSQL does not
+    queue two concurrent updates of one catalog row; the later fails ("tuple concurrently
+    updated") once the earlier commits, so set-ups under locks of their own would fail each
+    other when replicas start while a restorer sets up."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _SHARED_CATALOG_LOCK)
 
 
 async def ensure_control_schema(
@@ -24,7 +33,7 @@ async def ensure_control_schema(
     schema = quote_ident(control_schema)
     with translated("control schema bootstrap"):
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+            await lock_shared_catalog(conn)
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {schema}.control_migrations ("

@@ -27,9 +27,18 @@ _CONNECTION_ERRORS = (
 )
 
 
+# Two transactions updated one catalog row (a GRANT, an ALTER ROLE) at once: PostgreSQL fails the
+# later instead of queueing it, under the generic internal_error state. Done again, it succeeds.
+# Our own set-ups share a lock so as not to meet (control_schema.lock_shared_catalog); this covers
+# an operator's statement meeting one of them.
+_CONCURRENT_CATALOG_UPDATE = ("XX000", "tuple concurrently updated")
+
+
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         state = getattr(error, "sqlstate", None) or ""
+        if (state, str(error)) == _CONCURRENT_CATALOG_UPDATE:
+            return True
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
     return isinstance(error, _CONNECTION_ERRORS)
 

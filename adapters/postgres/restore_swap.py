@@ -19,10 +19,9 @@ import hmac
 
 import asyncpg
 
+from adapters.postgres.control_schema import lock_shared_catalog
 from domain.errors import LEASE_LOST
 from domain.tenant_ids import quote_ident, quote_literal
-
-_SETUP_LOCK = 7_311_008
 
 
 def restore_role_name(control_schema: str) -> str:
@@ -117,7 +116,7 @@ async def ensure_restore_role(
     q_role, ctl = quote_ident(role), quote_ident(control_schema)
     password = restore_role_password(service_password, role)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+        await lock_shared_catalog(conn)  # it grants on the control schema, as start-up does
         exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
         verb = "ALTER" if exists else "CREATE"
         await conn.execute(

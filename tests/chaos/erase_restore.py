@@ -269,8 +269,12 @@ async def check_restores(conn: asyncpg.Connection, cases: list[RestoreCase],
             raced.append(f"{answer and answer.type} {answer and answer.data.get('reason', '')}".strip())
             continue
         if answer is None or answer.type != "RestoreCompleted":
+            # The job's own record of what failed: the result carries only a reason.
+            errors = [r[0] for r in await conn.fetch(
+                f"SELECT last_error FROM {ns.CONTROL}.backup_jobs WHERE cause_id = $1",
+                case.restore.id)]
             problems.append(f"restore of {case.tenant}: answered {answer and answer.type}"
-                            f" {answer and answer.data}")
+                            f" {answer and answer.data}; the job recorded {errors}")
             continue
         jobs = await conn.fetch(
             f"SELECT * FROM {ns.CONTROL}.backup_jobs WHERE tenant_id = $1 AND kind = 'restore'",
