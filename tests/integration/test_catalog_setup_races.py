@@ -10,7 +10,8 @@ the second must finish, not fail.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -23,7 +24,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
-SetUp = Callable[[asyncpg.Connection], Awaitable[object]]
+SetUp = Callable[[asyncpg.Connection], Coroutine[Any, Any, object]]
 
 
 def _set_ups(settings: Settings) -> dict[str, SetUp]:
