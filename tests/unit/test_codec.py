@@ -205,3 +205,21 @@ def test_a_result_built_with_its_trace_equals_the_result_stamped_after() -> None
 def test_a_request_with_a_typed_correlation_id_is_still_validated() -> None:
     with pytest.raises(ValidationError):
         codec.envelope_for(TenantSuspended(tenant_id="acme"), correlation_id="x" * 129)
+
+
+def test_result_ids_are_the_version_5_uuids_of_type_and_cause() -> None:
+    """Written out for speed: each id must be exactly what ``uuid.uuid5`` gives, since ids
+    already in outboxes and downstream were made by it."""
+    import random
+    import uuid
+
+    from contracts.envelope import _RESULT_NAMESPACE
+
+    rng = random.Random(7)
+    causes = ["", "é-ünïcode-✓", "7b3c2a5e-4f0d-4c55-9a1e-0c1f5d6b8e21"]
+    causes += ["".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(1, 80)))
+               for _ in range(500)]
+    for cause in causes:
+        for kind in ("TenantProvisioned", "BackupFailed"):
+            expected = str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}:{cause}"))
+            assert result_event_id(cause, kind) == expected
