@@ -12,11 +12,11 @@ the second must finish, not fail.
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
 
+from adapters.dump_pipeline import libpq_env
 from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.restore_swap import ensure_restore_role
 from runtime.settings import Settings
@@ -29,7 +29,7 @@ SetUp = Callable[[asyncpg.Connection], Coroutine[Any, Any, object]]
 
 def _set_ups(settings: Settings) -> dict[str, SetUp]:
     names = settings.names
-    password = unquote(urlsplit(settings.pg_dsn.get_secret_value()).password or "")
+    password = libpq_env(settings.pg_dsn.get_secret_value()).get("PGPASSWORD", "")
     return {
         "bootstrap": lambda conn: ensure_control_schema(
             conn, names.control_schema, names.app_role, api_reader_role=names.api_reader_role
