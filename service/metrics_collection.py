@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 
 from adapters.trace_context import stamp
 from contracts.codec import Decoded, envelope_for
-from contracts.envelope import Envelope, now, result_event_id
+from contracts.envelope import Envelope, constructed, now, result_event_id
 from contracts.events import MetricsDue, Result, TenantMetricsCollected, TenantQuotaExceeded
 from runtime import metrics
 from service.event_transaction import EventTransaction, Staged
@@ -173,17 +173,17 @@ class MetricsCollection:
             if not out:  # the tick's template: the contract still holds for it
                 TenantMetricsCollected.model_validate(data)
             out.append(
-                Envelope.model_construct(
-                    specversion="1.0",
-                    id=result_event_id(causation, f"{_COLLECTED}:{tid}"),
-                    source=source,
-                    type=_COLLECTED,
-                    time=time_,
-                    subject=tid,
-                    correlationid=correlation,
-                    causationid=causation,
-                    data=data,
-                )
+                constructed({
+                    "specversion": "1.0",
+                    "id": result_event_id(causation, f"{_COLLECTED}:{tid}"),
+                    "source": source,
+                    "type": _COLLECTED,
+                    "time": time_,
+                    "subject": tid,
+                    "correlationid": correlation,
+                    "causationid": causation,
+                    "data": data,
+                })
             )
             for quota, observed, limits in (
                 ("size_bytes", size, size_limits),

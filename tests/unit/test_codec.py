@@ -223,3 +223,51 @@ def test_result_ids_are_the_version_5_uuids_of_type_and_cause() -> None:
         for kind in ("TenantProvisioned", "BackupFailed"):
             expected = str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}:{cause}"))
             assert result_event_id(cause, kind) == expected
+
+
+@pytest.mark.parametrize("absent", [{"correlationid": None}, {}], ids=["null", "absent"])
+def test_a_request_without_correlation_id_correlates_with_itself(absent: dict[str, Any]) -> None:
+    body = json.loads(codec.encode(_request()))
+    del body["correlationid"]
+    body.update(absent)
+    decoded = codec.decode(json.dumps(body).encode(), key=b"acme", topic=topics.LIFECYCLE,
+                           limits=_limits())
+    assert decoded.envelope.correlationid == body["id"]
+
+
+def test_a_null_content_type_means_json_and_extensions_of_the_allowed_kinds_are_kept() -> None:
+    value = _raw(datacontenttype=None, tracestate="a=1", retries=3, replayed=True, note=None)
+    envelope = codec.decode(value, key=b"acme", topic=topics.LIFECYCLE, limits=_limits()).envelope
+    assert envelope.datacontenttype == "application/json"
+    assert envelope.extensions == {"tracestate": "a=1", "retries": 3, "replayed": True, "note": None}
+
+
+def test_the_schema_requires_the_correlation_id_our_events_always_carry() -> None:
+    schema = Envelope.model_json_schema()
+    assert "correlationid" in schema["required"]
+    assert "default" not in schema["properties"]["correlationid"]
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"specversion": "1.0", "id": "r-1", "source": "urn:x", "type": "TenantSuspended",
+         "time": datetime(2026, 1, 1, tzinfo=UTC), "subject": "acme", "correlationid": "c-1",
+         "causationid": "e-1", "data": {"tenant_id": "acme"}},
+        {"specversion": "1.0", "id": "r-2", "source": "urn:x", "type": "TenantSuspended",
+         "subject": "acme", "correlationid": "c-2", "data": {}, "datacontenttype": "text/json",
+         "traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "tracestate": None},
+    ],
+    ids=["a result", "defaults left out, extensions"],
+)
+def test_constructed_builds_what_model_construct_builds(attributes: dict[str, Any]) -> None:
+    from contracts.envelope import constructed
+
+    ours, pydantics = constructed(attributes), Envelope.model_construct(**dict(attributes))
+    assert list(ours.__dict__.items()) == list(pydantics.__dict__.items())
+    assert ours.model_fields_set == pydantics.model_fields_set
+    assert ours.model_extra == pydantics.model_extra
+    assert ours.__pydantic_private__ == pydantics.__pydantic_private__
+    assert ours == pydantics and codec.encode(ours) == codec.encode(pydantics)
+    with pytest.raises(TypeError, match="subject"):
+        constructed({k: v for k, v in attributes.items() if k != "subject"})
