@@ -42,6 +42,10 @@ def _schema(schema: dict[str, Any]) -> None:
     schema["required"] = [name for name in schema["properties"] if name in required]
 
 
+def _without_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class Envelope(BaseModel):
     """The CloudEvents envelope; ``data`` is validated against the model named by ``type``."""
 
@@ -65,7 +69,7 @@ class Envelope(BaseModel):
     # and the schema says so (_schema).
     correlationid: str = Field(
         default=None, validate_default=True, min_length=1, max_length=128,
-        json_schema_extra=lambda schema: schema.pop("default", None),
+        json_schema_extra=_without_default,
     )
     causationid: str | None = Field(default=None, max_length=128)
     data: dict[str, Any]
