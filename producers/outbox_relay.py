@@ -24,7 +24,6 @@ import asyncpg
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
 from adapters.trace_context import publish_spans
-from contracts.codec import kafka_headers
 from producers.leader import leader_election
 from runtime import metrics
 from runtime.settings import Settings
@@ -101,7 +100,7 @@ class OutboxRelay:
             )
             if rows:
                 physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
-                messages = [(r.topic, r.key, r.payload, kafka_headers(r.headers)) for r in rows]
+                messages = [(r.topic, r.key, r.payload, r.headers) for r in rows]
                 with publish_spans((physical(t), value, h) for t, _, value, h in messages):
                     await self._publisher.publish_many(messages)
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))

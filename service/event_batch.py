@@ -65,7 +65,7 @@ class _BatchOutbox:
         self.staged: list[Envelope] = []
 
     async def add(self, envelope: Envelope) -> None:
-        await self.add_many([envelope])
+        self.staged.append(envelope)  # one per event of a batch: no list, no second coroutine
 
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
         # Stamped by their makers, inside the event's span: the batch writes them later.

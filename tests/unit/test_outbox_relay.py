@@ -42,7 +42,7 @@ class Outbox:
 
 class _Row:
     def __init__(self, id_: int) -> None:
-        self.id, self.topic, self.payload, self.headers = id_, "events", b"{}", {}
+        self.id, self.topic, self.payload, self.headers = id_, "events", b"{}", []
         self.key = str(id_).encode()
 
 
