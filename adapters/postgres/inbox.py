@@ -36,17 +36,20 @@ class PostgresInbox:
         or within the batch, are not)."""
         if not envelopes:
             return set()
-        rows = await conn.fetch(
-            f"INSERT INTO {self._table} (consumer_group, event_id, event_type, tenant_id)"
+        # The new ids come back as one array, not a row each: a batch claims hundreds.
+        claimed = await conn.fetchval(
+            f"WITH claimed AS (INSERT INTO {self._table}"
+            " (consumer_group, event_id, event_type, tenant_id)"
             " SELECT $1, e.id, e.type, e.tenant"
             " FROM unnest($2::text[], $3::text[], $4::text[]) AS e(id, type, tenant)"
-            " ON CONFLICT DO NOTHING RETURNING event_id",
+            " ON CONFLICT DO NOTHING RETURNING event_id)"
+            " SELECT array_agg(event_id) FROM claimed",
             group,
             [e.id for e in envelopes],
             [e.type for e in envelopes],
             [e.subject.replace("\x00", "\ufffd") for e in envelopes],
         )
-        return {r["event_id"] for r in rows}
+        return set(claimed or ())
 
     async def release(self, conn: asyncpg.Connection, group: str, event_ids: Sequence[str]) -> None:
         """Delete this transaction's claims of ``event_ids`` (see service.ports.Inbox)."""

@@ -117,6 +117,24 @@ class InboxContract:
         async with uows("claim again") as uow:
             assert await uow.inbox.claim(group, envelope) is True
 
+    async def test_a_batch_claims_the_new_ids_once_and_a_release_gives_them_back(
+        self, uows: Uows
+    ) -> None:
+        group = fresh("g")
+        seen, new, also_new = (envelope_for(TenantDeactivated(tenant_id=t))
+                               for t in ("acme", "bolt", "cask"))
+        async with uows("claim one") as uow:
+            assert await uow.inbox.claim(group, seen) is True
+        async with uows("claim a batch") as uow:
+            # Processed before, new, new twice in the batch: each new id once.
+            claimed = await uow.inbox.claim_many(group, [seen, new, also_new, new])
+            assert claimed == {new.id, also_new.id}
+            assert await uow.inbox.claim_many(group, [seen, new]) == set()
+            assert await uow.inbox.claim_many(group, []) == set()
+            await uow.inbox.release(group, [also_new.id])
+        async with uows("claim again") as uow:
+            assert await uow.inbox.claim_many(group, [new, also_new]) == {also_new.id}
+
 
 class OutboxContract:
     async def test_the_same_result_twice_is_accepted_and_nothing_is_nothing(
