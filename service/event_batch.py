@@ -26,8 +26,9 @@ event alone: they are lifted at the end of its savepoint, before the next event 
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -121,9 +122,10 @@ class _EventUnit:
     outbox views and a savepoint opened at its first statement; its time limits last until the
     end of the event (see ``EventBatch.event``)."""
 
-    def __init__(self, batch: "EventBatch", stack: AsyncExitStack) -> None:
-        self._batch, self._uow, self._stack = batch, batch.uow, stack
+    def __init__(self, batch: "EventBatch") -> None:
+        self._batch, self._uow = batch, batch.uow
         self._open = False
+        self._savepoint: AbstractAsyncContextManager[None] | None = None  # entered at touch()
         self.inbox = _BatchInbox(batch, self)
         self.outbox = _BatchOutbox()
         self.tenants = _BatchTenants(batch, self)
@@ -135,7 +137,19 @@ class _EventUnit:
             self._open = True
             self._batch.rows = None
             self._batch.effects_ran = True
-            await self._stack.enter_async_context(self._uow.savepoint())
+            savepoint = self._uow.savepoint()
+            await savepoint.__aenter__()
+            self._savepoint = savepoint
+
+    async def leave(self, failed: BaseException | None) -> None:
+        """The event's end: its savepoint (if one was opened) released, or rolled back to when
+        the event ``failed``; what that raises propagates."""
+        savepoint, self._savepoint = self._savepoint, None
+        if savepoint is not None:
+            if failed is None:
+                await savepoint.__aexit__(None, None, None)
+            else:
+                await savepoint.__aexit__(type(failed), failed, failed.__traceback__)
 
     @property
     def jobs(self) -> Any:
@@ -173,6 +187,51 @@ class _EventUnit:
 
 
 _CURRENT: ContextVar[_EventUnit | None] = ContextVar("event_batch_unit", default=None)
+
+
+class _EventScope:
+    """``EventBatch.event``. A class, not a generator in an exit stack: it runs for every event
+    of every batch, and those cost a consumer more than the event's own work."""
+
+    __slots__ = ("_batch", "_envelope", "_unit", "_token")
+
+    def __init__(self, batch: "EventBatch", envelope: Envelope) -> None:
+        self._batch, self._envelope = batch, envelope
+
+    async def __aenter__(self) -> None:
+        self._unit = _EventUnit(self._batch)
+        self._token = _CURRENT.set(self._unit)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        unit, failed = self._unit, exc
+        try:
+            if failed is None and unit.limited:
+                # A released savepoint keeps its SET LOCALs (a rolled back one undoes them):
+                # lifted here, inside it, they never bound the next event.
+                try:
+                    await unit.end_time_limits()
+                except BaseException as e:
+                    failed = e
+        finally:
+            _CURRENT.reset(self._token)
+        try:
+            await unit.leave(failed)
+        except BaseException:
+            self._batch._undo(self._envelope)
+            raise
+        if failed is not None:
+            self._batch._undo(self._envelope)
+            if failed is not exc:
+                raise failed
+            return False  # the event's own error propagates
+        self._batch._outbox.extend(unit.outbox.staged)
+        return False
+
 
 
 def current_batch_unit() -> UnitOfWork | None:
@@ -214,29 +273,17 @@ class EventBatch:
                 self.rows.update(await self.uow.tenants.get_many(tenants))
         return new
 
-    @asynccontextmanager
-    async def event(self, envelope: Envelope) -> AsyncIterator[None]:
+    def event(self, envelope: Envelope) -> AbstractAsyncContextManager[None]:
         """One event's savepoint (opened at its first statement); a raise undoes the event
         alone (and propagates)."""
-        try:
-            async with AsyncExitStack() as stack:  # exits the savepoint, if one was opened
-                unit = _EventUnit(self, stack)
-                token = _CURRENT.set(unit)
-                try:
-                    yield
-                    if unit.limited:
-                        # A released savepoint keeps its SET LOCALs (a rolled back one undoes
-                        # them): lifted here, inside it, they never bound the next event.
-                        await unit.end_time_limits()
-                finally:
-                    _CURRENT.reset(token)
-        except BaseException:
-            if envelope.id in self.consumed or envelope.id in self.claimed:
-                self.consumed.discard(envelope.id)
-                self.claimed.discard(envelope.id)
-                self._release.append(envelope.id)
-            raise
-        self._outbox.extend(unit.outbox.staged)
+        return _EventScope(self, envelope)
+
+    def _undo(self, envelope: Envelope) -> None:
+        """The event failed: its claim, if it used or holds one, is given back at the end."""
+        if envelope.id in self.consumed or envelope.id in self.claimed:
+            self.consumed.discard(envelope.id)
+            self.claimed.discard(envelope.id)
+            self._release.append(envelope.id)
 
     def skip(self, event_ids: Sequence[str]) -> None:
         """These claimed events will not run in this batch: give their inbox rows back."""

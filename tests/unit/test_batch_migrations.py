@@ -97,3 +97,32 @@ async def test_a_lock_timeout_in_a_batch_undoes_that_tenant_alone_for_a_retry() 
     assert stores.state.tenants["beta"].schema_version == 1
     # its inbox row was given back: the event is tried again on its own
     assert ("tenant-provisioner", dues[1].envelope.id) not in stores.state.inbox
+
+
+async def test_lifting_an_events_time_limits_failing_undoes_that_event_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database refusing to lift the limits (it went away after the DDL) fails the event
+    that set them: its work, claim and results are undone, and the error reaches the caller."""
+    from tests.unit.fakes.stores import FakeUnitOfWork
+
+    stores, lifecycle, dues = rollout_of("acme", "beta", "gamma")
+    end = FakeUnitOfWork.end_time_limits
+    calls = 0
+
+    async def failing_second(self: FakeUnitOfWork) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # beta's
+            raise TransientError("connection lost")
+        await end(self)
+
+    monkeypatch.setattr(FakeUnitOfWork, "end_time_limits", failing_second)
+
+    raised, _ = await run_batch(stores, lifecycle, dues)
+
+    assert raised == ["beta"]
+    assert [(e.type, e.subject) for e in stores.results] == [
+        ("TenantMigrated", "acme"), ("TenantMigrated", "gamma")]
+    assert stores.state.tenants["beta"].schema_version == 1
+    assert ("tenant-provisioner", dues[1].envelope.id) not in stores.state.inbox

@@ -168,14 +168,12 @@ async def test_a_new_tenant_is_provisioned_inside_a_batch_as_on_its_own(pooled: 
 
 
 def test_an_event_of_a_batch_sees_every_store_a_unit_of_work_has() -> None:
-    from contextlib import AsyncExitStack
-
     from service.event_batch import EventBatch, _EventUnit
     from service.unit_of_work import UnitOfWork
 
     stores = [n for n, v in vars(UnitOfWork).items() if isinstance(v, property)]
     assert stores, "the UnitOfWork protocol names no stores"
-    unit = _EventUnit(EventBatch(FakeStores()(), "tenant-provisioner"), AsyncExitStack())
+    unit = _EventUnit(EventBatch(FakeStores()(), "tenant-provisioner"))
     missing = [n for n in stores if not hasattr(unit, n)]
     assert not missing, f"a batch's event unit lacks {missing}"
 
