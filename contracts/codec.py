@@ -228,7 +228,8 @@ def envelope_for(
 
 
 def encode(envelope: Envelope) -> bytes:
-    return envelope.model_dump_json(exclude_none=True).encode("utf-8")
+    # model_dump_json's bytes, not its str encoded again: one result is encoded per event.
+    return envelope.__pydantic_serializer__.to_json(envelope, exclude_none=True)
 
 
 def encode_record(envelope: Envelope, mode: ContentMode = "structured") -> tuple[bytes, dict[str, str]]:

@@ -1,10 +1,13 @@
 """The outbox: result events written with the effect, read back by the relay."""
 
-import json
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import asyncpg
+
+# pydantic's JSON (Rust) for the headers: a fifth of json.dumps' time per row, and the outbox
+# writes and reads one row per result. jsonb keeps the same value from either.
+from pydantic_core import from_json, to_json
 
 from contracts import codec, topics
 from contracts.envelope import Envelope
@@ -50,7 +53,7 @@ class PostgresOutbox:
             [topics.partition_key(e.subject) for e in envelopes],
             [e.type for e in envelopes],
             [value for value, _ in records],
-            [json.dumps(headers) for _, headers in records],
+            [to_json(headers).decode() for _, headers in records],
         )
         # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
@@ -73,7 +76,7 @@ class PostgresOutbox:
         # a thousand rows, and lookups by name and a second pass showed in its profile.
         return [
             OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bytes(r[5]),
-                      codec.kafka_headers(json.loads(r[6])))
+                      codec.kafka_headers(from_json(r[6])))
             for r in rows
         ]
 
