@@ -110,7 +110,6 @@ class Envelope(BaseModel):
         return dict(self.model_extra or {})
 
 
-
 # Envelope.model_construct, written out for the envelope's own fields (see ``constructed``):
 # every field in order, required ones to be given.
 _TEMPLATE = {name: f.get_default() for name, f in Envelope.model_fields.items()}
