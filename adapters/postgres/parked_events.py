@@ -86,10 +86,41 @@ class PostgresParkedEvents:
     async def holding(
         self, group: str, entries: Sequence[tuple[str, str, RecordAt]]
     ) -> set[int]:
-        """``holds`` for a batch, one statement: the positions of the entries that must wait."""
+        """``holds`` for a batch: the positions of the entries that must wait.
+
+        A batch is up to a thousand records and the parking lot is nearly always empty of
+        anything that concerns them. So a first statement asks only whether anything could:
+        a parked event in the group, or a parked row within the offsets the batch spans of
+        each of its partitions (one range per partition, not a row per record). Only then
+        does the second look every entry up. The first is true whenever the second finds an
+        entry, so the answer is the same; the common batch sends a few values, not five
+        arrays of a thousand, and the database probes nothing per record."""
         if not entries:
             return set()
+        spans: dict[tuple[str, int], list[int]] = {}
+        for _, _, at in entries:
+            span = spans.get((at.topic, at.partition))
+            if span is None:
+                spans[(at.topic, at.partition)] = [at.offset, at.offset]
+            elif at.offset < span[0]:
+                span[0] = at.offset
+            elif at.offset > span[1]:
+                span[1] = at.offset
         with translated("parked events lookup"):
+            if not await self._pool.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE consumer_group = $1"
+                "   AND status = 'parked')"
+                " OR EXISTS (SELECT 1 FROM unnest($2::text[], $3::int[], $4::bigint[],"
+                f" $5::bigint[]) AS s(topic, part, low, high) JOIN {self._table} p"
+                "   ON p.consumer_group = $1 AND p.topic = s.topic"
+                "   AND p.kafka_partition = s.part AND p.kafka_offset BETWEEN s.low AND s.high)",
+                group,
+                [topic for topic, _ in spans],
+                [partition for _, partition in spans],
+                [low for low, _ in spans.values()],
+                [high for _, high in spans.values()],
+            ):
+                return set()
             rows = await self._pool.fetch(
                 "SELECT e.n FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],"
                 " $6::bigint[]) WITH ORDINALITY AS e(tenant, id, topic, part, off, n)"

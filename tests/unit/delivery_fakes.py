@@ -143,8 +143,8 @@ class FakeParkedEvents(ParkedEvents):
     async def holds(self, group: str, tenant_id: str, event_id: str, record: ParkedRecord) -> bool:
         return any(r.group == group and (
             (r.tenant_id == tenant_id and r.status == "parked")
-            or (r.record.offset == record.offset and r.record.partition == record.partition
-                and r.event_id == event_id)) for r in self.rows)
+            or ((r.record.topic, r.record.partition, r.record.offset, r.event_id)
+                == (record.topic, record.partition, record.offset, event_id))) for r in self.rows)
 
     async def holding(self, group: str, entries: Any) -> set[int]:
         self.lookups += 1
