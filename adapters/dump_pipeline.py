@@ -250,6 +250,11 @@ async def verified_spool(
             os.unlink(path)
 
 
+def dsn_password(dsn: str) -> str:
+    """The DSN's password, decoded ("" when it has none)."""
+    return unquote(urlsplit(dsn).password or "")
+
+
 def with_login(dsn: str, user: str, password: str, application_name: str) -> str:
     """The same server and database, another login (the password still never reaches argv),
     its session tagged with ``application_name``."""

@@ -1,12 +1,12 @@
 """Builds the backup and restore parts from settings, for workers and for tenantctl alike."""
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from adapters.age_keys import PostgresTenantKeys
 from adapters.backup_targets.base import BackupTarget
+from adapters.dump_pipeline import dsn_password
 from adapters.migration_files import load_migrations
 from adapters.postgres.backup_jobs import PostgresBackupJobs
 from adapters.postgres.backup_snapshots import PostgresBackupKeyring, PostgresBackupSnapshots
@@ -73,7 +73,7 @@ async def build_backup_parts(settings: Settings, pool: asyncpg.Pool) -> BackupPa
             uows=uows,
             keyring=keyring,
             database=PostgresRestoreDatabase(
-                pool, dsn, s.names.control_schema, unquote(urlsplit(dsn).password or "")
+                pool, dsn, s.names.control_schema, dsn_password(dsn)
             ),
             target=target,
             migrations=load_migrations(TENANT_DIR),

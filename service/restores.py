@@ -17,12 +17,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from adapters.backup_targets.base import BackupTarget
-from adapters.dump_pipeline import restore_sql, verified_spool, with_login
+from adapters.dump_pipeline import dsn_password, restore_sql, verified_spool, with_login
 from adapters.postgres.restore_swap import (
     restore_role_name,
     restore_role_password,
@@ -160,7 +159,7 @@ class Restorer:
 
     @property
     def _password(self) -> str:
-        return unquote(urlsplit(self._dsn).password or "")
+        return dsn_password(self._dsn)
 
     async def _run(
         self,

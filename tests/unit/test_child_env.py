@@ -3,7 +3,7 @@ and libpq settings from the DSN as PG* variables, never the service's secrets an
 
 import pytest
 
-from adapters.dump_pipeline import libpq_env
+from adapters.dump_pipeline import dsn_password, libpq_env
 from adapters.processes import child_env
 from domain.errors import PermanentError
 
@@ -55,3 +55,8 @@ def test_a_password_in_the_query_string_goes_to_the_environment_too() -> None:
 def test_a_dsn_parameter_with_no_libpq_variable_is_refused_by_name() -> None:
     with pytest.raises(PermanentError, match="frobnicate"):
         libpq_env("postgresql://svc@db/tenants?frobnicate=1")
+
+
+def test_the_password_of_a_dsn_is_decoded_and_none_is_empty() -> None:
+    assert dsn_password("postgresql://svc:p%40ss%3Aw@db.internal:5432/tenants") == "p@ss:w"
+    assert dsn_password("postgresql://svc@db.internal/tenants") == ""
