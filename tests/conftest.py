@@ -18,6 +18,7 @@ from tests.support.stack import (  # noqa: E402, F401  (fixtures, registered onc
     pg,
     publisher,
     results,
+    service_pool,
     session_worker,
     settings,
     tenants,

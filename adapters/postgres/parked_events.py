@@ -16,6 +16,15 @@ from consumers.parking import Claim, ParkedEvent, ParkedRecord, RecordAt
 from domain.tenant_ids import quote_ident
 
 
+def _spans(entries: Sequence[tuple[str, str, RecordAt]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The lowest and highest offset of the entries, per (topic, partition)."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    for _, _, at in entries:
+        low, high = spans.get((at.topic, at.partition), (at.offset, at.offset))
+        spans[(at.topic, at.partition)] = (min(low, at.offset), max(high, at.offset))
+    return spans
+
+
 def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")  # text columns can't hold NUL
 
@@ -97,45 +106,38 @@ class PostgresParkedEvents:
         arrays of a thousand, and the database probes nothing per record."""
         if not entries:
             return set()
-        spans: dict[tuple[str, int], list[int]] = {}
-        for _, _, at in entries:
-            span = spans.get((at.topic, at.partition))
-            if span is None:
-                spans[(at.topic, at.partition)] = [at.offset, at.offset]
-            elif at.offset < span[0]:
-                span[0] = at.offset
-            elif at.offset > span[1]:
-                span[1] = at.offset
+        spans = _spans(entries)
         with translated("parked events lookup"):
-            if not await self._pool.fetchval(
-                f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE consumer_group = $1"
-                "   AND status = 'parked')"
-                " OR EXISTS (SELECT 1 FROM unnest($2::text[], $3::int[], $4::bigint[],"
-                f" $5::bigint[]) AS s(topic, part, low, high) JOIN {self._table} p"
-                "   ON p.consumer_group = $1 AND p.topic = s.topic"
-                "   AND p.kafka_partition = s.part AND p.kafka_offset BETWEEN s.low AND s.high)",
-                group,
-                [topic for topic, _ in spans],
-                [partition for _, partition in spans],
-                [low for low, _ in spans.values()],
-                [high for _, high in spans.values()],
-            ):
-                return set()
-            rows = await self._pool.fetch(
-                "SELECT e.n FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],"
-                " $6::bigint[]) WITH ORDINALITY AS e(tenant, id, topic, part, off, n)"
-                f" WHERE EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
-                "   AND p.tenant_id = e.tenant AND p.status = 'parked')"
-                f" OR EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
-                "   AND p.topic = e.topic AND p.kafka_partition = e.part"
-                "   AND p.kafka_offset = e.off AND p.event_id = e.id)",
-                group,
-                [_text(t) for t, _, _ in entries],
-                [_text(i) for _, i, _ in entries],
-                [r.topic for _, _, r in entries],
-                [r.partition for _, _, r in entries],
-                [r.offset for _, _, r in entries],
-            )
+            async with self._pool.acquire() as conn:  # one connection for both statements
+                if not await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE consumer_group = $1"
+                    "   AND status = 'parked')"
+                    " OR EXISTS (SELECT 1 FROM unnest($2::text[], $3::int[], $4::bigint[],"
+                    f" $5::bigint[]) AS s(topic, part, low, high) JOIN {self._table} p"
+                    "   ON p.consumer_group = $1 AND p.topic = s.topic"
+                    "   AND p.kafka_partition = s.part AND p.kafka_offset BETWEEN s.low AND s.high)",
+                    group,
+                    [topic for topic, _ in spans],
+                    [partition for _, partition in spans],
+                    [low for low, _ in spans.values()],
+                    [high for _, high in spans.values()],
+                ):
+                    return set()
+                rows = await conn.fetch(
+                    "SELECT e.n FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],"
+                    " $6::bigint[]) WITH ORDINALITY AS e(tenant, id, topic, part, off, n)"
+                    f" WHERE EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
+                    "   AND p.tenant_id = e.tenant AND p.status = 'parked')"
+                    f" OR EXISTS (SELECT 1 FROM {self._table} p WHERE p.consumer_group = $1"
+                    "   AND p.topic = e.topic AND p.kafka_partition = e.part"
+                    "   AND p.kafka_offset = e.off AND p.event_id = e.id)",
+                    group,
+                    [_text(t) for t, _, _ in entries],
+                    [_text(i) for _, i, _ in entries],
+                    [r.topic for _, _, r in entries],
+                    [r.partition for _, _, r in entries],
+                    [r.offset for _, _, r in entries],
+                )
         return {int(r["n"]) - 1 for r in rows}
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
 from adapters.postgres.control_schema import ensure_control_schema
+from adapters.postgres.pool import create_pool
 from runtime.settings import Settings, load_settings
 from tests.support.kafka import ResultLog
 from tests.support.postgres import drop_namespace, drop_tenants
@@ -85,6 +86,17 @@ async def pg(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     )
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def service_pool(
+    settings: Settings, pg: asyncpg.Connection, tenants: TenantIds
+) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool as the workers connect, on the session's control schema (``pg`` made it;
+    ``tenants`` drops it after this pool is closed), for the adapters' contract tests."""
+    pool = await create_pool(settings.pg_pool, max_size=2)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="session")
