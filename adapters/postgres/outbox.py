@@ -42,21 +42,25 @@ class PostgresOutbox:
         if not envelopes:
             return
         records = [codec.encode_record(e, self._mode) for e in envelopes]
+        # The notification rides in the insert's statement (one round trip, not two): it wakes
+        # the relay at commit time, and not at all on rollback. The relay also polls, so a lost
+        # notification only adds delay.
         await conn.execute(
-            f"INSERT INTO {self._table} (event_id, topic, key, event_type, payload, headers)"
+            f"WITH staged AS (INSERT INTO {self._table}"
+            " (event_id, topic, key, event_type, payload, headers)"
             " SELECT e.id, $1, e.key, e.type, e.payload, e.headers::jsonb"
             " FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::text[])"
             " WITH ORDINALITY AS e(id, key, type, payload, headers, n)"
-            " ORDER BY e.n ON CONFLICT (event_id) DO NOTHING",
+            " ORDER BY e.n ON CONFLICT (event_id) DO NOTHING)"
+            " SELECT pg_notify($7, '')",
             topics.EVENTS,
             [e.id for e in envelopes],
             [topics.partition_key(e.subject) for e in envelopes],
             [e.type for e in envelopes],
             [value for value, _ in records],
             [to_json(headers).decode() for _, headers in records],
+            NOTIFY_CHANNEL,
         )
-        # Wakes the relay at commit time; it also polls, so a lost notification only adds delay.
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
     async def unsent(
         self, conn: asyncpg.Connection, limit: int, skip: Sequence[int] = ()

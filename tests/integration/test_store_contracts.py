@@ -1,12 +1,16 @@
 """The stores' contract (tests/support/store_contracts.py) on PostgreSQL, through the unit of
 work the workers use: the same tests the in-memory fakes pass (tests/unit)."""
 
+import asyncio
+import secrets
+
 import asyncpg
 import pytest
 
-from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.outbox import NOTIFY_CHANNEL, PostgresOutbox
 from adapters.postgres.unit_of_work import PostgresStores, PostgresUnitOfWorks
 from runtime.settings import Settings
+from tests.support.kafka import requested
 from tests.support.store_contracts import StoreContracts, Uows
 
 pytestmark = pytest.mark.stack
@@ -48,3 +52,36 @@ async def test_locking_many_tenants_holds_each_lock_a_single_lock_would_take(
             key_sql = tenant_lock_sql(tenant_id).replace("pg_advisory_xact_lock",
                                                          "pg_try_advisory_xact_lock")
             assert await pg.fetchval(key_sql.rstrip(";")) is True
+
+
+async def test_staging_results_wakes_the_relay_when_they_commit_and_not_on_rollback(
+    settings: Settings, service_pool: asyncpg.Pool
+) -> None:
+    """The relay listens on NOTIFY_CHANNEL; staging results notifies it in the same
+    transaction. Other sessions notify on the channel too, so only this session's are heard,
+    in the order PostgreSQL delivers them (commit order)."""
+    outbox = PostgresOutbox(settings.names.control_schema)
+    listener = await asyncpg.connect(settings.pg_dsn.get_secret_value())
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with service_pool.acquire() as conn:
+        pid = conn.get_server_pid()
+
+        def on_notify(_conn: object, sender: int, _channel: str, payload: str) -> None:
+            if sender == pid:
+                heard.put_nowait(payload)
+
+        await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+        try:
+            rolled_back = conn.transaction()
+            await rolled_back.start()
+            await outbox.add(conn, requested(f"nt_{secrets.token_hex(4)}"))
+            await rolled_back.rollback()
+            # a marker of our own between the two: whatever came from the rollback precedes it
+            await conn.execute("SELECT pg_notify($1, 'marker')", NOTIFY_CHANNEL)
+            async with conn.transaction():
+                await outbox.add(conn, requested(f"nt_{secrets.token_hex(4)}"))
+            first = await asyncio.wait_for(heard.get(), timeout=10)
+            second = await asyncio.wait_for(heard.get(), timeout=10)
+        finally:
+            await listener.close()
+    assert (first, second) == ("marker", "")
