@@ -19,6 +19,7 @@ the pool, under their pooled name.
 import secrets
 
 import asyncpg
+import structlog
 
 from adapters.postgres.errors import translated
 from adapters.postgres.large_objects import refuse_large_objects
@@ -32,6 +33,8 @@ from domain.errors import PermanentError
 from domain.migrations import Migration, plan_migrations
 from domain.tenant_ids import quote_ident, quote_literal
 from domain.warm_pool import TOKEN_BYTES, is_pooled_name, pooled_name
+
+log = structlog.get_logger(__name__)
 
 
 class PostgresWarmPool:
@@ -95,16 +98,7 @@ class PostgresWarmPool:
         """The tenant made from a pooled schema, in the caller's transaction; None when the pool
         has nothing this release may hand out (then the caller creates the tenant as usual)."""
         with translated(f"warm pool claim {tenant_id}"):
-            row = await conn.fetchrow(
-                f"DELETE FROM {self._table} WHERE name = (SELECT w.name FROM {self._table} w"
-                " WHERE w.schema_version <= $1"
-                # an entry whose objects someone dropped by hand is skipped, not handed out
-                " AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = w.name)"
-                " AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = w.name)"
-                " ORDER BY w.schema_version DESC, w.created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING name, schema_version",
-                self.latest,
-            )
+            row = await self._take(conn)
             if row is None:
                 return None
             pooled, version = self._checked(row["name"]), int(row["schema_version"])
@@ -126,6 +120,27 @@ class PostgresWarmPool:
                 assert migrated is not None
                 return migrated
             return record
+
+    async def _take(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
+        """Delete and return the entry to hand out: the latest version, oldest first. An entry
+        whose schema or role someone dropped by hand is discarded (what is left of it dropped)
+        and the next one taken. Only the taken entry is checked: checking them all in the
+        query's WHERE joined the whole pool to pg_namespace and pg_authid on every claim, a
+        cost that grew with the number of tenants."""
+        while True:
+            row = await conn.fetchrow(
+                f"DELETE FROM {self._table} WHERE name = (SELECT name FROM {self._table}"
+                " WHERE schema_version <= $1"
+                " ORDER BY schema_version DESC, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING name, schema_version,"
+                " to_regnamespace(quote_ident(name)) IS NOT NULL"
+                " AND to_regrole(quote_ident(name)) IS NOT NULL AS whole",
+                self.latest,
+            )
+            if row is None or row["whole"]:
+                return row
+            await self._drop(conn, self._checked(row["name"]))
+            log.warning("warm_pool_entry_discarded", name=row["name"], reason="objects_missing")
 
     async def drain(self, conn: asyncpg.Connection) -> int:
         """Drop every pooled schema and role (tests, bench cleanup); returns how many."""

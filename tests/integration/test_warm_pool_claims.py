@@ -137,6 +137,42 @@ async def test_an_empty_pool_claims_nothing(
     assert not await db.schema_exists(pg, ns.tenant(tenant))
 
 
+async def test_a_claim_discards_entries_dropped_by_hand_and_takes_the_oldest_whole_one(
+    pg: asyncpg.Connection, warm: PostgresWarmPool, tenants: TenantIds
+) -> None:
+    no_schema, no_role, whole, newest = await _add(pg, warm, 4)
+    await pg.execute(f"DROP SCHEMA {quote_ident(no_schema)} CASCADE")
+    await pg.execute(f"DROP SCHEMA {quote_ident(no_role)} CASCADE; DROP ROLE {quote_ident(no_role)}")
+    await pg.execute(f"CREATE SCHEMA {quote_ident(no_role)}")  # the schema back, not the role
+    whole_oids, newest_oids = await object_oids(pg, [whole]), await object_oids(pg, [newest])
+    first, second, third = tenants.new(), tenants.new(), tenants.new()
+    async with pg.transaction():
+        assert await warm.claim(pg, first, "free") is not None
+    assert await object_oids(pg, [ns.tenant(first)]) == whole_oids
+    # the broken entries are gone, and what was left of them
+    assert await warm.names(pg) == [newest]
+    assert not await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", no_schema)
+    assert not await db.schema_exists(pg, no_role)
+    async with pg.transaction():
+        assert await warm.claim(pg, second, "free") is not None
+    assert await object_oids(pg, [ns.tenant(second)]) == newest_oids
+    async with pg.transaction():
+        assert await warm.claim(pg, third, "free") is None
+    assert await db.registry_row(pg, third) is None
+
+
+async def test_a_claim_rolled_back_keeps_the_broken_entries_it_discarded(
+    pg: asyncpg.Connection, warm: PostgresWarmPool, tenants: TenantIds
+) -> None:
+    broken, whole = await _add(pg, warm, 2)
+    await pg.execute(f"DROP SCHEMA {quote_ident(broken)} CASCADE")
+    tx = pg.transaction()
+    await tx.start()
+    assert await warm.claim(pg, tenants.new(), "free") is not None
+    await tx.rollback()
+    assert await warm.names(pg) == [broken, whole]  # the discard is part of the claim
+
+
 async def test_a_pooled_schema_behind_the_template_is_migrated_before_it_is_handed_out(
     pg: asyncpg.Connection, warm: PostgresWarmPool, tenants: TenantIds
 ) -> None:
