@@ -37,8 +37,11 @@ async def _floor(settings, size: int) -> float:  # type: ignore[no-untyped-def]
     return rate
 
 
-async def _through_kafka(settings, size: int, pace: float | None) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
-    """(tenants/s, latencies in s) of ``size`` requests, all at once or ``pace`` per second."""
+async def _through_kafka(settings, size: int, pace: float | None,  # type: ignore[no-untyped-def]
+                        keep: list[str] | None = None) -> tuple[float, list[float]]:
+    """(tenants/s, latencies in s) of ``size`` requests, all at once or ``pace`` per second.
+    The tenants made are dropped before it returns, unless ``keep`` is given: then their ids are
+    added to it, for the caller to drop when its measurement is over."""
     ids = common.tenant_ids(size, "k")
     envelopes = [codec.envelope_for(TenantRequested(tenant_id=t, plan="free"), source="urn:bench")
                  for t in ids]
@@ -64,7 +67,10 @@ async def _through_kafka(settings, size: int, pace: float | None) -> tuple[float
         raise RuntimeError(f"{len(failed)} requests failed: {failed[:3]}")
     latencies = [seen[i][0] - sent[i] for i in sent]
     rate = size / (max(t for t, _ in seen.values()) - start)
-    await common.drop_tenants_now(ids)
+    if keep is None:
+        await common.drop_tenants_now(ids)
+    else:
+        keep.extend(ids)
     return rate, latencies
 
 
