@@ -4,7 +4,8 @@ floor: PostgresTenantStore.create, one transaction per tenant, sequential, strai
 asyncpg (as in bench/provisioning.py). burst: N TenantRequested published at once to one
 ``provisioner relay`` worker whose pool holds N, every TenantProvisioned seen on tenants.events
 (its leader refills meanwhile, as it would). refill: the worker's leader refilling the N it lost,
-paced by the pool rows' own timestamps (one transaction per pooled schema), with the burst's
+paced by the pool rows' own timestamps (one transaction per pooled schema, as many side by side
+as TENANT_WARM_POOL_REFILL_CONNECTIONS), with the burst's
 tenants dropped only after it. paced: 100 requests at 10/s, publish -> result seen, with the pool
 topped up behind them.
 """
@@ -127,8 +128,10 @@ async def run(size: int) -> list[Row]:
         Row("warm pool refill", f"{size} pooled schemas", "schemas/s", refill, floor,
             "floor (direct DDL)", goal="≈ floor",
             met=statistics.median(refill) >= 0.9 * statistics.median(floor),
-            notes="leader refill after the burst, one transaction per schema; schemas made after"
-                  f" the burst's last result: {', '.join(map(str, refill_counted))} of {size}"),
+            notes="leader refill after the burst, one transaction per schema,"
+                  f" {settings.warm_pool_refill_connections} side by side"
+                  " (TENANT_WARM_POOL_REFILL_CONNECTIONS); schemas made after the burst's last"
+                  f" result: {', '.join(map(str, refill_counted))} of {size}"),
         Row("warm pool paced", f"{paced_n} at 10/s, pool {size}, 1 proc", "p99 latency ms", p99s,
             [], higher_is_better=False, goal="p99 ≤ 50 ms", met=statistics.median(p99s) <= 50,
             notes=f"event→result p50 {percentile(flat_paced, 50) * 1000:.0f} ms"

@@ -76,3 +76,16 @@ def claimable(pooled_version: int, latest: int) -> bool:
     """A provisioner may hand out a pooled schema at or below its template's latest version
     (migrating it forward); a newer one was made by a newer release and is not for it."""
     return pooled_version <= latest
+
+
+def creations_at_once(
+    versions: Mapping[int, int], *, latest: int, size: int, connections: int, claiming: bool
+) -> int:
+    """How many pooled schemas to make side by side once next_refill says CREATE: one per refill
+    connection, but never more than are missing, so the pool is never overfilled (and trimmed
+    again; only the leader adds to the pool, claims only take from it). One at a time while
+    provisioners are ``claiming``: the claims are what the pool is for, and more DDL beside them
+    would take their cores."""
+    if connections < 1:
+        raise ValueError("refill connections must be >= 1")
+    return max(0, min(1 if claiming else connections, size - versions.get(latest, 0)))

@@ -23,7 +23,7 @@ from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.stack
 SIZE = 2
-StartPoolWorker = Callable[[float], Awaitable[WorkerProcess]]
+StartPoolWorker = Callable[..., Awaitable[WorkerProcess]]  # (refill_interval_s, size, connections)
 
 
 @pytest.fixture
@@ -36,17 +36,24 @@ async def pool_worker(
     await warm.drain(pg)
     running: list[WorkerProcess] = []
 
-    async def start(refill_interval_s: float) -> WorkerProcess:
+    async def start(
+        refill_interval_s: float, size: int = SIZE, connections: int | None = None
+    ) -> WorkerProcess:
         for worker in running:
             assert await worker.terminate(settings.shutdown_grace_s + 10) == 0, worker.log_tail()
         running.clear()
         worker = WorkerProcess(
             ["provisioner", "relay"],
-            log_dir / f"warm-pool-worker-{refill_interval_s}.log",
+            log_dir / f"warm-pool-worker-{refill_interval_s}-{size}-{connections}.log",
             env={
-                "TENANT_WARM_POOL_SIZE": str(SIZE),
+                "TENANT_WARM_POOL_SIZE": str(size),
                 "TENANT_WARM_POOL_REFILL_INTERVAL_S": str(refill_interval_s),
-            },
+            }
+            | (
+                {}
+                if connections is None
+                else {"TENANT_WARM_POOL_REFILL_CONNECTIONS": str(connections)}
+            ),
         )
         await worker.start()
         running.append(worker)
@@ -141,3 +148,26 @@ async def test_the_leader_refills_the_pool_in_the_background(
 
 async def _pool_is(pg: asyncpg.Connection, want: dict[int, int]) -> bool:
     return await _pool(pg) == want
+
+
+async def test_the_leader_makes_pooled_schemas_side_by_side_never_past_the_size(
+    pool_worker: StartPoolWorker, pg: asyncpg.Connection
+) -> None:
+    # 7 on 3 connections: rounds of 3, 3 and 1. A round of 3 at the end would make 9, and the
+    # refill would then log discard_excess while trimming back to 7.
+    worker = await pool_worker(3600, size=7, connections=3)  # its log is this test's alone
+    full = {db.template_version(): 7}
+    await wait_until(lambda: _pool_is(pg, full), 60, what=f"the leader to fill the pool: {full}")
+
+    async def logged() -> bool:
+        return '"warm_pool_refilled"' in worker.log_text()
+
+    await wait_until(logged, 30, what="the refill to log its round")
+    refilled = [line for line in worker.log_text().splitlines() if "warm_pool_refilled" in line]
+    assert len(refilled) == 1 and '"create": 7' in refilled[0], refilled
+    assert "discard" not in refilled[0]
+    rows = await pg.fetch(f"SELECT name, xmin::text AS xid FROM {ns.CONTROL}.warm_pool")
+    assert len({r["xid"] for r in rows}) == 7  # each made in a transaction of its own
+    reference = await tenant_catalog(pg, rows[0]["name"])
+    for row in rows[1:]:  # whole, and alike, whichever connection made it
+        assert await tenant_catalog(pg, row["name"]) == reference

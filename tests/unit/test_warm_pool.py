@@ -20,6 +20,7 @@ from domain.tenant_ids import (
 from domain.warm_pool import (
     RefillAction,
     claimable,
+    creations_at_once,
     is_pooled_name,
     next_refill,
     pooled_name,
@@ -92,14 +93,62 @@ def test_next_refill(versions: dict[int, int], size: int, action: RefillAction) 
 
 @pytest.mark.parametrize(
     ("latest_count", "action"),
-    [(9, RefillAction.YIELD), (6, RefillAction.YIELD), (5, RefillAction.CREATE),
-     (0, RefillAction.CREATE)],
+    [
+        (9, RefillAction.YIELD),
+        (6, RefillAction.YIELD),
+        (5, RefillAction.CREATE),
+        (0, RefillAction.CREATE),
+    ],
 )
 def test_while_provisioners_claim_the_refill_yields_until_half_is_gone(
     latest_count: int, action: RefillAction
 ) -> None:
     assert next_refill({2: latest_count}, latest=2, size=10, claiming=True) == action
     assert next_refill({2: latest_count}, latest=2, size=10) == RefillAction.CREATE
+
+
+@pytest.mark.parametrize(
+    ("versions", "connections", "n"),
+    [
+        ({}, 2, 2),  # empty: one per connection
+        ({2: 9}, 3, 1),  # one missing: never more, whatever the connections
+        ({2: 8, 1: 5}, 4, 2),  # stale ones do not count toward the size
+        ({2: 10}, 2, 0),
+        ({2: 12}, 2, 0),
+        ({2: 0}, 1, 1),
+    ],
+)
+def test_creations_at_once_never_overfill_the_pool(
+    versions: dict[int, int], connections: int, n: int
+) -> None:
+    assert (
+        creations_at_once(versions, latest=2, size=10, connections=connections, claiming=False) == n
+    )
+    # While provisioners claim: one at a time, and still never past the size.
+    assert creations_at_once(
+        versions, latest=2, size=10, connections=connections, claiming=True
+    ) == min(n, 1)
+
+
+def test_creations_at_once_need_a_connection() -> None:
+    with pytest.raises(ValueError, match="connections"):
+        creations_at_once({}, latest=2, size=10, connections=0, claiming=False)
+
+
+def test_the_refill_must_leave_the_provisioners_a_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().warm_pool_refill_connections == 2
+    monkeypatch.setenv("TENANT_WARM_POOL_SIZE", "10")
+    monkeypatch.setenv("TENANT_PG_POOL_MAX", "4")
+    monkeypatch.setenv("TENANT_WARM_POOL_REFILL_CONNECTIONS", "3")
+    assert load_settings().warm_pool_refill_connections == 3
+    monkeypatch.setenv("TENANT_WARM_POOL_REFILL_CONNECTIONS", "4")
+    with pytest.raises(SystemExit) as exc:
+        load_settings()
+    assert "warm_pool_refill_connections" in str(exc.value)
+    monkeypatch.setenv("TENANT_WARM_POOL_SIZE", "0")  # the pool off: no refill to hold them
+    assert load_settings().warm_pool_refill_connections == 4
 
 
 def test_a_release_claims_only_schemas_it_can_bring_to_its_latest() -> None:
