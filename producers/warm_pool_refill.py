@@ -7,8 +7,7 @@ the size), each decided afresh from the pool as it is (domain.warm_pool.next_ref
 provisioners claim from it meanwhile; a stop request is honoured between rounds. Schemas are
 made up to ``warm_pool_refill_connections`` at a time (one while provisioners claim), each on its
 own connection and in its own transaction (domain.warm_pool.creations_at_once), then the pool is
-looked at again. A full pool
-is looked at again every ``warm_pool_refill_interval_s``.
+looked at again. A full pool is looked at again every ``warm_pool_refill_interval_s``.
 """
 
 import asyncio
@@ -87,9 +86,9 @@ class WarmPoolRefill(PeriodicLeaderJob):
                 connections=self._connections,
                 claiming=claiming,
             )
-            # Each creation commits or rolls back alone; all are finished before the first error
-            # (as it is, so the leader loop can tell a transient one) goes up to the leader
-            # loop, which steps down and tries again.
+            # Each creation commits or rolls back alone. All finish before the first error is
+            # raised as it is (not wrapped, so the leader loop can tell a transient one); the
+            # loop then steps down and tries again.
             results = await asyncio.gather(
                 *(self._create() for _ in range(n)), return_exceptions=True
             )
