@@ -16,7 +16,9 @@ from bench.common import settings
 
 async def main(schema: str, recipient: str, folder: str) -> None:
     s = settings()
-    writer = await LocalFolderTarget(Path(folder)).open_writer("bench/artifact.age")
+    target = LocalFolderTarget(Path(folder))
+    await target.start()
+    writer = await target.open_writer("bench/artifact.age")
     start = time.perf_counter()
     stats = await dump(s.pg_dsn.get_secret_value(), schema, [recipient], writer.write,
                        zstd_level=s.backup_zstd_level, zstd_threads=s.backup_zstd_threads,

@@ -42,4 +42,6 @@ async def backup_target(settings: Settings) -> BackupTarget:
             known_hosts_path=settings.sftp_known_hosts,
             root_dir=settings.sftp_dir,
         )
-    return LocalFolderTarget(settings.backup_local_dir)
+    local = LocalFolderTarget(settings.backup_local_dir)
+    await local.start()
+    return local

@@ -81,6 +81,7 @@ async def _local(tmp_path: Path) -> AsyncIterator[TargetUnderTest]:
         )
 
     target = LocalFolderTarget(root)
+    await target.start()
     yield TargetUnderTest(target, raw)
     await target.close()
 

@@ -1,4 +1,11 @@
-"""``LocalFolderTarget``: backups as files under a root directory (dev, or a mounted volume)."""
+"""``LocalFolderTarget``: backups as files under a root directory (dev, or a mounted volume).
+
+The root is made once, by ``start()`` when the worker starts, and never again: a root that is
+missing later is a target that is down (an unmounted volume, a folder moved away), and every call
+fails transiently until it is back. Made again on first write, backups would land beside the
+volume's mount point and vanish when it came back, and an artifact read from it would be
+reported ``not_found`` (permanent) when only the target is away.
+"""
 
 from __future__ import annotations
 
@@ -107,6 +114,21 @@ class LocalFolderTarget:
     def __init__(self, root: Path) -> None:
         self._root = Path(root).absolute()
 
+    async def start(self) -> None:
+        """Make the root (and its parents) if missing: at start-up only."""
+
+        def make() -> None:
+            self._root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+
+        try:
+            await asyncio.to_thread(make)
+        except OSError as e:
+            raise _os_error(e, f"mkdir {self._root}") from e
+
+    def _root_is_there(self) -> None:
+        if not self._root.is_dir():
+            raise TransientError(f"backup folder {self._root} is missing or not a folder")
+
     def _path(self, key: str) -> Path:
         return self._root / validate_key(key)
 
@@ -116,6 +138,8 @@ class LocalFolderTarget:
     def _makedirs(self, directory: Path) -> None:
         missing: list[Path] = []
         while not directory.is_dir():
+            if directory == self._root:  # never made again after start(): the target is away
+                self._root_is_there()
             missing.append(directory)
             directory = directory.parent
         for d in reversed(missing):
@@ -142,6 +166,7 @@ class LocalFolderTarget:
         try:
             file = await asyncio.to_thread(path.open, "rb")
         except FileNotFoundError as e:
+            await asyncio.to_thread(self._root_is_there)  # no root: the target is away, not the key
             raise not_found(path.as_uri()) from e
         except OSError as e:
             raise _os_error(e, f"open {path}") from e
@@ -154,12 +179,23 @@ class LocalFolderTarget:
             await asyncio.to_thread(file.close)
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self._path(key).is_file)
+        def look() -> bool:
+            self._root_is_there()  # an absent root would answer "no" for everything
+            return self._path(key).is_file()
+
+        return await asyncio.to_thread(look)
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
+
+        def unlink() -> None:
+            # An absent root would make every delete a no-op that looks done (an erasure's
+            # included), while the files wait on the volume that is away.
+            self._root_is_there()
+            path.unlink(missing_ok=True)
+
         try:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await asyncio.to_thread(unlink)
         except OSError as e:
             raise _os_error(e, f"delete {path}") from e
 
@@ -167,6 +203,7 @@ class LocalFolderTarget:
         final = self._path(key)
 
         def sweep() -> int:
+            self._root_is_there()
             try:
                 names = os.listdir(final.parent)
             except FileNotFoundError:
@@ -188,6 +225,7 @@ class LocalFolderTarget:
         start = self._root / prefix.rpartition("/")[0]
 
         def walk() -> list[str]:
+            self._root_is_there()  # an absent root would list as empty
             keys = []
             for dirpath, _dirs, files in os.walk(start):
                 rel = Path(dirpath).relative_to(self._root).as_posix()

@@ -132,7 +132,7 @@ SETTINGS: dict[str, str] = {
     "drills_retention_s": "Age after which restore-drill reports are pruned (the catalogue keeps each backup's last drill result). 0 = keep.",
     "ticks_retention_s": "Age after which the scheduler's per-tenant tick state of tenants no longer active or suspended is pruned. 0 = keep.",
     "backup_target": "Where backups go: `local`, `s3` or `sftp`.",
-    "backup_local_dir": "Folder of the `local` backup target.",
+    "backup_local_dir": "Folder of the `local` backup target (a mounted volume, say). Made at a worker's start if missing, never after: while it is missing (unmounted, moved), backups, restores, listings and deletions wait and retry (transient) instead of writing beside the mount point or reporting its artifacts `not_found`.",
     "backup_master_recipient": "age X25519 public key that wraps the per-tenant backup keys.",
     "backup_master_identity_file": "age identity file; given to restore-capable workers only.",
     "erase_archive_recipients": "Operator age recipients (comma-separated) an erase archive is encrypted to; empty = archives refused.",

@@ -240,8 +240,9 @@ class PrivateStack:
     def target_down(self) -> None:
         """The backup folder becomes a plain file: writes fail (transiently) until target_up().
 
-        Workers keep writing meanwhile and may recreate the folder between our two renames;
-        whatever they wrote is merged into the offline copy, then we try again.
+        The workers never make the folder again after their start (a missing folder is a target
+        that is down); should one appear between our two renames all the same, whatever is in it
+        is merged into the offline copy, then we try again.
         """
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         os.rename(self.backup_dir, self._offline_dir)

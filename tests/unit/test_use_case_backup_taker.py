@@ -56,6 +56,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
     monkeypatch.setattr(service.backups, "dump", dump)
     monkeypatch.setattr(service.backups, "run", pg_dump_version)
     root = tmp_path / "backups"
+    root.mkdir()  # as LocalFolderTarget.start() does at a worker's start
     target = LocalFolderTarget(root)
     taker = BackupTaker(
         dsn="postgresql://svc:pw@db/tenants", uows=stores, keyring=FakeKeyring(),

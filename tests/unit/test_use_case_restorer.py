@@ -32,6 +32,7 @@ async def test_a_checksum_mismatch_fails_the_restore_before_anything_runs(
     row = catalogued("acme", "b-1")  # its sha256 is 0…0: not the artifact's
     stores.state.catalogue["b-1"] = row
     target = LocalFolderTarget(tmp_path / "backups")
+    await target.start()
     await target.put(row.artifact_key, b"someone else's dump, encrypted to acme's recipient")
     spool = tmp_path / "spool"
     spool.mkdir()

@@ -1,0 +1,78 @@
+"""LocalFolderTarget when its folder goes away (an unmounted volume, a folder moved aside): every
+call fails transiently, nothing is written beside the mount point, and no artifact is reported
+missing (not_found is permanent) while only the target is away. On the real file system."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from adapters.backup_targets.local import LocalFolderTarget
+from domain.errors import PermanentError, TransientError
+
+KEY = "acme/b-1.dump.zst.age"
+
+
+async def _started(tmp_path: Path) -> tuple[LocalFolderTarget, Path]:
+    root = tmp_path / "mnt" / "backups"
+    target = LocalFolderTarget(root)
+    await target.start()
+    await target.put(KEY, b"artifact")
+    return target, root
+
+
+async def test_start_makes_the_folder_private(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "b"
+    await LocalFolderTarget(root).start()
+    assert root.is_dir() and (root.stat().st_mode & 0o777) == 0o700
+
+
+async def test_a_folder_moved_away_is_a_target_that_is_down(tmp_path: Path) -> None:
+    target, root = await _started(tmp_path)
+    os.rename(root, tmp_path / "away")
+    with pytest.raises(TransientError, match="missing"):
+        await target.open_writer("acme/b-2.dump.zst.age")
+    with pytest.raises(TransientError):
+        await target.put("other/b-3.dump.zst.age", b"x")
+    assert not root.exists()  # nothing made beside the mount point
+    with pytest.raises(TransientError):  # not not_found: the artifact is on the volume away
+        async for _ in target.read(KEY):
+            pass
+    with pytest.raises(TransientError):
+        await target.exists(KEY)
+    with pytest.raises(TransientError):  # an erasure's delete must not look done
+        await target.delete(KEY)
+    with pytest.raises(TransientError):
+        await target.list("acme/")
+    with pytest.raises(TransientError):
+        await target.discard_partials(KEY)
+
+    os.rename(tmp_path / "away", root)  # back: everything as before
+    assert b"".join([c async for c in target.read(KEY)]) == b"artifact"
+    assert await target.exists(KEY)
+    await target.put("acme/b-2.dump.zst.age", b"y")
+    assert await target.list("acme/") == [KEY, "acme/b-2.dump.zst.age"]
+
+
+async def test_a_folder_replaced_by_a_file_is_a_target_that_is_down(tmp_path: Path) -> None:
+    target, root = await _started(tmp_path)
+    os.rename(root, tmp_path / "away")
+    root.write_text("not a folder")
+    with pytest.raises(TransientError):
+        await target.put("acme/b-2.dump.zst.age", b"y")
+    with pytest.raises(TransientError):
+        async for _ in target.read(KEY):
+            pass
+    assert root.is_file()
+
+
+async def test_a_missing_key_in_a_folder_that_is_there_is_not_found(tmp_path: Path) -> None:
+    target, _ = await _started(tmp_path)
+    with pytest.raises(PermanentError) as e:
+        async for _ in target.read("acme/b-9.dump.zst.age"):
+            pass
+    assert e.value.reason == "not_found"
+    os.remove(tmp_path / "mnt" / "backups" / KEY)
+    with pytest.raises(PermanentError):
+        async for _ in target.read(KEY):
+            pass
