@@ -43,5 +43,8 @@ async def backup_target(settings: Settings) -> BackupTarget:
             root_dir=settings.sftp_dir,
         )
     local = LocalFolderTarget(settings.backup_local_dir)
-    await local.start()
+    try:
+        await local.start()
+    except TransientError as e:  # away at start-up (a worker restarted mid-outage): it waits
+        log.warning("backup_target_unreachable", target="local", error=str(e))
     return local

@@ -9,6 +9,8 @@ import pytest
 
 from adapters.backup_targets.local import LocalFolderTarget
 from domain.errors import PermanentError, TransientError
+from runtime.backup_target import backup_target
+from runtime.settings import load_settings
 
 KEY = "acme/b-1.dump.zst.age"
 
@@ -76,3 +78,18 @@ async def test_a_missing_key_in_a_folder_that_is_there_is_not_found(tmp_path: Pa
     with pytest.raises(PermanentError):
         async for _ in target.read(KEY):
             pass
+
+
+async def test_a_worker_starting_while_the_folder_is_away_starts_and_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "backups"
+    root.write_text("the volume is away")  # as in the chaos run's outage
+    monkeypatch.setenv("TENANT_BACKUP_LOCAL_DIR", str(root))
+    target = await backup_target(load_settings())  # start-up goes on
+    with pytest.raises(TransientError):
+        await target.put(KEY, b"x")
+    root.unlink()
+    root.mkdir()  # back
+    await target.put(KEY, b"x")
+    assert (root / KEY).read_bytes() == b"x"
