@@ -4,7 +4,7 @@ import structlog
 
 from adapters.backup_targets.base import BackupTarget
 from adapters.backup_targets.local import LocalFolderTarget
-from domain.errors import TransientError
+from domain.errors import PermanentError, TransientError
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -34,7 +34,7 @@ async def backup_target(settings: Settings) -> BackupTarget:
         from adapters.backup_targets.sftp import SftpBackupTarget
 
         assert settings.sftp_key_file and settings.sftp_known_hosts
-        return SftpBackupTarget(
+        sftp = SftpBackupTarget(
             host=settings.sftp_host,
             port=settings.sftp_port,
             username=settings.sftp_user,
@@ -42,6 +42,13 @@ async def backup_target(settings: Settings) -> BackupTarget:
             known_hosts_path=settings.sftp_known_hosts,
             root_dir=settings.sftp_dir,
         )
+        try:
+            await sftp.start()
+        except TransientError as e:  # the server or its folder is away at start-up: it waits
+            log.warning("backup_target_unreachable", target="sftp", error=str(e))
+        except PermanentError as e:  # a host key or login refused: each backup fails with it
+            log.error("backup_target_refused", target="sftp", reason=e.reason, error=str(e))
+        return sftp
     local = LocalFolderTarget(settings.backup_local_dir)
     try:
         await local.start()

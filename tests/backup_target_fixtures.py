@@ -110,6 +110,7 @@ async def _s3(env: StackEnv) -> AsyncIterator[TargetUnderTest]:
 async def _sftp(env: StackEnv) -> AsyncIterator[TargetUnderTest]:
     root = f"{env['TENANT_SFTP_DIR']}/contract-{secrets.token_hex(4)}"
     target = env.sftp(root)
+    await target.start()
 
     async def raw() -> list[str]:
         sftp = await target._client()  # the test peeks below the port on purpose

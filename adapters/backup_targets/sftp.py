@@ -1,4 +1,11 @@
-"""``SftpBackupTarget``: backups on an SFTP server (OpenSSH), host key always verified."""
+"""``SftpBackupTarget``: backups on an SFTP server (OpenSSH), host key always verified.
+
+The root folder is made once, by ``start()`` when the worker starts, and never again: a root that
+is missing later is a target that is down (a NAS volume unmounted, a folder moved away), and every
+call fails transiently until it is back. Made again on first write, backups would land beside the
+volume's mount point and vanish when it came back; an artifact read, checked or deleted there
+would be reported ``not_found`` (permanent), absent or gone when only the folder is away.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +70,12 @@ def _translate(e: BaseException, what: str) -> Exception:
 
 
 _LIBRARY_ERRORS = (asyncssh.Error, asyncssh.SFTPError, OSError, asyncio.TimeoutError)
+_MISSING = (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath)
+
+
+def _folder_gone(what: str, e: BaseException) -> TransientError:
+    """A file being written vanished with its folder: the target went away, retry later."""
+    return TransientError(f"{what}: its folder went away: {e}")
 
 
 class _SftpWriter:
@@ -78,6 +91,8 @@ class _SftpWriter:
             raise RuntimeError("writer is closed")
         try:
             await self._file.write(chunk)
+        except _MISSING as e:
+            raise _folder_gone(self._t.uri(self._key), e) from e
         except _LIBRARY_ERRORS as e:
             raise _translate(e, self._t.uri(self._key)) from e
 
@@ -97,6 +112,8 @@ class _SftpWriter:
                 if await sftp.exists(self._final):
                     raise already_exists(uri) from e
                 raise
+        except _MISSING as e:  # the partial's folder went away under it: not a permanent failure
+            raise _folder_gone(uri, e) from e
         except _LIBRARY_ERRORS as e:
             raise _translate(e, uri) from e
         self._done = True
@@ -215,15 +232,48 @@ class SftpBackupTarget:
                 raise _translate(e, what) from e
         raise AssertionError("unreachable")
 
+    async def start(self) -> None:
+        """Make the root folder (and its parents) if missing: at start-up only."""
+        await self._idempotent(
+            f"sftp://{self._username}@{self._host}:{self._port}{self._root}",
+            lambda sftp: sftp.makedirs(self._root, attrs=_DIR_ATTRS, exist_ok=True),
+        )
+
+    async def _root_is_there(self, sftp: asyncssh.SFTPClient) -> None:
+        if not await sftp.isdir(self._root):
+            raise TransientError(
+                f"backup folder {self._root} on {self._host}:{self._port} is missing or not a folder"
+            )
+
+    async def _makedirs(self, sftp: asyncssh.SFTPClient, directory: str) -> None:
+        """The folders from the root down to ``directory``, each 0700; never the root itself."""
+        missing: list[str] = []
+        while not await sftp.isdir(directory):
+            if directory == self._root:  # never made again after start(): the target is away
+                await self._root_is_there(sftp)
+            missing.append(directory)
+            directory = posixpath.dirname(directory)
+        for d in reversed(missing):
+            try:
+                await sftp.mkdir(d, attrs=_DIR_ATTRS)
+            except asyncssh.SFTPError:
+                if not await sftp.isdir(d):  # not made by a racing writer: its parent went away
+                    await self._root_is_there(sftp)
+                    raise
+
     async def open_writer(self, key: str) -> _SftpWriter:
         final = self._path(key)
         partial = posixpath.join(posixpath.dirname(final), partial_name(posixpath.basename(final)))
+        uri = self.uri(key)
 
         async def start(sftp: asyncssh.SFTPClient) -> asyncssh.SFTPClientFile:
-            await sftp.makedirs(posixpath.dirname(final), attrs=_DIR_ATTRS, exist_ok=True)
-            return await sftp.open(partial, "xb", attrs=_FILE_ATTRS)
+            await self._makedirs(sftp, posixpath.dirname(final))
+            try:
+                return await sftp.open(partial, "xb", attrs=_FILE_ATTRS)
+            except _MISSING as e:  # the folder just made went away
+                raise _folder_gone(uri, e) from e
 
-        file = await self._idempotent(self.uri(key), start)
+        file = await self._idempotent(uri, start)
         return _SftpWriter(self, key, file, partial)
 
     async def put(self, key: str, data: bytes) -> None:
@@ -236,7 +286,11 @@ class SftpBackupTarget:
         uri = self.uri(key)
 
         async def open_file(sftp: asyncssh.SFTPClient) -> asyncssh.SFTPClientFile:
-            return await sftp.open(path, "rb", encoding=None)
+            try:
+                return await sftp.open(path, "rb", encoding=None)
+            except _MISSING:
+                await self._root_is_there(sftp)  # away: transient; else not_found (translated)
+                raise
 
         file = await self._idempotent(uri, open_file)
         try:
@@ -250,14 +304,23 @@ class SftpBackupTarget:
 
     async def exists(self, key: str) -> bool:
         path = self._path(key)
-        return await self._idempotent(self.uri(key), lambda sftp: sftp.isfile(path))
+
+        async def check(sftp: asyncssh.SFTPClient) -> bool:
+            if await sftp.isfile(path):
+                return True
+            await self._root_is_there(sftp)  # absent from a folder that is away: unknown
+            return False
+
+        return await self._idempotent(self.uri(key), check)
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
 
         async def remove(sftp: asyncssh.SFTPClient) -> None:
-            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            try:
                 await sftp.remove(path)
+            except asyncssh.SFTPNoSuchFile:
+                await self._root_is_there(sftp)  # gone only if its folder is there
 
         await self._idempotent(self.uri(key), remove)
 
@@ -269,6 +332,7 @@ class SftpBackupTarget:
             try:
                 names = [str(n) for n in await sftp.listdir(directory)]
             except asyncssh.SFTPNoSuchFile:
+                await self._root_is_there(sftp)
                 return 0
             stale = [n for n in names if is_partial_of(n, name)]
             for n in stale:
@@ -290,6 +354,7 @@ class SftpBackupTarget:
                 try:
                     entries = await sftp.readdir(directory)
                 except asyncssh.SFTPNoSuchFile:
+                    await self._root_is_there(sftp)
                     continue
                 for entry in entries:
                     name = str(entry.filename)

@@ -165,7 +165,7 @@ SETTINGS: dict[str, str] = {
     "sftp_user": "SFTP user.",
     "sftp_key_file": "SFTP private key (required with `backup_target=sftp`).",
     "sftp_known_hosts": "known_hosts file the server's host key is checked against (required with `backup_target=sftp`).",
-    "sftp_dir": "Remote folder for backups.",
+    "sftp_dir": "Remote folder for backups. Made at a worker's start if missing, never after: while it is missing on the server (a volume unmounted, a folder moved), backups, restores, listings and deletions wait and retry (transient) instead of writing beside the mount point or reporting its artifacts `not_found`.",
     "api_host": "Address of the HTTP API (role `api`).",
     "api_port": "Its port, with its own `/healthz` and `/readyz` (0 = any free port).",
     "api_jwks_file": "JWKS file whose RS256/EdDSA public keys verify bearer tokens. The `api` role needs this, `api_jwks_url` or the HS256 flag to start.",

@@ -260,6 +260,7 @@ class TestSftpHostKeys:
     ) -> None:
         root = f"{stack_env['TENANT_SFTP_DIR']}/contract-{secrets.token_hex(4)}"
         target = stack_env.sftp(root)
+        await target.start()
         await target.put("t1/b1.manifest.json", b"{}")
         assert target._conn is not None
         target._conn.close()  # as if the server or the network dropped it
