@@ -5,9 +5,8 @@ asyncpg (as in bench/provisioning.py). burst: N TenantRequested published at onc
 ``provisioner relay`` worker whose pool holds N, every TenantProvisioned seen on tenants.events
 (its leader refills meanwhile, as it would). refill: the worker's leader refilling the N it lost,
 paced by the pool rows' own timestamps (one transaction per pooled schema, as many side by side
-as TENANT_WARM_POOL_REFILL_CONNECTIONS), with the burst's
-tenants dropped only after it. paced: 100 requests at 10/s, publish -> result seen, with the pool
-topped up behind them.
+as TENANT_WARM_POOL_REFILL_CONNECTIONS), with the burst's tenants dropped only after it. paced:
+100 requests at 10/s, publish -> result seen, with the pool topped up behind them.
 """
 
 import asyncio

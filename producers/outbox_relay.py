@@ -8,11 +8,14 @@ publish and mark republishes the same rows: consumers see a duplicate with the s
 never a lost or invented result.
 
 Marking a batch sent is a non-HOT update of every row, which costs PostgreSQL as much as reading
-and publishing the batch together; so it runs in the background while the next batch is read
-(leaving out the ids being marked) and published. Publishing never overlaps: batch N+1 is sent
-only after every record of batch N is acknowledged, so Kafka sees the outbox's order. At most one
-mark is in flight, and its failure surfaces at the next batch, which then steps down; the rows it
-did not mark are published again, as after a crash between publish and mark.
+and publishing the batch together, and under load more (0.1-0.3 s for 1,000 rows in a backlog's
+drain, measured). So marks run in the background, in one task: while one UPDATE runs, the batches
+published meanwhile wait, and the next UPDATE marks them all at once. Publishing never waits for a
+mark until UNMARKED_BATCHES batches are published and not yet marked (PostgreSQL is behind, and
+every read leaves their ids out). Publishing never overlaps: batch N+1 is sent only after every
+record of batch N is acknowledged, so Kafka sees the outbox's order. A mark's failure surfaces at
+the next batch (or flush), which then steps down; the rows not marked are published again, as
+after a crash between publish and mark.
 """
 
 import asyncio
@@ -32,6 +35,9 @@ from runtime.settings import Settings
 # the unsent rows scans all of them, and a busy relay would pay that scan every batch for the
 # gauges alone. A batch that catches up always refreshes them, so they reach 0 at once.
 BACKLOG_EVERY_S = 1.0
+# Batches published and not yet marked sent that the relay lets wait for its marks before it
+# waits for them itself.
+UNMARKED_BATCHES = 4
 
 
 class OutboxRelay:
@@ -49,8 +55,10 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._backlog_due = 0.0  # time.monotonic() of the next backlog count while busy
-        self._marking: asyncio.Task[None] | None = None  # the last published batch, being marked
-        self._in_flight: list[int] = []  # its ids, left out of the next read
+        self._marking: asyncio.Task[None] | None = None  # marks what is published, then ends
+        self._in_flight: list[int] = []  # ids its running UPDATE marks
+        self._unmarked: list[int] = []  # ids published since, for its next UPDATE
+        self._caught_up = False  # the last batch read was short: count the backlog after a mark
         self.election = leader_election(
             settings,
             "relay",
@@ -79,7 +87,8 @@ class OutboxRelay:
             while not self._stopping.is_set():
                 published = await self.drain_once()
                 if published < self._settings.outbox_batch_size:
-                    await self.flush()
+                    # Caught up: the marks go on in the background, a notification is not
+                    # kept waiting behind them.
                     await self._sleep(self._settings.outbox_poll_interval_s)
             await self.flush()  # a graceful stop leaves nothing to publish twice
         finally:
@@ -88,46 +97,67 @@ class OutboxRelay:
                 self._marking.cancel()
                 with contextlib.suppress(BaseException):
                     await self._marking
-                self._marking, self._in_flight = None, []
+            self._forget_marks()
 
     async def drain_once(self) -> int:
-        """Publish one batch and start marking it sent; returns how many rows were published.
+        """Publish one batch and have it marked sent; returns how many rows were published.
 
-        The previous batch's mark is awaited first (its failure is raised here)."""
+        A mark that failed is raised here, before anything is read. The relay waits for its
+        marks only when UNMARKED_BATCHES batches are waiting for one."""
+        self._reap_mark()
+        batch = self._settings.outbox_batch_size
         async with self._pool.acquire() as conn:
-            rows = await self._outbox.unsent(
-                conn, self._settings.outbox_batch_size, self._in_flight
-            )
+            rows = await self._outbox.unsent(conn, batch, self._in_flight + self._unmarked)
             if rows:
                 physical = self._settings.names.topics.topic  # spans name the topic Kafka knows
                 messages = [(r.topic, r.key, r.payload, r.headers) for r in rows]
                 with publish_spans((physical(t), value, h) for t, _, value, h in messages):
                     await self._publisher.publish_many(messages)
                 metrics.OUTBOX_PUBLISHED.inc(len(rows))
-        await self.flush()
-        caught_up = len(rows) < self._settings.outbox_batch_size
-        self._in_flight = [r.id for r in rows]
-        self._marking = asyncio.create_task(self._mark(self._in_flight, caught_up))
+        self._unmarked += [r.id for r in rows]
+        self._caught_up = len(rows) < batch
+        self._reap_mark()
+        if self._marking is None:  # else the running mark takes these rows in its next round
+            self._marking = asyncio.create_task(self._mark())
+        elif len(self._in_flight) + len(self._unmarked) >= UNMARKED_BATCHES * batch:
+            await self.flush()
         return len(rows)
 
     async def flush(self) -> None:
-        """Wait until the last published batch is marked sent; raises what the mark raised."""
-        marking, self._marking = self._marking, None
-        if marking is not None:
-            try:
-                await marking
-            finally:
-                self._in_flight = []
+        """Wait until every published row is marked sent; raises what a mark raised."""
+        while self._marking is not None or self._unmarked:
+            if self._marking is None:
+                self._marking = asyncio.create_task(self._mark())
+            await asyncio.wait([self._marking])  # its failure is raised by _reap_mark
+            self._reap_mark()
 
-    async def _mark(self, ids: list[int], caught_up: bool) -> None:
-        """Mark ``ids`` sent, then count the backlog: when the batch caught up (so the gauge
-        reaches 0 at once), and at most every BACKLOG_EVERY_S while busy (counting scans every
-        unsent row)."""
+    def _reap_mark(self) -> None:
+        """Forget a mark that has ended; raise what it raised. Then the rows it did not mark,
+        and those waiting for it, are forgotten too: the next term publishes them again."""
+        marking = self._marking
+        if marking is not None and marking.done():
+            self._marking = None
+            try:
+                marking.result()
+            except BaseException:
+                self._forget_marks()
+                raise
+
+    def _forget_marks(self) -> None:
+        self._marking, self._in_flight, self._unmarked = None, [], []
+
+    async def _mark(self) -> None:
+        """Mark what is published sent, one UPDATE per round for all that waited, until nothing
+        is left; then count the backlog: when the last batch caught up (so the gauge reaches 0
+        at once), and at most every BACKLOG_EVERY_S while busy (counting scans every unsent
+        row)."""
         async with self._pool.acquire() as conn:
-            if ids:
-                await self._outbox.mark_sent(conn, ids)
+            while self._unmarked:
+                self._in_flight, self._unmarked = self._unmarked, []
+                await self._outbox.mark_sent(conn, self._in_flight)
+                self._in_flight = []
             now = time.monotonic()
-            if caught_up or now >= self._backlog_due:
+            if self._caught_up or now >= self._backlog_due:
                 self._backlog_due = now + BACKLOG_EVERY_S
                 backlog, age = await self._outbox.backlog(conn)
                 metrics.OUTBOX_BACKLOG.set(backlog)

@@ -1,7 +1,8 @@
 """OutboxRelay on fakes: the backlog is counted when a batch catches up, and at most every
 BACKLOG_EVERY_S while the relay is busy (counting scans every unsent row); a batch is marked
-sent in the background while the next one is read and published, never publishing it twice
-nor out of order."""
+sent in the background while the next ones are read and published (all that waited marked by
+one UPDATE), never publishing a row twice nor out of order; a failed mark is raised and its rows
+published again."""
 
 import asyncio
 import contextlib
@@ -117,12 +118,14 @@ async def test_a_batch_that_catches_up_always_counts_so_the_gauge_reaches_zero(
 
 
 class SlowOutbox(Outbox):
-    """Its marks wait for ``release``; ``marking`` is set while one waits."""
+    """Its marks wait for ``release``; ``marking`` is set while one waits; ``marks`` holds the
+    ids of each UPDATE."""
 
     def __init__(self, rows: int) -> None:
         super().__init__(rows)
         self.release, self.marking = asyncio.Event(), asyncio.Event()
         self.fail_next_mark = False
+        self.marks: list[list[int]] = []
 
     async def mark_sent(self, conn: Any, ids: list[int]) -> None:
         self.marking.set()
@@ -131,45 +134,83 @@ class SlowOutbox(Outbox):
         if self.fail_next_mark:
             self.fail_next_mark = False
             raise ConnectionResetError("mark cut short")
+        self.marks.append(list(ids))
         await super().mark_sent(conn, ids)
 
 
-async def test_the_next_batch_is_published_while_the_last_is_being_marked_and_leaves_it_out(
+async def test_batches_are_published_while_a_mark_runs_and_marked_together_after_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    outbox, publisher = SlowOutbox(25), Publisher()
+    outbox, publisher = SlowOutbox(35), Publisher()
     r = relay(outbox, monkeypatch, None, publisher)
 
     assert await r.drain_once() == 10
     await asyncio.wait_for(outbox.marking.wait(), 5)  # rows 1-10 being marked, not yet sent
-    second = asyncio.create_task(r.drain_once())
-    # Rows 11-20 go out while 1-10 are still being marked: not 1-10 again.
-    await asyncio.wait_for(publisher.reached(20), 5)
-    assert outbox.sent == [] and not second.done()  # it waits for the mark before its own
+    # Rows 11-20 and 21-30 go out while 1-10 are still being marked, without waiting for it,
+    # and never 1-10 again.
+    assert await asyncio.wait_for(r.drain_once(), 5) == 10
+    assert await asyncio.wait_for(r.drain_once(), 5) == 10
+    assert outbox.sent == []
     outbox.release.set()
-    assert await asyncio.wait_for(second, 5) == 10
     assert await asyncio.wait_for(r.drain_once(), 5) == 5
     await asyncio.wait_for(r.flush(), 5)
-    assert outbox.sent == list(range(1, 26))
-    assert publisher.keys == [str(i).encode() for i in range(1, 26)]  # each once, in id order
-    assert outbox.left == []
+    assert outbox.sent == list(range(1, 36)) and outbox.left == []
+    assert publisher.keys == [str(i).encode() for i in range(1, 36)]  # each once, in id order
+    # What waited for the first UPDATE was marked by one more, not one per batch.
+    assert outbox.marks[:2] == [list(range(1, 11)), list(range(11, 31))]
+
+
+async def test_the_relay_waits_for_its_marks_when_too_many_batches_wait_for_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outbox, publisher = SlowOutbox(60), Publisher()
+    r = relay(outbox, monkeypatch, None, publisher)
+    for _ in range(outbox_relay.UNMARKED_BATCHES - 1):
+        assert await asyncio.wait_for(r.drain_once(), 5) == 10
+    await asyncio.wait_for(outbox.marking.wait(), 5)
+    last = asyncio.create_task(r.drain_once())  # the fourth batch unmarked: it waits
+    await asyncio.wait_for(publisher.reached(10 * outbox_relay.UNMARKED_BATCHES), 5)
+    for _ in range(50):  # on fakes, a drain that did not wait would end within a few of these
+        await asyncio.sleep(0)
+    assert not last.done() and outbox.sent == []
+    outbox.release.set()
+    assert await asyncio.wait_for(last, 5) == 10
+    assert outbox.sent == list(range(1, 10 * outbox_relay.UNMARKED_BATCHES + 1))
 
 
 async def test_a_failed_mark_surfaces_at_the_next_batch_and_its_rows_are_published_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    outbox, publisher = SlowOutbox(15), Publisher()
+    outbox, publisher = SlowOutbox(25), Publisher()
     outbox.fail_next_mark = True
     r = relay(outbox, monkeypatch, None, publisher)
 
-    assert await r.drain_once() == 10
+    assert await asyncio.wait_for(r.drain_once(), 5) == 10
+    assert await asyncio.wait_for(r.drain_once(), 5) == 10  # published while 1-10 are marked
     outbox.release.set()
-    # The next batch (11-15) is published, then the first mark's failure is raised: the
-    # relay steps down, and the next term reads 1-10 again (duplicates, never a loss).
+    marking = r._marking
+    assert marking is not None
+    await asyncio.wait_for(asyncio.wait([marking]), 5)  # the mark of 1-10 failed
+    # The failure is raised before anything more is read: the relay steps down, and the next
+    # term reads 1-10 and 11-20 again (duplicates, never a loss).
     with pytest.raises(ConnectionResetError):
         await r.drain_once()
-    await r.flush()  # nothing in flight: the failure ended that batch before its mark began
+    assert publisher.published == 20
+    await r.flush()  # nothing left in flight
     assert await drained(r) == 10
-    assert sorted(outbox.sent) == list(range(1, 11))
-    assert await drained(r) == 5  # never marked either: published once more
-    assert sorted(outbox.sent) == list(range(1, 16)) and outbox.left == []
+    assert await drained(r) == 10
+    assert await drained(r) == 5
+    assert outbox.sent == list(range(1, 26)) and outbox.left == []
+    assert publisher.keys == [str(i).encode() for i in [*range(1, 21), *range(1, 26)]]
+
+
+async def test_a_failed_mark_surfaces_at_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox = SlowOutbox(5)
+    outbox.fail_next_mark = True
+    outbox.release.set()
+    r = relay(outbox, monkeypatch, None)
+    assert await r.drain_once() == 5
+    with pytest.raises(ConnectionResetError):
+        await r.flush()
+    assert await drained(r) == 5  # published again, then marked
+    assert outbox.sent == list(range(1, 6))
