@@ -165,6 +165,7 @@ def _consumer_options(settings: Settings, offsets: Any, description: str) -> dic
         "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "max_partition_fetch_bytes": settings.kafka_record_bytes,
         "description": description,
     }

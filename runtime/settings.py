@@ -38,6 +38,12 @@ class Settings(SchedulingSettings):
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=3_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500)
+    # How long the broker holds a fetch that finds nothing new. aiokafka sends one fetch per
+    # broker at a time, and leaves out a partition whose fetched records are not consumed yet:
+    # once a consumer's other partition is drained, a fetch for it alone waits this long, and the
+    # partition still holding a backlog cannot fetch more until it returns (0.27-0.39 s gaps at a
+    # backlog's end, traced, with aiokafka's 500). Lower means more empty fetches when idle.
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=500)
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     # How far an event's CloudEvents ``time`` may be from this worker's clock. Producers' clocks

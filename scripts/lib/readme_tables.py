@@ -79,6 +79,7 @@ SETTINGS: dict[str, str] = {
     "kafka_max_poll_interval_ms": "Consumer `max.poll.interval.ms`: a handler slower than this makes the member leave its group.",
     "kafka_session_timeout_ms": "Consumer group session timeout.",
     "kafka_heartbeat_interval_ms": "Consumer heartbeat interval.",
+    "kafka_fetch_max_wait_ms": "Consumer `fetch.max.wait.ms`: how long the broker holds a fetch that finds nothing new. aiokafka has one fetch per broker in flight, so a consumer's partition with a backlog waits behind a drained partition's fetch for up to this long.",
     "kafka_request_timeout_ms": "Request timeout of producers, consumers and the admin client.",
     "max_message_bytes": "Largest record accepted; a bigger one is dead-lettered (`too_large`). Also sizes producer requests and fetches.",
     "pg_dsn": "PostgreSQL URL of the service's login role (`postgresql://user:password@host:port/db`). A secret: no default; `scripts/stack up` writes it to `.env`.",

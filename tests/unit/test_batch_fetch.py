@@ -74,11 +74,9 @@ def test_prompt_refuses_what_is_not_fastreams_batch_subscriber() -> None:
     assert issubclass(PromptBatchSubscriber, BatchSubscriber)
 
 
-def test_the_batch_path_subscribes_prompt_subscribers() -> None:
-    """subscribe() with batches: every consumer of the group is a PromptBatchSubscriber."""
-    settings = Settings(pg_dsn="postgresql://u:p@127.0.0.1:1/db",  # type: ignore[arg-type]
-                        consumer_concurrency=2, consumer_batch_max_records=50)
-    broker = KafkaBroker("localhost:9")
+def _subscribed(settings: Settings, *, per_record_too: bool = False) -> list[Any]:
+    """The subscribers subscribe() makes for a batched group (and a per-record one)."""
+    broker = KafkaBroker("localhost:9")  # never connected: the subscribers are only built
 
     @asynccontextmanager
     async def batches() -> AsyncIterator[Any]:
@@ -86,6 +84,27 @@ def test_the_batch_path_subscribes_prompt_subscribers() -> None:
 
     subscribe(broker, settings, group="provisioner", topic="tenants.requests", handlers={},
               dead_letters=FakeDeadLetters(), description="d", batches=batches)
-    subscribers = list(broker.subscribers)
+    if per_record_too:
+        subscribe(broker, settings, group="lifecycle", topic="tenants.lifecycle", handlers={},
+                  dead_letters=FakeDeadLetters(), description="d")
+    return list(broker.subscribers)
+
+
+def test_the_batch_path_subscribes_prompt_subscribers() -> None:
+    """subscribe() with batches: every consumer of the group is a PromptBatchSubscriber."""
+    settings = Settings(pg_dsn="postgresql://u:p@127.0.0.1:1/db",  # type: ignore[arg-type]
+                        consumer_concurrency=2, consumer_batch_max_records=50)
+    subscribers = _subscribed(settings)
     assert len(subscribers) == 2
     assert all(type(s) is PromptBatchSubscriber for s in subscribers)
+
+
+def test_every_consumer_of_a_group_fetches_with_the_configured_wait() -> None:
+    """kafka_fetch_max_wait_ms reaches every consumer, per record and batched: aiokafka's 500 ms
+    left a partition with a backlog waiting behind a drained partition's empty fetch."""
+    settings = Settings(pg_dsn="postgresql://u:p@127.0.0.1:1/db",  # type: ignore[arg-type]
+                        consumer_concurrency=2, kafka_fetch_max_wait_ms=70)
+    subscribers = _subscribed(settings, per_record_too=True)
+    assert len(subscribers) >= 3
+    # FastStream keeps a subscriber's consumer arguments here (0.7); a rename fails this loudly.
+    assert [s._connection_args["fetch_max_wait_ms"] for s in subscribers] == [70] * len(subscribers)
