@@ -1,11 +1,11 @@
-"""Chooses the backup target adapter from settings."""
+"""Chooses the backup target adapter from settings, and starts it."""
 
 import structlog
 
 from adapters.backup_targets.base import BackupTarget
 from adapters.backup_targets.local import LocalFolderTarget
 from domain.errors import PermanentError, TransientError
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -25,11 +25,7 @@ async def backup_target(settings: Settings) -> BackupTarget:
             part_size=settings.s3_part_bytes,
             create_bucket=settings.s3_create_bucket,
         )
-        try:
-            await s3.start()
-        except TransientError as e:  # not reachable yet: the client is made again on first use
-            log.warning("backup_target_unreachable", target="s3", error=str(e))
-        return s3
+        return await started(s3, remote=True)
     if settings.backup_target == "sftp":
         from adapters.backup_targets.sftp import SftpBackupTarget
 
@@ -42,16 +38,31 @@ async def backup_target(settings: Settings) -> BackupTarget:
             known_hosts_path=settings.sftp_known_hosts,
             root_dir=settings.sftp_dir,
         )
-        try:
-            await sftp.start()
-        except TransientError as e:  # the server or its folder is away at start-up: it waits
-            log.warning("backup_target_unreachable", target="sftp", error=str(e))
-        except PermanentError as e:  # a host key or login refused: each backup fails with it
-            log.error("backup_target_refused", target="sftp", reason=e.reason, error=str(e))
-        return sftp
-    local = LocalFolderTarget(settings.backup_local_dir)
+        return await started(sftp, remote=True)
+    return await started(LocalFolderTarget(settings.backup_local_dir), remote=False)
+
+
+async def started(target: BackupTarget, *, remote: bool) -> BackupTarget:
+    """``target`` started, on one rule for every kind.
+
+    Away (transient: a server down, a volume unmounted): the worker starts and logs
+    ``backup_target_unreachable``; its backups wait, as they would for an outage later.
+
+    Refused (permanent):
+    - a remote target (a host key, a login or a bucket refused) is logged as
+      ``backup_target_refused`` and the worker starts: each backup answers ``BackupFailed``
+      with the reason, since the server's side can be mended without restarting the worker,
+      and its other roles go on;
+    - a local folder that cannot be made stops start-up, naming the setting: only start-up
+      makes the root, so every backup would otherwise wait for a folder nobody makes."""
     try:
-        await local.start()
-    except TransientError as e:  # away at start-up (a worker restarted mid-outage): it waits
-        log.warning("backup_target_unreachable", target="local", error=str(e))
-    return local
+        await target.start()
+    except TransientError as e:
+        log.warning("backup_target_unreachable", target=target.kind, error=str(e))
+    except PermanentError as e:
+        if not remote:
+            raise SettingsError(
+                f"invalid settings:\n  TENANT_BACKUP_LOCAL_DIR: cannot make the folder ({e})"
+            ) from e
+        log.error("backup_target_refused", target=target.kind, reason=e.reason, error=str(e))
+    return target

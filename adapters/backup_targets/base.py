@@ -63,6 +63,10 @@ class BackupTarget(Protocol):
 
     kind: str
 
+    async def start(self) -> None:
+        """At worker start-up only: connect, and make the root folder (or bucket) if missing.
+        Nothing else ever makes the root: a volume or folder away later is waited for."""
+
     def uri(self, key: str) -> str:
         """Where ``key`` lives, for humans and manifests (``file://``, ``s3://``, ``sftp://``)."""
 

@@ -10,7 +10,7 @@ import pytest
 from adapters.backup_targets.local import LocalFolderTarget
 from domain.errors import PermanentError, TransientError
 from runtime.backup_target import backup_target
-from runtime.settings import load_settings
+from runtime.settings import SettingsError, load_settings
 from tests.support.target_away import assert_every_call_waits
 
 KEY = "acme/b-1.dump.zst.age"
@@ -80,3 +80,13 @@ async def test_a_worker_starting_while_the_folder_is_away_starts_and_waits(
     root.mkdir()  # back
     await target.put(KEY, b"x")
     assert (root / KEY).read_bytes() == b"x"
+
+
+async def test_a_folder_that_cannot_be_made_stops_start_up_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /sys refuses a new folder even to root (EPERM): permanent, and only start-up makes the root.
+    monkeypatch.setenv("TENANT_BACKUP_LOCAL_DIR", "/sys/tenant-backups-test")
+    with pytest.raises(SettingsError) as e:
+        await backup_target(load_settings())
+    assert "TENANT_BACKUP_LOCAL_DIR" in str(e.value.code)
