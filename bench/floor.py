@@ -20,10 +20,12 @@ drifts over all of them alike. Time runs from the first fetched batch to the las
 """
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -134,8 +136,26 @@ def _handlers(pool: asyncpg.Pool, table: str, rep: int) -> dict[str, Handler]:
             "per batch": batched, "per batch, duplicates": batched}
 
 
-async def measure(n: int) -> dict[str, list[float]]:
-    """events/s per mode, REPS repetitions each."""
+@dataclass(frozen=True)
+class Floor:
+    """A filled floor topic and its inbox copy (see ``filled``)."""
+
+    bootstrap: str
+    topic: str
+    n: int
+    pool: asyncpg.Pool
+    table: str
+
+    async def run(self, mode: str, rep: int) -> float:
+        """events/s of one pass in ``mode``; ``rep`` names its inbox groups (a new ``rep`` for
+        a pass that must find the inbox empty of its ids)."""
+        return await _consume(self.bootstrap, self.topic, self.n,
+                              _handlers(self.pool, self.table, rep)[mode])
+
+
+@contextlib.asynccontextmanager
+async def filled(n: int) -> AsyncIterator[Floor]:
+    """A fresh topic of ``n`` records and an empty inbox copy, both dropped at the end."""
     settings = common.settings()
     await tenants.ensure_control(settings)
     control = quote_ident(settings.names.control_schema)
@@ -143,16 +163,10 @@ async def measure(n: int) -> dict[str, list[float]]:
     topic = f"{settings.namespace}.floor.{uuid.uuid4().hex[:6]}"
     boot = settings.kafka_bootstrap
     pool = await asyncpg.create_pool(common.dsn(), min_size=3, max_size=3)
-    figures: dict[str, list[float]] = {m: [] for m in MODES}
     try:
         await pool.execute(f"CREATE TABLE IF NOT EXISTS {table} (LIKE {control}.inbox INCLUDING ALL)")
         await _produce(boot, topic, settings.kafka_partitions, n)
-        for rep in range(common.REPS):
-            handlers = _handlers(pool, table, rep)
-            for mode in MODES:
-                figures[mode].append(await _consume(boot, topic, n, handlers[mode]))
-            print(f"  floor rep {rep}: " + ", ".join(f"{m} {v[-1]:.0f}/s"
-                                                     for m, v in figures.items()), flush=True)
+        yield Floor(boot, topic, n, pool, table)
     finally:
         await pool.execute(f"DROP TABLE IF EXISTS {table}")
         await pool.close()
@@ -162,6 +176,17 @@ async def measure(n: int) -> dict[str, list[float]]:
             await admin.delete_topics([topic])
         finally:
             await admin.close()
+
+
+async def measure(n: int) -> dict[str, list[float]]:
+    """events/s per mode, REPS repetitions each."""
+    figures: dict[str, list[float]] = {m: [] for m in MODES}
+    async with filled(n) as floor:
+        for rep in range(common.REPS):
+            for mode in MODES:
+                figures[mode].append(await floor.run(mode, rep))
+            print(f"  floor rep {rep}: " + ", ".join(f"{m} {v[-1]:.0f}/s"
+                                                     for m, v in figures.items()), flush=True)
     return figures
 
 

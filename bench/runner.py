@@ -3,7 +3,8 @@
 NAME: all (default: 200 / 1,000 / 1,000 / 100 MB / 1,000 events/s for 2 s: ~10 minutes here),
 full (500 / 1,000 / 1,000+5,000 / 300 MB / 1,000 events/s for 10 s; ~40 min),
 small (development sizes), or one of provisioning, rollout, metrics, backup, restore, broker,
-warm_pool, floor (the plain aiokafka + asyncpg floor, then the broker round trip against it), scaleout
+warm_pool, floor (the plain aiokafka + asyncpg floor, then the broker round trip against it, and
+bursts of ours each between two floor passes: bench/floor_paired.py), scaleout
 (the broker round trip on 2 worker processes against 1), profile (py-spy on the consumer path;
 writes results/consumer_profile.md, no table row).
 Each run gets its own namespace (topics, groups, control schema, relay lock), removed at the end
@@ -24,6 +25,7 @@ from bench import (
     broker_overhead,
     common,
     floor,
+    floor_paired,
     metrics_tick,
     provisioning,
     report,
@@ -67,8 +69,12 @@ async def _broker_and_floor(rate: int, records: int) -> None:
     common.save("broker_overhead", broker)
     print(f"== floor {records} records", flush=True)
     figures = await floor.measure(records)
-    common.save("floor", floor.rows(records, figures, broker[1].ours, broker[1].size,
-                                    apart=broker[2].ours))
+    rows = floor.rows(records, figures, broker[1].ours, broker[1].size, apart=broker[2].ours)
+    n = broker_overhead.burst_size()
+    print(f"== floor paired: {floor_paired.PAIRS} bursts of {n}, each between floor passes",
+          flush=True)
+    rows.append(floor_paired.row(n, *await floor_paired.measure(n)))
+    common.save("floor", rows)
 
 
 async def _all(sizes: dict[str, int]) -> None:
