@@ -2,7 +2,7 @@
 
 import os
 
-from bench import cpu, floor
+from bench import cpu, floor, floor_paired
 from bench.profile import summarise
 
 _CLI, _RUN = "<module> (tenantctl/cli.py:3)", "run (asyncio/runners.py:10)"
@@ -46,3 +46,14 @@ def test_floor_rows_compare_ours_with_each_floor_of_the_same_run() -> None:
     assert batch.baseline_name == "floor: per batch"
     assert batch.ratio == 0.26 and batch.met is True
     assert rows[5].ratio == 2.6 and rows[5].met is None  # per record: no goal set
+
+
+def test_paired_row_reads_its_goal_on_the_median_of_the_pairs_ratios() -> None:
+    # Medians of each side alone would give 300 / 1000 = 0.30; the pairs say 0.24 (each burst
+    # against the floor passes around it), and the goal is read on them.
+    ours = [300.0, 240.0, 480.0]
+    floors = [1000.0, 1000.0, 2000.0]
+    row = floor_paired.row(10_000, ours, floors)
+    assert row.met is False and row.ours == [0.3, 0.24, 0.24] and row.ratio is None
+    assert "per-pair ratios 0.30, 0.24, 0.24, median 0.24" in row.notes
+    assert floor_paired.row(10_000, [260.0, 250.0], [1000.0, 1000.0]).met is True
