@@ -37,13 +37,15 @@ async def _tick(conn: asyncpg.Connection, schema: str, tick: int, tenants: int) 
             tag,
         )
         await conn.execute(
-            f"INSERT INTO {schema}.outbox (event_id, topic, key, event_type, payload, sent_at)"
+            f"INSERT INTO {schema}.outbox (event_id, topic, key, event_type, payload)"
             " SELECT $1 || '-' || i, 'tenants.events', convert_to('tenant-' || i, 'UTF8'),"
-            " 'TenantMetricsCollected', convert_to(repeat('x', 400), 'UTF8'), now()"
+            " 'TenantMetricsCollected', convert_to(repeat('x', 400), 'UTF8')"
             " FROM generate_series(1, $2) i",
             tag,
             tenants,
         )
+        # Sent: the relay has dequeued them.
+        await conn.execute(f"TRUNCATE {schema}.outbox_pending")
         await conn.execute(
             f"INSERT INTO {schema}.backup_jobs (job_id, kind, tenant_id, cause_id, correlation_id,"
             " status) VALUES ($1, 'backup', 't', $1, 'c', 'succeeded')",

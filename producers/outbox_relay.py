@@ -7,15 +7,15 @@ when the leader's session ends, or within about ``leader_session_timeout_s`` +
 publish and mark republishes the same rows: consumers see a duplicate with the same event id,
 never a lost or invented result.
 
-Marking a batch sent is a non-HOT update of every row, which costs PostgreSQL as much as reading
-and publishing the batch together, and under load more (0.1-0.3 s for 1,000 rows in a backlog's
-drain, measured). So marks run in the background, in one task: while one UPDATE runs, the batches
-published meanwhile wait, and the next UPDATE marks them all at once. Publishing never waits for a
-mark until UNMARKED_BATCHES batches are published and not yet marked (PostgreSQL is behind, and
-every read leaves their ids out). Publishing never overlaps: batch N+1 is sent only after every
-record of batch N is acknowledged, so Kafka sees the outbox's order. A mark's failure surfaces at
-the next batch (or flush), which then steps down; the rows not marked are published again, as
-after a crash between publish and mark.
+Marking a batch sent deletes its ids from ``outbox_pending``: a statement and a commit (a WAL
+flush) that publishing need not wait for (until control migration 0015 it was an UPDATE of every
+row, 0.1-0.5 s for 1,000 rows in a backlog's drain, measured). So marks run in the background, in
+one task: while one mark runs, the batches published meanwhile wait, and the next marks them all
+at once. Publishing never waits for a mark until UNMARKED_BATCHES batches are published and not
+yet marked (PostgreSQL is behind, and every read leaves their ids out). Publishing never
+overlaps: batch N+1 is sent only after every record of batch N is acknowledged, so Kafka sees the
+outbox's order. A mark's failure surfaces at the next batch (or flush), which then steps down; the
+rows not marked are published again, as after a crash between publish and mark.
 """
 
 import asyncio
@@ -56,8 +56,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._backlog_due = 0.0  # time.monotonic() of the next backlog count while busy
         self._marking: asyncio.Task[None] | None = None  # marks what is published, then ends
-        self._in_flight: list[int] = []  # ids its running UPDATE marks
-        self._unmarked: list[int] = []  # ids published since, for its next UPDATE
+        self._in_flight: list[int] = []  # ids its running mark dequeues
+        self._unmarked: list[int] = []  # ids published since, for its next mark
         self._caught_up = False  # the last batch read was short: count the backlog after a mark
         self.election = leader_election(
             settings,
@@ -147,7 +147,7 @@ class OutboxRelay:
         self._marking, self._in_flight, self._unmarked = None, [], []
 
     async def _mark(self) -> None:
-        """Mark what is published sent, one UPDATE per round for all that waited, until nothing
+        """Mark what is published sent, one statement per round for all that waited, until nothing
         is left; then count the backlog: when the last batch caught up (so the gauge reaches 0
         at once), and at most every BACKLOG_EVERY_S while busy (counting scans every unsent
         row)."""

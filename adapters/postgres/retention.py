@@ -14,10 +14,15 @@ import asyncpg
 from adapters.postgres.errors import translated
 from domain.tenant_ids import quote_ident
 
-# table -> (age column, extra condition); each has an index on the age column (control 0010).
+# table -> (age column, extra condition); each has an index on the age column (control 0010,
+# the outbox's 0015).
 _PRUNABLE: dict[str, tuple[str, str]] = {
     "inbox": ("processed_at", "TRUE"),
-    "outbox": ("sent_at", "sent_at IS NOT NULL"),
+    # Published rows only: an id still in outbox_pending is a result not yet on Kafka.
+    "outbox": (
+        "created_at",
+        "NOT EXISTS (SELECT 1 FROM {control}.outbox_pending p WHERE p.id = outbox.id)",
+    ),
     "backup_jobs": ("updated_at", "status IN ('succeeded', 'failed')"),
     "restore_drills": ("drilled_at", "TRUE"),
     # Finished parked records; a waiting one is never pruned (it is still to be handled).

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from adapters.kafka.producer import KafkaEventPublisher
+from adapters.postgres.control_schema import ensure_control_schema
 from adapters.postgres.leader_lock import PostgresLeaderLock
 from adapters.postgres.outbox import PostgresOutbox
 from contracts import codec
@@ -55,12 +56,10 @@ class Scratch:
 async def scratch(
     pg: asyncpg.Connection, settings: Settings, session_worker: SessionWorker
 ) -> AsyncIterator[Scratch]:
-    """An outbox of our own, shaped like the control schema's (the session worker made it)."""
+    """A control schema of our own, built by the real control migrations."""
     schema = f"leader_test_{secrets.token_hex(4)}"
-    await pg.execute(f"CREATE SCHEMA {schema}")
-    await pg.execute(
-        f"CREATE TABLE {schema}.outbox (LIKE {settings.names.control_schema}.outbox INCLUDING ALL)"
-    )
+    names = settings.names
+    await ensure_control_schema(pg, schema, names.app_role, api_reader_role=names.api_reader_role)
     yield Scratch(schema, PostgresOutbox(schema))
     await pg.execute(f"DROP SCHEMA {schema} CASCADE")
 
@@ -88,8 +87,12 @@ async def _stage(pg: asyncpg.Connection, outbox: PostgresOutbox) -> str:
 
 
 async def _sent(pg: asyncpg.Connection, schema: str, event_id: str) -> bool:
-    sent = await pg.fetchval(f"SELECT sent_at FROM {schema}.outbox WHERE event_id = $1", event_id)
-    return sent is not None
+    sent = await pg.fetchval(
+        f"SELECT NOT EXISTS (SELECT 1 FROM {schema}.outbox_pending p WHERE p.id = o.id)"
+        f" FROM {schema}.outbox o WHERE o.event_id = $1",
+        event_id,
+    )
+    return sent is True  # None: no such row
 
 
 async def test_silently_cut_relay_leader_is_replaced_by_a_standby_that_publishes(

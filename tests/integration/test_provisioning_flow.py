@@ -137,7 +137,7 @@ async def test_registry_inbox_and_outbox_rows(
 
 async def _sent_outbox_row(pg: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
     row = await db.outbox_row(pg, event_id)
-    return row if row is not None and row["sent_at"] is not None else None
+    return row if row is not None and row["sent"] else None
 
 
 async def test_tenant_role_reads_and_writes_and_app_role_alone_sees_nothing(

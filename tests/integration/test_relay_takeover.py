@@ -96,9 +96,7 @@ async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
             # holding the lease, publishing what comes next, marking nothing.
             tx = blocker.transaction()
             await tx.start()
-            await blocker.execute(
-                f"SELECT 1 FROM {ns.CONTROL}.outbox WHERE event_id = $1 FOR UPDATE", first_id
-            )
+            await _lock_pending(blocker, first_id)
             await leader.start()
             await wait_until(lambda: _leads(leader), 30, what="the first relay leading")
             await results.first(first.id)
@@ -113,7 +111,7 @@ async def test_a_standby_relay_publishes_what_a_killed_leader_left_unsent(
             await results.all_of([r.id for r in later])
             for result_id in [first_id, *later_ids]:
                 row = await db.outbox_row(pg, result_id)
-                assert row is not None and row["sent_at"] is None, "marked past a stuck mark"
+                assert row is not None and not row["sent"], "marked past a stuck mark"
 
             assert await leader.kill() == -signal.SIGKILL
             for pid in marking:  # its mark dies with it (see the next test)
@@ -161,9 +159,7 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_the_same_even
             # A row lock lets the relay read and publish the row; its mark_sent then waits.
             tx = blocker.transaction()
             await tx.start()
-            await blocker.execute(
-                f"SELECT 1 FROM {ns.CONTROL}.outbox WHERE event_id = $1 FOR UPDATE", result_id
-            )
+            await _lock_pending(blocker, result_id)
             await relay.start()
             await results.first(request.id)
             marking = await wait_until(
@@ -180,7 +176,7 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_the_same_even
             )
             await tx.rollback()
             row = await db.outbox_row(pg, result_id)
-            assert row is not None and row["sent_at"] is None, "marked sent despite the crash"
+            assert row is not None and not row["sent"], "marked sent despite the crash"
 
             await session_worker.start()  # a fresh relay republishes the unmarked row
             await wait_until(
@@ -196,13 +192,23 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_the_same_even
         # Downstream deduplication on the id keeps exactly one result.
         assert len({e.id: e for e in copies}) == 1
         row = await db.outbox_row(pg, result_id)
-        assert row is not None and row["sent_at"] is not None
+        assert row is not None and row["sent"]
         assert await db.inbox_count(pg, topics.PROVISIONER_GROUP, request.id) == 1
     finally:
         await blocker.close()
         for worker in (provisioner, relay):
             if worker.running:
                 await worker.kill()
+
+
+async def _lock_pending(blocker: asyncpg.Connection, event_id: str) -> None:
+    """Lock the row's pending id: the relay reads and publishes the row, and its mark (the
+    delete of that id) waits."""
+    await blocker.execute(
+        f"SELECT 1 FROM {ns.CONTROL}.outbox_pending WHERE id ="
+        f" (SELECT id FROM {ns.CONTROL}.outbox WHERE event_id = $1) FOR UPDATE",
+        event_id,
+    )
 
 
 async def _blocked_by(pg: asyncpg.Connection, blocker: asyncpg.Connection) -> list[int]:
@@ -221,7 +227,7 @@ async def _gone(pg: asyncpg.Connection, pids: list[int]) -> bool:
 
 async def _all_marked(pg: asyncpg.Connection, event_ids: list[str]) -> bool:
     return not await pg.fetchval(
-        f"SELECT count(*) FROM {ns.CONTROL}.outbox WHERE event_id = ANY($1::text[])"
-        " AND sent_at IS NULL",
+        f"SELECT count(*) FROM {ns.CONTROL}.outbox_pending p JOIN {ns.CONTROL}.outbox o"
+        " ON o.id = p.id WHERE o.event_id = ANY($1::text[])",
         event_ids,
     )

@@ -51,10 +51,14 @@ async def test_old_rows_are_pruned_and_recent_unsent_or_unfinished_are_kept(
         f" ('g', 'recent', 'T', {RECENT})"
     )
     await pg.execute(
-        f"INSERT INTO {s}.outbox (event_id, topic, key, event_type, payload, created_at, sent_at)"
-        f" VALUES ('old-sent', 't', '', 'T', '', {OLD}, {OLD}),"
-        f" ('old-unsent', 't', '', 'T', '', {OLD}, NULL),"
-        f" ('recent-sent', 't', '', 'T', '', {OLD}, {RECENT})"
+        f"INSERT INTO {s}.outbox (event_id, topic, key, event_type, payload, created_at)"
+        f" VALUES ('old-sent', 't', '', 'T', '', {OLD}), ('old-unsent', 't', '', 'T', '', {OLD}),"
+        f" ('recent-sent', 't', '', 'T', '', {RECENT})"
+    )
+    # Staged rows are queued for the relay; it has published (dequeued) all but one.
+    await pg.execute(
+        f"DELETE FROM {s}.outbox_pending WHERE id IN (SELECT id FROM {s}.outbox"
+        " WHERE event_id IN ('old-sent', 'recent-sent'))"
     )
     jobs = [
         ("old-succeeded", "succeeded", OLD),

@@ -34,7 +34,13 @@ async def inbox_count(conn: asyncpg.Connection, group: str, event_id: str) -> in
 
 
 async def outbox_row(conn: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT * FROM {ns.CONTROL}.outbox WHERE event_id = $1", event_id)
+    """The outbox row of ``event_id`` with ``sent``: the relay has published it (its id is no
+    longer pending)."""
+    return await conn.fetchrow(
+        f"SELECT o.*, NOT EXISTS (SELECT 1 FROM {ns.CONTROL}.outbox_pending p WHERE p.id = o.id)"
+        f" AS sent FROM {ns.CONTROL}.outbox o WHERE o.event_id = $1",
+        event_id,
+    )
 
 
 async def registry_row(conn: asyncpg.Connection, tenant_id: str) -> asyncpg.Record | None:
@@ -58,7 +64,8 @@ async def drop_tenants(conn: asyncpg.Connection, tenant_ids: list[str]) -> None:
             tenant_ids,
         )
     await conn.execute(
-        f"DELETE FROM {ns.CONTROL}.outbox WHERE sent_at IS NOT NULL AND key = ANY($1::bytea[])",
+        f"DELETE FROM {ns.CONTROL}.outbox o WHERE key = ANY($1::bytea[])"
+        f" AND NOT EXISTS (SELECT 1 FROM {ns.CONTROL}.outbox_pending p WHERE p.id = o.id)",
         [t.encode() for t in tenant_ids],
     )
 
