@@ -1,4 +1,4 @@
-"""Prunes bookkeeping rows (inbox, finished parked records, sent outbox rows, finished jobs and
+"""Prunes bookkeeping rows (inbox, finished parked records, published outbox rows, finished jobs and
 their riders, drill reports, gone tenants' tick state, the API's finished operations and expired
 idempotency keys) by age, from one leader at a time.
 

@@ -128,7 +128,7 @@ SETTINGS: dict[str, str] = {
     "retention_interval_s": "How often the retention leader prunes.",
     "retention_batch_size": "Rows deleted per transaction when pruning.",
     "inbox_retention_s": "Age after which inbox rows are pruned; unset = `EVENT_MAX_AGE_S` + `EVENT_MAX_FUTURE_S` (older records are dead-lettered, never acted on), and a smaller value is refused at start-up. 0 = keep.",
-    "outbox_retention_s": "Age after which *sent* outbox rows are pruned (unsent rows never are). 0 = keep.",
+    "outbox_retention_s": "Age (since staged) after which *published* outbox rows are pruned (unpublished rows never are). 0 = keep.",
     "jobs_retention_s": "Age (since last update) after which finished backup/restore/erase jobs and their riders are pruned (pending and running jobs never are). 0 = keep.",
     "drills_retention_s": "Age after which restore-drill reports are pruned (the catalogue keeps each backup's last drill result). 0 = keep.",
     "ticks_retention_s": "Age after which the scheduler's per-tenant tick state of tenants no longer active or suspended is pruned. 0 = keep.",
