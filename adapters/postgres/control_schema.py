@@ -35,28 +35,36 @@ async def ensure_control_schema(
         async with conn.transaction():
             await lock_shared_catalog(conn)
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {schema}.control_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            applied = {
-                r["version"]
-                for r in await conn.fetch(f"SELECT version FROM {schema}.control_migrations")
-            }
-            for migration in load_migrations(CONTROL_DIR):
-                if migration.version in applied:
-                    continue
-                await conn.execute(f"SET LOCAL search_path TO {schema}")
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    f"INSERT INTO {schema}.control_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+            await migrate_control_schema(conn, control_schema)
             await _ensure_app_role(conn, app_role)
             await _ensure_api_reader_role(conn, control_schema, api_reader_role)
             await ensure_extensions(conn)
+
+
+async def migrate_control_schema(
+    conn: asyncpg.Connection, control_schema: str, *, before: int | None = None
+) -> None:
+    """In the caller's transaction, apply the control migrations ``control_schema`` has not
+    recorded (only those numbered below ``before``, when given: a test's older release)."""
+    schema = quote_ident(control_schema)
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {schema}.control_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied = {
+        r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.control_migrations")
+    }
+    for migration in load_migrations(CONTROL_DIR):
+        if migration.version in applied or (before is not None and migration.version >= before):
+            continue
+        await conn.execute(f"SET LOCAL search_path TO {schema}")
+        await conn.execute(migration.sql)
+        await conn.execute(
+            f"INSERT INTO {schema}.control_migrations (version, name) VALUES ($1, $2)",
+            migration.version,
+            migration.name,
+        )
 
 
 async def check_server_version(conn: asyncpg.Connection) -> int:

@@ -33,8 +33,8 @@ class OutboxRow(NamedTuple):  # a tuple: the relay reads a thousand of them a ba
 
 class PostgresOutbox:
     def __init__(self, control_schema: str, content_mode: codec.ContentMode = "structured") -> None:
-        self._table = f"{quote_ident(control_schema)}.outbox"
-        self._pending = f"{quote_ident(control_schema)}.outbox_pending"
+        schema = quote_ident(control_schema)
+        self._table, self._pending = f"{schema}.outbox", f"{schema}.outbox_pending"
         self._mode: codec.ContentMode = content_mode
 
     async def add(self, conn: asyncpg.Connection, envelope: Envelope) -> None:

@@ -12,14 +12,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from adapters.migration_files import load_migrations
-from adapters.postgres.control_schema import ensure_control_schema
+from adapters.postgres.control_schema import ensure_control_schema, migrate_control_schema
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.retention import PostgresRetention
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.events import TenantSuspended
-from migrations import CONTROL_DIR
 from runtime.settings import Settings
 from tests.support.stack import SessionWorker
 
@@ -104,20 +102,7 @@ async def test_the_upgrade_queues_every_row_the_previous_release_left_unsent(
     # The control schema as the previous release left it: every migration before the queue.
     async with pg.transaction():
         await pg.execute(f"CREATE SCHEMA {scratch}")
-        await pg.execute(
-            f"CREATE TABLE {scratch}.control_migrations (version integer PRIMARY KEY,"
-            " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in load_migrations(CONTROL_DIR):
-            if migration.version >= QUEUE_VERSION:
-                continue
-            await pg.execute(f"SET LOCAL search_path TO {scratch}")
-            await pg.execute(migration.sql)
-            await pg.execute(
-                f"INSERT INTO {scratch}.control_migrations (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
+        await migrate_control_schema(pg, scratch, before=QUEUE_VERSION)
     await pg.execute(
         f"INSERT INTO {scratch}.outbox (event_id, topic, key, event_type, payload, sent_at)"
         " SELECT 'ev-' || i, 'tenants.events', 't', 'TenantSuspended', '',"
