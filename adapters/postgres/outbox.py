@@ -74,20 +74,31 @@ class PostgresOutbox:
         """The first ``limit`` unsent rows in id order, leaving out the ids in ``skip`` (a batch
         published and still being marked sent). Exactly those ids: a row that committed late
         with an id among them must not be held back behind its tenant's later rows."""
+        # The queue's ids first, then their rows by the outbox's key: as a join, statistics
+        # taken while the queue was long made the planner merge it with the whole outbox (every
+        # row kept for the retention period, read on every poll).
         rows = await conn.fetch(
             "SELECT o.id, o.event_id, o.topic, o.key, o.event_type, o.payload, o.headers"
-            f" FROM {self._pending} p JOIN {self._table} o ON o.id = p.id"
+            f" FROM {self._table} o WHERE o.id = ANY(ARRAY("
+            f"SELECT p.id FROM {self._pending} p"
             # NOT IN a subquery is a hashed subplan: one probe per row, whatever the batch size.
             " WHERE p.id NOT IN (SELECT unnest($2::bigint[]))"
-            " ORDER BY p.id LIMIT $1",
+            " ORDER BY p.id LIMIT $1)) ORDER BY o.id",
             limit,
             list(skip),
         )
         # Fields by position and the headers made Kafka's here, in one pass: a relay batch is
         # a thousand rows, and lookups by name and a second pass showed in its profile.
         return [
-            OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bytes(r[5]),
-                      codec.kafka_headers(from_json(r[6])))
+            OutboxRow(
+                r[0],
+                r[1],
+                r[2],
+                bytes(r[3]),
+                r[4],
+                bytes(r[5]),
+                codec.kafka_headers(from_json(r[6])),
+            )
             for r in rows
         ]
 
@@ -95,10 +106,14 @@ class PostgresOutbox:
         await conn.execute(f"DELETE FROM {self._pending} WHERE id = ANY($1::bigint[])", ids)
 
     async def backlog(self, conn: asyncpg.Connection) -> tuple[int, float]:
-        """(unsent rows, age in seconds of the oldest unsent row)."""
+        """(unsent rows, age in seconds of the queue's head). The head is the oldest unsent row
+        by staging order (ids are taken as rows are staged); reading its age by key keeps this
+        one lookup however long the queue is, as it is after an outage of the broker."""
         row = await conn.fetchrow(
-            "SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(o.created_at)), 0)"
-            f" AS age FROM {self._pending} p JOIN {self._table} o ON o.id = p.id"
+            f"SELECT (SELECT count(*) FROM {self._pending}) AS n,"
+            " COALESCE(EXTRACT(EPOCH FROM now() - ("
+            f"SELECT o.created_at FROM {self._table} o"
+            f" WHERE o.id = (SELECT min(p.id) FROM {self._pending} p))), 0) AS age"
         )
         assert row is not None
         return int(row["n"]), float(row["age"])

@@ -14,6 +14,7 @@ import pytest
 
 from adapters.postgres.control_schema import ensure_control_schema, migrate_control_schema
 from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.pool import create_pool
 from adapters.postgres.retention import PostgresRetention
 from contracts import codec
 from contracts.envelope import Envelope
@@ -117,3 +118,62 @@ async def test_the_upgrade_queues_every_row_the_previous_release_left_unsent(
     # A previous release's relay cannot go on marking (or republishing) by the old column.
     with pytest.raises(asyncpg.UndefinedColumnError):
         await pg.fetch(f"SELECT id FROM {scratch}.outbox WHERE sent_at IS NULL")
+
+
+async def _outbox_rows_read(conn: asyncpg.Connection, schema: str) -> int:
+    """Rows of ``schema``'s outbox read so far by this backend and not yet flushed to the
+    cumulative statistics (so compared as a difference: they may hold earlier statements')."""
+    return await conn.fetchval(
+        "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+        " WHERE schemaname = $1 AND relname = 'outbox'",
+        schema,
+    )
+
+
+@pytest.mark.parametrize("planned_with", ["a long queue's statistics", "a new outbox"])
+async def test_the_relays_reads_cost_what_the_queue_holds_not_what_the_outbox_kept(
+    settings: Settings, scratch: str, planned_with: str
+) -> None:
+    # The outbox keeps published rows for the retention period (days); the queue holds only the
+    # unsent ones. Two plans once made every poll read every row the outbox had kept, so the
+    # relay slowed as the outbox grew: statistics taken while the queue was long made the
+    # planner merge-join the queue with the whole outbox, and a plan cached by the pool's
+    # connection while the outbox held its first few rows (a new deployment) scanned it whole
+    # until the next ANALYZE. Each is set up here on a connection of the service's own pool.
+    pool = await create_pool(settings.pg_pool, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await _control_schema(conn, settings, scratch)
+            outbox = PostgresOutbox(scratch)
+            if planned_with == "a new outbox":
+                for table in ("outbox", "outbox_pending"):  # no ANALYZE to replan it meanwhile
+                    await conn.execute(
+                        f"ALTER TABLE {scratch}.{table} SET (autovacuum_enabled = false)"
+                    )
+                await outbox.add_many(conn, [_suspended() for _ in range(5)])
+                for _ in range(10):  # past the server's five custom plans
+                    await outbox.unsent(conn, 1000)
+                    await outbox.backlog(conn)
+            kept, left = 20_000, 3
+            await conn.execute(
+                f"INSERT INTO {scratch}.outbox (event_id, topic, key, event_type, payload)"
+                " SELECT 'ev-' || i, 'tenants.events', 't', 'TenantSuspended', ''"
+                f" FROM generate_series(1, {kept}) i"
+            )
+            if planned_with == "a long queue's statistics":
+                await conn.execute(f"ANALYZE {scratch}.outbox")
+                await conn.execute(f"ANALYZE {scratch}.outbox_pending")
+            ids = [r[0] for r in await conn.fetch(f"SELECT id FROM {scratch}.outbox ORDER BY id")]
+            await outbox.mark_sent(conn, ids[:-left])
+
+            async with conn.transaction():
+                before = await _outbox_rows_read(conn, scratch)
+                rows = await outbox.unsent(conn, 1000)
+                backlog, _ = await outbox.backlog(conn)
+                read = await _outbox_rows_read(conn, scratch) - before
+    finally:
+        await pool.close()
+    assert [r.id for r in rows] == ids[-left:]
+    assert backlog == left
+    # The queued rows and the head's again, and nothing of the published rows.
+    assert read <= left + 1, f"the relay's reads fetched {read} outbox rows for {left} unsent"
