@@ -34,8 +34,8 @@ async def create_pool(config: PoolConfig, *, max_size: int | None = None) -> asy
                 "statement_timeout": str(config.statement_timeout_ms),
                 "lock_timeout": str(config.lock_timeout_ms),
                 # A plan per execution, never one cached for the connection's life: the queues
-                # (inbox, outbox, its queue, the warm pool) grow from a few rows to millions
-                # between two ANALYZEs, and a plan made while the outbox held its first rows
+                # (inbox, outbox, its queue, the warm pool) grow by orders of magnitude between
+                # two ANALYZEs, and a plan made while the outbox held its first rows
                 # scanned the whole of it on every poll. Our statements run per batch, not per
                 # event: the burst's PostgreSQL CPU per event did not rise with this (bench/).
                 "plan_cache_mode": "force_custom_plan",
