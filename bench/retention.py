@@ -1,8 +1,8 @@
 """Bookkeeping size over many metrics ticks: with retention (ours) vs without (baseline).
 
 Two control schemas built by the real control migrations receive the same writes per tick, as a
-metrics tick over N tenants leaves them: one inbox row (the MetricsDue), N published outbox rows (one
-TenantMetricsCollected per tenant), a finished backup job with a rider, a drill report. Ticks
+metrics tick over N tenants leaves them: one inbox row (the MetricsDue), N published outbox rows
+(one TenantMetricsCollected per tenant), a finished backup job with a rider, a drill report. Ticks
 come every ``TICK_S`` of real time; after each tick the pruned schema gets one round of
 ``producers.retention.Retention.prune_once`` (the leader's round) with every age = ``KEEP_TICKS``
 ticks. Figure: rows in the five tables after the last tick (lower is better); the notes show the
